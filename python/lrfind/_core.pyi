@@ -1,0 +1,163 @@
+"""Typed stubs of lrfind's Rust core (checked by ``python -m mypy.stubtest lrfind._core``)."""
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, final
+
+import numpy as np
+import numpy.typing as npt
+
+_Floats = npt.ArrayLike
+_Methods = str | Sequence[str] | Mapping[str, Mapping[str, Any] | None] | None
+
+METHODS: list[str]
+
+@final
+class Suggestion:
+    @property
+    def lr(self) -> float | None: ...
+    @property
+    def index(self) -> int | None: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+
+@final
+class Diagnosis:
+    @property
+    def kind(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def range(self) -> tuple[float, float] | None: ...
+
+@final
+class Analysis:
+    @property
+    def stop_index(self) -> int: ...
+    @property
+    def stop_reason(self) -> str | None: ...
+    @property
+    def smoothed(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def gradient(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def suggestions(self) -> dict[str, Suggestion]: ...
+    @property
+    def suggested_lr(self) -> float | None: ...
+    @property
+    def min_loss(self) -> float: ...
+    @property
+    def lr_at_min(self) -> float: ...
+    @property
+    def diagnosis(self) -> Diagnosis: ...
+
+@final
+class BatchAnalysis:
+    STOP_REASONS: ClassVar[tuple[str, str, str]]
+    DIAGNOSES: ClassVar[tuple[str, str, str, str, str, str]]
+    @property
+    def stop_index(self) -> npt.NDArray[np.int64]: ...
+    @property
+    def stop_reason(self) -> npt.NDArray[np.uint8]: ...
+    @property
+    def diagnosis(self) -> npt.NDArray[np.uint8]: ...
+    @property
+    def min_loss(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def lr_at_min(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def range_low(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def range_high(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def lr(self) -> dict[str, npt.NDArray[np.float64]]: ...
+    @property
+    def index(self) -> dict[str, npt.NDArray[np.int64]]: ...
+    def __len__(self) -> int: ...
+
+@final
+class Ema:
+    def __new__(cls, alpha: float = 0.05, debias: bool = False) -> Ema: ...
+    def update(self, x: float) -> float: ...
+    @property
+    def value(self) -> float | None: ...
+    @property
+    def count(self) -> int: ...
+
+@final
+class DivergenceDetector:
+    def __new__(
+        cls,
+        threshold: float = 10.0,
+        watch: str = "raw",
+        alpha: float = 0.05,
+        patience: int = 1,
+        min_steps: int = 0,
+        debias: bool = False,
+    ) -> DivergenceDetector: ...
+    def update(self, loss: float) -> bool: ...
+    @property
+    def stopped(self) -> bool: ...
+    @property
+    def stop_index(self) -> int | None: ...
+    @property
+    def stop_reason(self) -> str | None: ...
+    @property
+    def best(self) -> float | None: ...
+    @property
+    def smoothed(self) -> float | None: ...
+    @property
+    def count(self) -> int: ...
+
+def sweep_lrs(min_lr: float, max_lr: float, num_steps: int, mode: str = "exp") -> npt.NDArray[np.float64]: ...
+def warmup_cosine(
+    total_steps: int, warmup_steps: int, base_lr: float, min_lr: float = 0.0
+) -> npt.NDArray[np.float64]: ...
+def warmup_cosine_at(step: int, total_steps: int, warmup_steps: int, base_lr: float, min_lr: float = 0.0) -> float: ...
+def one_cycle(total_steps: int, base_lr: float, max_lr: float, pct_start: float = 0.3) -> npt.NDArray[np.float64]: ...
+def one_cycle_at(step: int, total_steps: int, base_lr: float, max_lr: float, pct_start: float = 0.3) -> float: ...
+def ema(values: _Floats, alpha: float = 0.05, debias: bool = False) -> npt.NDArray[np.float64]: ...
+def log_gradient(lrs: _Floats, losses: _Floats) -> npt.NDArray[np.float64]: ...
+def suggest(lrs: _Floats, losses: _Floats, method: str = "steepest", **params: Any) -> Suggestion: ...
+def analyze(
+    lrs: _Floats,
+    losses: _Floats,
+    *,
+    methods: _Methods = None,
+    threshold: float = 10.0,
+    watch: str = "raw",
+    alpha: float = 0.05,
+    debias: bool = False,
+    patience: int = 1,
+    min_steps: int = 0,
+    suggest_on: str = "raw",
+    arch: str | None = None,
+    min_points: int = 10,
+    immediate_steps: int = 5,
+    flat_tol: float = 0.02,
+    noise_tol: float = 0.25,
+    improving_tail: float = 0.1,
+    range_drop: float = 0.2,
+) -> Analysis: ...
+def analyze_batch(
+    lrs: _Floats,
+    losses: _Floats,
+    offsets: npt.ArrayLike,
+    *,
+    methods: _Methods = None,
+    threshold: float = 10.0,
+    watch: str = "raw",
+    alpha: float = 0.05,
+    debias: bool = False,
+    patience: int = 1,
+    min_steps: int = 0,
+    suggest_on: str = "raw",
+    arch: str | None = None,
+    min_points: int = 10,
+    immediate_steps: int = 5,
+    flat_tol: float = 0.02,
+    noise_tol: float = 0.25,
+    improving_tail: float = 0.1,
+    range_drop: float = 0.2,
+) -> BatchAnalysis: ...

@@ -1,0 +1,67 @@
+"""Analysis entry points that take more input shapes than the Rust core does."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from lrfind import _core
+
+
+def analyze_batch(lrs: Any, losses: Any, offsets: Any = None, **options: Any) -> _core.BatchAnalysis:
+    """Analyse many sweeps at once, in parallel, with the GIL released.
+
+    Three input shapes:
+
+    - flat ``lrs`` and ``losses`` (float32 or float64, 1-D, contiguous) with Arrow-style int64
+      ``offsets`` of length N + 1 (``offsets[0] == 0``, non-decreasing, last == buffer length):
+      sweep i is ``lrs[offsets[i]:offsets[i + 1]]``; no copy is made;
+    - two 2-D arrays of shape (N, L): N sweeps of equal length (C-contiguous input is not copied);
+    - two sequences of N 1-D arrays: ragged sweeps (concatenated once).
+
+    ``options`` are ``analyze``'s keyword arguments (``methods``, ``threshold``, ``watch``, ...),
+    applied to every sweep. Returns a ``BatchAnalysis`` whose row i equals ``analyze`` on sweep i.
+    """
+    if offsets is None:
+        lrs, losses, offsets = _flatten(lrs, losses)
+    return _core.analyze_batch(lrs, losses, offsets, **options)
+
+
+def diagnose(lrs: Any, losses: Any, **options: Any) -> _core.Diagnosis:
+    """Classify one sweep: good, flat, immediate_explosion, no_divergence, noisy or too_short.
+
+    Takes ``analyze``'s keyword arguments (the thresholds ``min_points=10``, ``immediate_steps=5``,
+    ``flat_tol=0.02``, ``noise_tol=0.25``, ``improving_tail=0.1``, ``range_drop=0.2``, and the
+    ``arch`` hint among them); the main suggestion defaults to ``"steepest"``. Returns the
+    ``Diagnosis`` (``kind``, ``message``, ``range``).
+    """
+    options.setdefault("methods", "steepest")
+    return _core.analyze(lrs, losses, **options).diagnosis
+
+
+def _flatten(lrs: Any, losses: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if isinstance(lrs, np.ndarray) and lrs.ndim == 2:
+        losses = np.asarray(losses)
+        if losses.shape != lrs.shape:
+            raise ValueError(f"losses must have the shape of lrs {lrs.shape}, got {losses.shape}")
+        n, length = lrs.shape
+        offsets = np.arange(n + 1, dtype=np.int64) * length
+        return np.ravel(lrs), np.ravel(losses), offsets
+    if isinstance(lrs, Sequence) and isinstance(losses, Sequence) and not isinstance(lrs, str):
+        if len(lrs) != len(losses):
+            raise ValueError(f"lrs and losses must hold as many sweeps, got {len(lrs)} and {len(losses)}")
+        lr_parts = [np.asarray(x, dtype=float).ravel() for x in lrs]
+        loss_parts = [np.asarray(x, dtype=float).ravel() for x in losses]
+        for i, (a, b) in enumerate(zip(lr_parts, loss_parts)):
+            if len(a) != len(b):
+                raise ValueError(f"sweep {i}: lrs and losses must have the same length, got {len(a)} and {len(b)}")
+        offsets = np.zeros(len(lr_parts) + 1, dtype=np.int64)
+        np.cumsum([len(a) for a in lr_parts], out=offsets[1:])
+        empty = np.empty(0)
+        return np.concatenate(lr_parts or [empty]), np.concatenate(loss_parts or [empty]), offsets
+    raise TypeError(
+        "analyze_batch needs offsets with flat lrs and losses, two 2-D arrays, or two lists of arrays; "
+        f"got lrs of type {type(lrs).__name__}"
+    )

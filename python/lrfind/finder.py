@@ -1,0 +1,83 @@
+"""The seed's framework-free ``LearningRateFinder``: any ``train_fn(lr) -> loss`` will do."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from lrfind import _core
+from lrfind.result import RangeTestResult
+
+
+class LearningRateFinder:
+    """Run the LR range test with any framework.
+
+    Args:
+        min_lr: first LR of the sweep (default 1e-7).
+        max_lr: last LR of the sweep (default 10.0); both ends are hit exactly.
+        num_steps: number of LRs, one training step each (default 100).
+        smooth_factor: EMA weight of the newest loss for the smoothed curve (default 0.05, the
+            seed's); the seed stored it but hard-coded 0.05, here it is used.
+        mode: ``"exp"`` (default) or ``"linear"`` LR spacing.
+        diverge_threshold: stop when the watched loss exceeds ``threshold x best`` (default 10.0,
+            the seed's; the rule is ``best + (threshold - 1) * |best|``, sound for losses <= 0).
+        watch: ``"raw"`` (default, the seed's) or ``"smoothed"`` loss for the stop rule.
+        patience: consecutive violations before stopping (default 1).
+        methods: suggestion methods, the first is the main one (default: every method, with the
+            seed's ``"steepest"`` first); see ``lrfind.analyze``.
+        suggest_on: ``"raw"`` (default, the seed's) or ``"smoothed"`` losses for the suggestions.
+        arch: optional architecture hint (``"mlp"``, ``"cnn"``, ``"transformer"``,
+            ``"fine-tuning"``, ``"large-batch"``) checked against the seed's table of LR ranges.
+    """
+
+    def __init__(
+        self,
+        min_lr: float = 1e-7,
+        max_lr: float = 10.0,
+        num_steps: int = 100,
+        smooth_factor: float = 0.05,
+        *,
+        mode: str = "exp",
+        diverge_threshold: float = 10.0,
+        watch: str = "raw",
+        patience: int = 1,
+        methods: str | Sequence[str] | dict[str, dict[str, Any]] | None = None,
+        suggest_on: str = "raw",
+        arch: str | None = None,
+    ) -> None:
+        # Validate everything now, not after the user's first training step.
+        self.lrs = _core.sweep_lrs(min_lr, max_lr, num_steps, mode)
+        _core.DivergenceDetector(diverge_threshold, watch, smooth_factor, patience)
+        self.min_lr, self.max_lr, self.num_steps, self.mode = min_lr, max_lr, num_steps, mode
+        self.smooth_factor = smooth_factor
+        self.options: dict[str, Any] = dict(
+            methods=methods,
+            threshold=diverge_threshold,
+            watch=watch,
+            alpha=smooth_factor,
+            patience=patience,
+            suggest_on=suggest_on,
+            arch=arch,
+        )
+
+    def range_test(self, train_fn: Callable[[float], Any]) -> RangeTestResult:
+        """Call ``train_fn(lr)`` once per LR of the sweep until the loss explodes.
+
+        ``train_fn`` sets the LR, does one training step and returns the loss (a float, or
+        anything ``float()`` takes, such as a 0-d tensor). Each loss goes through the streaming
+        Rust detector, so the bookkeeping costs well under a microsecond per step. Returns a
+        ``RangeTestResult``; ``result["suggested_lr"]`` works as in the seed.
+        """
+        o = self.options
+        detector = _core.DivergenceDetector(o["threshold"], o["watch"], o["alpha"], o["patience"])
+        losses: list[float] = []
+        for lr in self.lrs.tolist():
+            loss = train_fn(lr)
+            try:
+                value = float(loss)
+            except (TypeError, ValueError):
+                raise TypeError(f"train_fn must return the loss as a number, got {loss!r} at lr={lr:.3e}") from None
+            losses.append(value)
+            if detector.update(value):
+                break
+        return RangeTestResult.from_sweep(self.lrs[: len(losses)], losses, **o)

@@ -1,0 +1,287 @@
+//! One sweep, all at once: stop, smoothing, gradient, every suggestion and the diagnosis.
+
+use crate::diagnose::{diagnose_checked, DiagnoseConfig, Diagnosis};
+use crate::diverge::{detect, DivergenceConfig, DivergenceDetector, StopReason};
+use crate::error::{check_sweep, param, Result};
+use crate::gradient::gradient_into;
+use crate::suggest::{suggest_checked, Method, Reason, Scratch, Suggestion};
+
+/// Which series the suggestions (and `min_loss`) read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SuggestOn {
+    /// The raw losses, as the seed.
+    Raw,
+    /// The EMA-smoothed losses, as the peers.
+    Smoothed,
+}
+
+impl SuggestOn {
+    /// Parses `"raw"` or `"smoothed"`.
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "raw" => Ok(Self::Raw),
+            "smoothed" => Ok(Self::Smoothed),
+            other => Err(param("suggest_on", "\"raw\" or \"smoothed\"", format!("{other:?}"))),
+        }
+    }
+}
+
+/// Everything `analyze` needs to know; `Default` is the seed's pipeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalyzeConfig {
+    /// When the sweep stopped (the EMA settings also make `smoothed`).
+    pub detector: DivergenceConfig,
+    /// Suggestion methods; the first is the main one (`suggested_lr`, diagnosis).
+    pub methods: Vec<Method>,
+    /// The series the suggestions read.
+    pub suggest_on: SuggestOn,
+    /// Diagnosis thresholds.
+    pub diagnose: DiagnoseConfig,
+}
+
+impl Default for AnalyzeConfig {
+    /// Stop at raw loss above 10x the best; `steepest` with 10% back-off on the raw points.
+    fn default() -> Self {
+        let detector = DivergenceConfig::default();
+        Self {
+            methods: vec![Method::from_params("steepest", &[], detector).expect("defaults are valid")],
+            detector,
+            suggest_on: SuggestOn::Raw,
+            diagnose: DiagnoseConfig::default(),
+        }
+    }
+}
+
+impl AnalyzeConfig {
+    /// Checks every part.
+    pub fn validate(&self) -> Result<()> {
+        self.detector.validate()?;
+        self.diagnose.validate()?;
+        if self.methods.is_empty() {
+            return Err(param("methods", "at least one method", "none"));
+        }
+        Ok(())
+    }
+}
+
+/// The full reading of one sweep.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Analysis {
+    /// Index of the point that stopped the sweep and why; the curve is the points before it.
+    pub stop: Option<(usize, StopReason)>,
+    /// EMA of the losses before the stop.
+    pub smoothed: Vec<f64>,
+    /// `np.gradient(series, np.log(lrs))` of the suggestion series before the stop (empty below 2 points).
+    pub gradient: Vec<f64>,
+    /// One suggestion per configured method, in order.
+    pub suggestions: Vec<Suggestion>,
+    /// Lowest loss of the suggestion series before the stop (NaN if there is no point).
+    pub min_loss: f64,
+    /// LR at that loss (NaN if there is no point).
+    pub lr_at_min: f64,
+    /// The verdict.
+    pub diagnosis: Diagnosis,
+}
+
+impl Analysis {
+    /// The main method's suggested LR.
+    pub fn suggested_lr(&self) -> Option<f64> {
+        self.suggestions.first().and_then(|s| s.lr)
+    }
+}
+
+/// What `analyze` and `analyze_batch` share for one sweep; the curves stay in [`Work`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Summary {
+    pub stop: Option<(usize, StopReason)>,
+    pub min_loss: f64,
+    pub lr_at_min: f64,
+    pub diagnosis: Diagnosis,
+}
+
+/// Per-worker buffers: a batch allocates them once per thread, not once per sweep.
+#[derive(Debug, Default)]
+pub(crate) struct Work {
+    pub lrs: Vec<f64>,
+    pub raw: Vec<f64>,
+    pub smoothed: Vec<f64>,
+    pub suggest: Scratch,
+    pub diag: Vec<f64>,
+}
+
+impl Work {
+    fn series(&self, on: SuggestOn) -> &[f64] {
+        match on {
+            SuggestOn::Raw => &self.raw,
+            SuggestOn::Smoothed => &self.smoothed,
+        }
+    }
+}
+
+/// Reads one sweep: LRs finite, positive and strictly increasing; losses may hold NaN/inf.
+pub fn analyze<L, F>(lrs: &[L], losses: &[F], config: &AnalyzeConfig) -> Result<Analysis>
+where
+    L: Copy + Into<f64>,
+    F: Copy + Into<f64>,
+{
+    config.validate()?;
+    let mut work = Work::default();
+    let mut suggestions = Vec::with_capacity(config.methods.len());
+    let summary = analyze_into(lrs, losses, config, &mut work, &mut suggestions)?;
+    let series = work.series(config.suggest_on);
+    let mut gradient = vec![0.0; series.len()];
+    if series.len() >= 2 {
+        let x: Vec<f64> = work.lrs.iter().map(|v| v.ln()).collect();
+        gradient_into(&x, series, &mut gradient);
+    } else {
+        gradient.clear();
+    }
+    Ok(Analysis {
+        stop: summary.stop,
+        smoothed: std::mem::take(&mut work.smoothed),
+        gradient,
+        suggestions,
+        min_loss: summary.min_loss,
+        lr_at_min: summary.lr_at_min,
+        diagnosis: summary.diagnosis,
+    })
+}
+
+/// The shared body of `analyze` and `analyze_batch`: validates the sweep, fills `work` with the
+/// points before the stop, appends one suggestion per method to `out`.
+pub(crate) fn analyze_into<L, F>(
+    lrs: &[L],
+    losses: &[F],
+    config: &AnalyzeConfig,
+    work: &mut Work,
+    out: &mut Vec<Suggestion>,
+) -> Result<Summary>
+where
+    L: Copy + Into<f64>,
+    F: Copy + Into<f64>,
+{
+    check_sweep(lrs, losses)?;
+    let mut detector = DivergenceDetector::new(config.detector)?;
+    work.lrs.clear();
+    work.raw.clear();
+    work.smoothed.clear();
+    for (&lr, &loss) in lrs.iter().zip(losses) {
+        let loss = loss.into();
+        if detector.update(loss) {
+            break;
+        }
+        work.lrs.push(lr.into());
+        work.raw.push(loss);
+        work.smoothed.push(detector.smoothed().unwrap_or(f64::NAN));
+    }
+    let stop = detector.stop();
+    // With patience > 1 the stop lies before the point that decided it.
+    let kept = stop.map_or(work.raw.len(), |(i, _)| i);
+    work.lrs.truncate(kept);
+    work.raw.truncate(kept);
+    work.smoothed.truncate(kept);
+
+    let series = match config.suggest_on {
+        SuggestOn::Raw => &work.raw,
+        SuggestOn::Smoothed => &work.smoothed,
+    };
+    for method in &config.methods {
+        let s = match method {
+            Method::Explosion { factor, detector: own } => {
+                let at =
+                    if own == &config.detector { stop.map(|(i, _)| i) } else { detect(losses, *own)?.map(|(i, _)| i) };
+                match at {
+                    Some(at) => Suggestion {
+                        lr: Some(lrs[at].into() / factor),
+                        index: Some(at),
+                        method: "explosion",
+                        reason: Reason::Explosion { at, factor: *factor },
+                    },
+                    None => Suggestion { lr: None, index: None, method: "explosion", reason: Reason::NeverExploded },
+                }
+            }
+            m => suggest_checked(&work.lrs, series, m, None, &mut work.suggest),
+        };
+        out.push(s);
+    }
+    let (min_loss, lr_at_min) = match crate::suggest::argmin(series) {
+        Some(i) => (series[i], work.lrs[i]),
+        None => (f64::NAN, f64::NAN),
+    };
+    let stop_lr = stop.map(|(i, reason)| (i, reason, lrs[i].into()));
+    let suggested = out.first().and_then(|s| s.lr);
+    let diagnosis =
+        diagnose_checked(&work.lrs, &work.raw, &work.smoothed, stop_lr, suggested, &config.diagnose, &mut work.diag);
+    Ok(Summary { stop, min_loss, lr_at_min, diagnosis })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnose::DiagnosisKind;
+    use crate::suggest::Param;
+
+    fn curve() -> (Vec<f64>, Vec<f64>) {
+        let lrs = crate::sweep_lrs(1e-7, 10.0, 100, crate::SweepMode::Exp).unwrap();
+        let losses = lrs
+            .iter()
+            .map(|&lr: &f64| {
+                let x = lr.log10();
+                if x > 0.0 {
+                    f64::NAN
+                } else {
+                    2.3 - 0.8 / (1.0 + (-(x + 3.0) * 2.5).exp()) + if x > -2.0 { 5.0 * (x + 2.0).powi(2) } else { 0.0 }
+                }
+            })
+            .collect();
+        (lrs, losses)
+    }
+
+    #[test]
+    fn seed_pipeline() {
+        let (lrs, losses) = curve();
+        let a = analyze(&lrs, &losses, &AnalyzeConfig::default()).unwrap();
+        let (stop, reason) = a.stop.unwrap();
+        assert_eq!(reason, StopReason::Threshold);
+        assert!(losses[stop] > 10.0 * losses[..stop].iter().cloned().fold(f64::INFINITY, f64::min));
+        assert_eq!(a.smoothed.len(), stop);
+        assert_eq!(a.gradient.len(), stop);
+        let direct = crate::suggest(&lrs[..stop], &losses[..stop], &a_method("steepest")).unwrap();
+        assert_eq!(a.suggestions[0], direct);
+        assert_eq!(a.suggested_lr(), direct.lr);
+        assert_eq!(a.diagnosis.kind, DiagnosisKind::Good);
+    }
+
+    fn a_method(name: &str) -> Method {
+        Method::from_params(name, &[], DivergenceConfig::default()).unwrap()
+    }
+
+    #[test]
+    fn explosion_uses_the_whole_sweep() {
+        let (lrs, losses) = curve();
+        let cfg = AnalyzeConfig { methods: vec![a_method("explosion")], ..Default::default() };
+        let a = analyze(&lrs, &losses, &cfg).unwrap();
+        let at = a.stop.unwrap().0;
+        assert_eq!(a.suggestions[0].index, Some(at));
+        assert_eq!(a.suggestions[0].lr, Some(lrs[at] / 10.0));
+        // A different rule for the method is honoured.
+        let own =
+            Method::from_params("explosion", &[("threshold", Param::Num(1e9))], DivergenceConfig::default()).unwrap();
+        let cfg = AnalyzeConfig { methods: vec![own], ..Default::default() };
+        let a = analyze(&lrs, &losses, &cfg).unwrap();
+        let nan_at = losses.iter().position(|v| v.is_nan()).unwrap();
+        assert_eq!(a.suggestions[0].index, Some(nan_at));
+    }
+
+    #[test]
+    fn empty_and_mixed_types() {
+        let a = analyze::<f64, f64>(&[], &[], &AnalyzeConfig::default()).unwrap();
+        assert_eq!((a.stop, a.suggested_lr(), a.diagnosis.kind), (None, None, DiagnosisKind::TooShort));
+        assert!(a.min_loss.is_nan());
+        let lrs = [1e-3f64, 1e-2, 1e-1];
+        let a = analyze(&lrs, &[1.0f32, 0.5, 0.25], &AnalyzeConfig::default()).unwrap();
+        assert_eq!((a.min_loss, a.lr_at_min), (0.25, 1e-1));
+        let bad = AnalyzeConfig { methods: vec![], ..Default::default() };
+        assert_eq!(analyze(&lrs, &lrs, &bad).unwrap_err().to_string(), "methods must be at least one method, got none");
+    }
+}

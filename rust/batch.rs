@@ -1,0 +1,264 @@
+//! Many sweeps at once: ragged sweeps in flat buffers, analysed in parallel into columns.
+
+use rayon::join;
+
+use crate::analyze::{analyze_into, AnalyzeConfig, Work};
+use crate::error::{param, Error, Result};
+
+/// Column-wise results of [`analyze_batch`], one entry per sweep.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchAnalysis {
+    /// Index of the point that stopped each sweep, -1 if none.
+    pub stop_index: Vec<i64>,
+    /// [`StopReason::code`](crate::StopReason::code), 0 if the sweep did not stop.
+    pub stop_reason: Vec<u8>,
+    /// [`DiagnosisKind::code`](crate::DiagnosisKind::code).
+    pub diagnosis: Vec<u8>,
+    /// Lowest loss of the suggestion series before the stop (NaN if none).
+    pub min_loss: Vec<f64>,
+    /// LR at that loss (NaN if none).
+    pub lr_at_min: Vec<f64>,
+    /// Low end of the good range (NaN if none).
+    pub range_low: Vec<f64>,
+    /// High end of the good range (NaN if none).
+    pub range_high: Vec<f64>,
+    /// Per method (config order): the suggested LR of each sweep (NaN if none).
+    pub lr: Vec<Vec<f64>>,
+    /// Per method (config order): the index of each suggestion (-1 if none).
+    pub index: Vec<Vec<i64>>,
+}
+
+/// Sweeps per task: enough to amortise rayon's scheduling, few enough to balance two cores.
+const GRAIN: usize = 512;
+
+/// Analyses `offsets.len() - 1` sweeps stored back to back: sweep `i` is
+/// `lrs[offsets[i]..offsets[i + 1]]` (Arrow-style offsets, starting at 0, non-decreasing,
+/// ending at the buffers' length). Row `i` equals [`analyze`](crate::analyze) on sweep `i`.
+/// Runs on rayon's pool; extra memory per worker is one sweep's buffers.
+pub fn analyze_batch<L, F>(lrs: &[L], losses: &[F], offsets: &[i64], config: &AnalyzeConfig) -> Result<BatchAnalysis>
+where
+    L: Copy + Into<f64> + Sync,
+    F: Copy + Into<f64> + Sync,
+{
+    config.validate()?;
+    check_offsets(offsets, lrs.len(), losses.len())?;
+    let n = offsets.len() - 1;
+    let m = config.methods.len();
+    let mut out = BatchAnalysis {
+        stop_index: vec![-1; n],
+        stop_reason: vec![0; n],
+        diagnosis: vec![0; n],
+        min_loss: vec![f64::NAN; n],
+        lr_at_min: vec![f64::NAN; n],
+        range_low: vec![f64::NAN; n],
+        range_high: vec![f64::NAN; n],
+        lr: vec![vec![f64::NAN; n]; m],
+        index: vec![vec![-1; n]; m],
+    };
+    let rows = Rows {
+        first: 0,
+        stop_index: &mut out.stop_index,
+        stop_reason: &mut out.stop_reason,
+        diagnosis: &mut out.diagnosis,
+        min_loss: &mut out.min_loss,
+        lr_at_min: &mut out.lr_at_min,
+        range_low: &mut out.range_low,
+        range_high: &mut out.range_high,
+        lr: out.lr.iter_mut().map(|c| c.as_mut_slice()).collect(),
+        index: out.index.iter_mut().map(|c| c.as_mut_slice()).collect(),
+    };
+    fill(rows, lrs, losses, offsets, config)?;
+    Ok(out)
+}
+
+fn check_offsets(offsets: &[i64], len: usize, losses_len: usize) -> Result<()> {
+    if len != losses_len {
+        return Err(Error::Length { name: "lrs", other: "losses", len, other_len: losses_len });
+    }
+    match offsets.first() {
+        None => return Err(param("offsets", "at least one entry (N sweeps need N + 1)", "an empty array")),
+        Some(&first) if first != 0 => return Err(param("offsets[0]", "0", first)),
+        _ => {}
+    }
+    if let Some(i) = offsets.windows(2).position(|w| w[1] < w[0]) {
+        return Err(Error::Element {
+            name: "offsets",
+            index: i + 1,
+            expected: "non-decreasing",
+            value: format!("{} after {}", offsets[i + 1], offsets[i]),
+        });
+    }
+    let last = offsets[offsets.len() - 1];
+    if last != len as i64 {
+        return Err(Error::Element {
+            name: "offsets",
+            index: offsets.len() - 1,
+            expected: "the buffers' length",
+            value: format!("{last} for buffers of length {len}"),
+        });
+    }
+    Ok(())
+}
+
+/// Mutable views of a contiguous block of output rows, split in halves for `rayon::join`.
+struct Rows<'a> {
+    first: usize,
+    stop_index: &'a mut [i64],
+    stop_reason: &'a mut [u8],
+    diagnosis: &'a mut [u8],
+    min_loss: &'a mut [f64],
+    lr_at_min: &'a mut [f64],
+    range_low: &'a mut [f64],
+    range_high: &'a mut [f64],
+    lr: Vec<&'a mut [f64]>,
+    index: Vec<&'a mut [i64]>,
+}
+
+impl<'a> Rows<'a> {
+    fn split(self, mid: usize) -> (Rows<'a>, Rows<'a>) {
+        let (lr_a, lr_b): (Vec<_>, Vec<_>) = self.lr.into_iter().map(|c| c.split_at_mut(mid)).unzip();
+        let (ix_a, ix_b): (Vec<_>, Vec<_>) = self.index.into_iter().map(|c| c.split_at_mut(mid)).unzip();
+        let (si_a, si_b) = self.stop_index.split_at_mut(mid);
+        let (sr_a, sr_b) = self.stop_reason.split_at_mut(mid);
+        let (dg_a, dg_b) = self.diagnosis.split_at_mut(mid);
+        let (ml_a, ml_b) = self.min_loss.split_at_mut(mid);
+        let (lm_a, lm_b) = self.lr_at_min.split_at_mut(mid);
+        let (rl_a, rl_b) = self.range_low.split_at_mut(mid);
+        let (rh_a, rh_b) = self.range_high.split_at_mut(mid);
+        (
+            Rows {
+                first: self.first,
+                stop_index: si_a,
+                stop_reason: sr_a,
+                diagnosis: dg_a,
+                min_loss: ml_a,
+                lr_at_min: lm_a,
+                range_low: rl_a,
+                range_high: rh_a,
+                lr: lr_a,
+                index: ix_a,
+            },
+            Rows {
+                first: self.first + mid,
+                stop_index: si_b,
+                stop_reason: sr_b,
+                diagnosis: dg_b,
+                min_loss: ml_b,
+                lr_at_min: lm_b,
+                range_low: rl_b,
+                range_high: rh_b,
+                lr: lr_b,
+                index: ix_b,
+            },
+        )
+    }
+}
+
+/// Fills `rows`, halving until a block is one task; the first error by sweep index wins.
+fn fill<L, F>(mut rows: Rows<'_>, lrs: &[L], losses: &[F], offsets: &[i64], config: &AnalyzeConfig) -> Result<()>
+where
+    L: Copy + Into<f64> + Sync,
+    F: Copy + Into<f64> + Sync,
+{
+    let len = rows.stop_index.len();
+    if len > GRAIN {
+        let (a, b) = rows.split(len / 2);
+        let (ra, rb) = join(|| fill(a, lrs, losses, offsets, config), || fill(b, lrs, losses, offsets, config));
+        return ra.and(rb);
+    }
+    let mut work = Work::default();
+    let mut suggestions = Vec::with_capacity(config.methods.len());
+    for r in 0..len {
+        let sweep = rows.first + r;
+        // Offsets were checked: in range and non-decreasing.
+        let (a, b) = (offsets[sweep] as usize, offsets[sweep + 1] as usize);
+        suggestions.clear();
+        let s = analyze_into(&lrs[a..b], &losses[a..b], config, &mut work, &mut suggestions)
+            .map_err(|e| Error::Sweep { index: sweep, source: Box::new(e) })?;
+        if let Some((i, reason)) = s.stop {
+            rows.stop_index[r] = i as i64;
+            rows.stop_reason[r] = reason.code();
+        }
+        rows.diagnosis[r] = s.diagnosis.kind.code();
+        rows.min_loss[r] = s.min_loss;
+        rows.lr_at_min[r] = s.lr_at_min;
+        if let Some((lo, hi)) = s.diagnosis.range {
+            rows.range_low[r] = lo;
+            rows.range_high[r] = hi;
+        }
+        for (j, sg) in suggestions.iter().enumerate() {
+            rows.lr[j][r] = sg.lr.unwrap_or(f64::NAN);
+            rows.index[j][r] = sg.index.map_or(-1, |i| i as i64);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::analyze;
+    use crate::suggest::Method;
+    use crate::DivergenceConfig;
+    use proptest::prelude::*;
+
+    fn config() -> AnalyzeConfig {
+        let d = DivergenceConfig::default();
+        let methods = crate::METHOD_NAMES.iter().map(|n| Method::from_params(n, &[], d).unwrap()).collect();
+        AnalyzeConfig { methods, ..Default::default() }
+    }
+
+    #[test]
+    fn offsets_are_checked() {
+        let cfg = AnalyzeConfig::default();
+        let x = [1e-3, 1e-2, 1e-1];
+        let err = |o: &[i64]| analyze_batch(&x, &x, o, &cfg).unwrap_err().to_string();
+        assert_eq!(err(&[]), "offsets must be at least one entry (N sweeps need N + 1), got an empty array");
+        assert_eq!(err(&[1, 3]), "offsets[0] must be 0, got 1");
+        assert_eq!(err(&[0, 2, 1, 3]), "offsets[2] must be non-decreasing, got 1 after 2");
+        assert_eq!(err(&[0, 2]), "offsets[1] must be the buffers' length, got 2 for buffers of length 3");
+        let e = analyze_batch(&[1e-3, 1e-2, 1e-3], &x, &[0, 1, 3], &cfg).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "sweep 1: lrs[1] must be strictly greater than the previous LR, got 0.001 after 0.01"
+        );
+        assert_eq!(
+            analyze_batch(&x, &x, &[0, 0, 3], &cfg).unwrap().stop_index,
+            vec![-1, 2],
+            "empty sweep, then 0.1 > 10 x 0.001"
+        );
+    }
+
+    proptest! {
+        /// Every row of the batch equals `analyze` on that sweep, across many blocks.
+        #[test]
+        fn rows_equal_analyze(lens in prop::collection::vec(0usize..40, 1..1500), seed in 0u64..1000) {
+            let mut lrs = vec![];
+            let mut losses = vec![];
+            let mut offsets = vec![0i64];
+            let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            for &n in &lens {
+                for i in 0..n {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    let noise = (state >> 11) as f64 / (1u64 << 53) as f64;
+                    lrs.push(1e-6 * 1.5f64.powi(i as i32));
+                    losses.push(if noise > 0.97 { f64::NAN } else { 2.0 - (i as f64 / 10.0).tanh() + noise * (1.0 + i as f64 / 4.0) });
+                }
+                offsets.push(lrs.len() as i64);
+            }
+            let cfg = config();
+            let batch = analyze_batch(&lrs, &losses, &offsets, &cfg).unwrap();
+            for (k, w) in offsets.windows(2).enumerate() {
+                let (a, b) = (w[0] as usize, w[1] as usize);
+                let one = analyze(&lrs[a..b], &losses[a..b], &cfg).unwrap();
+                prop_assert_eq!(batch.stop_index[k], one.stop.map_or(-1, |(i, _)| i as i64));
+                prop_assert_eq!(batch.diagnosis[k], one.diagnosis.kind.code());
+                for (j, s) in one.suggestions.iter().enumerate() {
+                    prop_assert_eq!(batch.index[j][k], s.index.map_or(-1, |i| i as i64));
+                    prop_assert!(batch.lr[j][k] == s.lr.unwrap_or(f64::NAN) || (batch.lr[j][k].is_nan() && s.lr.is_none()));
+                }
+                prop_assert!(batch.min_loss[k] == one.min_loss || (batch.min_loss[k].is_nan() && one.min_loss.is_nan()));
+            }
+        }
+    }
+}

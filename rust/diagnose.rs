@@ -1,0 +1,391 @@
+//! What a sweep says about the training setup: the seed's "Interpreting Results" as a classifier.
+
+use std::fmt;
+
+use crate::diverge::StopReason;
+use crate::error::{param, Result};
+
+/// The kind of curve, after the seed's summary table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiagnosisKind {
+    /// A clear descent before the explosion: the range of good LRs is known.
+    Good,
+    /// The loss barely moves: the model is not learning.
+    Flat,
+    /// The loss exploded at the start, or before it ever fell: a broken setup.
+    ImmediateExplosion,
+    /// Still improving at the largest LR: the range is too low.
+    NoDivergence,
+    /// The noise is large against the descent: the reading is unreliable.
+    Noisy,
+    /// Too few points to read anything.
+    TooShort,
+}
+
+impl DiagnosisKind {
+    /// Every kind, in code order (`code()` indexes this).
+    pub const ALL: [DiagnosisKind; 6] = [
+        DiagnosisKind::Good,
+        DiagnosisKind::Flat,
+        DiagnosisKind::ImmediateExplosion,
+        DiagnosisKind::NoDivergence,
+        DiagnosisKind::Noisy,
+        DiagnosisKind::TooShort,
+    ];
+
+    /// `"good"`, `"flat"`, `"immediate_explosion"`, `"no_divergence"`, `"noisy"`, `"too_short"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DiagnosisKind::Good => "good",
+            DiagnosisKind::Flat => "flat",
+            DiagnosisKind::ImmediateExplosion => "immediate_explosion",
+            DiagnosisKind::NoDivergence => "no_divergence",
+            DiagnosisKind::Noisy => "noisy",
+            DiagnosisKind::TooShort => "too_short",
+        }
+    }
+
+    /// Small integer code for columnar output, the position in [`DiagnosisKind::ALL`].
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+/// Architecture hint: the seed's table of common LR ranges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    /// Multi-layer perceptron: 1e-4 to 1e-2.
+    Mlp,
+    /// Convolutional network: 1e-4 to 1e-2.
+    Cnn,
+    /// Transformer: 1e-5 to 1e-3.
+    Transformer,
+    /// Fine-tuning a pretrained model: 1e-6 to 1e-4.
+    FineTuning,
+    /// Large-batch training: 1e-3 to 1e-1.
+    LargeBatch,
+}
+
+impl Arch {
+    /// Parses `"mlp"`, `"cnn"`, `"transformer"`, `"fine-tuning"` or `"large-batch"`.
+    pub fn parse(name: &str) -> Result<Self> {
+        Ok(match name {
+            "mlp" => Arch::Mlp,
+            "cnn" => Arch::Cnn,
+            "transformer" => Arch::Transformer,
+            "fine-tuning" => Arch::FineTuning,
+            "large-batch" => Arch::LargeBatch,
+            other => {
+                return Err(param(
+                    "arch",
+                    "one of mlp, cnn, transformer, fine-tuning, large-batch",
+                    format!("{other:?}"),
+                ))
+            }
+        })
+    }
+
+    /// The typical LR range (low, high) from the seed's table.
+    pub fn typical_range(self) -> (f64, f64) {
+        match self {
+            Arch::Mlp | Arch::Cnn => (1e-4, 1e-2),
+            Arch::Transformer => (1e-5, 1e-3),
+            Arch::FineTuning => (1e-6, 1e-4),
+            Arch::LargeBatch => (1e-3, 1e-1),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Arch::Mlp => "an MLP",
+            Arch::Cnn => "a CNN",
+            Arch::Transformer => "a transformer",
+            Arch::FineTuning => "fine-tuning",
+            Arch::LargeBatch => "large-batch training",
+        }
+    }
+}
+
+/// The thresholds of the classifier.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DiagnoseConfig {
+    /// Fewer points before the stop than this is `too_short` (default 10).
+    pub min_points: usize,
+    /// A stop at a point index below this is `immediate_explosion` (default 5).
+    pub immediate_steps: usize,
+    /// A smoothed loss whose total range is below this share of its first value is `flat`;
+    /// a sweep that stops before its loss fell by this share is `immediate_explosion` (default 0.02).
+    pub flat_tol: f64,
+    /// Noise (robust standard deviation of the raw loss) above this share of the smoothed drop is
+    /// `noisy` (default 0.25).
+    pub noise_tol: f64,
+    /// With no stop, a smoothed minimum in the last `improving_tail` share of the points is
+    /// `no_divergence` (default 0.1).
+    pub improving_tail: f64,
+    /// The good range starts where the smoothed loss has made this share of its drop, and ends
+    /// at its minimum (default 0.2).
+    pub range_drop: f64,
+    /// Checks the suggestion against the typical range of this architecture.
+    pub arch: Option<Arch>,
+}
+
+impl Default for DiagnoseConfig {
+    fn default() -> Self {
+        Self {
+            min_points: 10,
+            immediate_steps: 5,
+            flat_tol: 0.02,
+            noise_tol: 0.25,
+            improving_tail: 0.1,
+            range_drop: 0.2,
+            arch: None,
+        }
+    }
+}
+
+impl DiagnoseConfig {
+    /// Checks every threshold.
+    pub fn validate(&self) -> Result<()> {
+        let share = |name, v: f64| if v > 0.0 && v < 1.0 { Ok(()) } else { Err(param(name, "in (0, 1)", v)) };
+        share("flat_tol", self.flat_tol)?;
+        share("improving_tail", self.improving_tail)?;
+        share("range_drop", self.range_drop)?;
+        if !(self.noise_tol.is_finite() && self.noise_tol > 0.0) {
+            return Err(param("noise_tol", "finite and > 0", self.noise_tol));
+        }
+        if self.min_points < 2 {
+            return Err(param("min_points", ">= 2", self.min_points));
+        }
+        Ok(())
+    }
+}
+
+/// The verdict on one sweep, with what its message needs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Diagnosis {
+    /// The kind of curve.
+    pub kind: DiagnosisKind,
+    /// LR range (low, high) where the loss falls, when there is a descent to read.
+    pub range: Option<(f64, f64)>,
+    /// Points before the stop.
+    pub points: usize,
+    /// Stop index, reason and LR, if the sweep stopped.
+    pub stop: Option<(usize, StopReason, f64)>,
+    /// Largest LR before the stop.
+    pub last_lr: f64,
+    /// Noise as a share of the smoothed drop.
+    pub noise_ratio: f64,
+    /// Set when the suggestion falls outside the architecture's typical range.
+    pub arch_warning: Option<(Arch, f64)>,
+}
+
+impl Diagnosis {
+    /// The human message for the kind (and the architecture warning, if any).
+    pub fn message(&self) -> String {
+        let mut m = self.to_string();
+        if let Some((arch, lr)) = self.arch_warning {
+            let (lo, hi) = arch.typical_range();
+            m.push_str(&format!(
+                " Note: the suggested LR {lr:.1e} is outside the usual range for {} ({lo:.0e} to {hi:.0e}); double-check it.",
+                arch.name()
+            ));
+        }
+        m
+    }
+}
+
+impl fmt::Display for Diagnosis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            DiagnosisKind::Good => {
+                let (lo, hi) = self.range.unwrap_or((f64::NAN, f64::NAN));
+                write!(f, "Good: the loss falls between LR {lo:.1e} and {hi:.1e}; pick a learning rate in that range.")
+            }
+            DiagnosisKind::Flat => write!(
+                f,
+                "Flat: the loss barely moves across the whole sweep, so the model is not learning. Check for bugs: \
+                 parameters missing from the optimizer, a detached graph, frozen layers, or labels that do not match the outputs."
+            ),
+            DiagnosisKind::ImmediateExplosion => {
+                let (i, reason, lr) = self.stop.unwrap_or((0, StopReason::Nan, f64::NAN));
+                write!(
+                    f,
+                    "Immediate explosion: the loss blew up ({}) at point {i}, LR {lr:.1e}, before it ever fell. Something is very \
+                     wrong: check the initialisation and the data normalisation, or start the sweep at a lower min_lr.",
+                    reason.name()
+                )
+            }
+            DiagnosisKind::NoDivergence => write!(
+                f,
+                "No divergence: the loss was still falling at the largest LR tried ({:.1e}). The best LR may be higher: \
+                 extend max_lr until the loss explodes.",
+                self.last_lr
+            ),
+            DiagnosisKind::Noisy => write!(
+                f,
+                "Noisy: the batch-to-batch noise is {:.0}% of the loss drop, so the suggestion is unreliable. Use a larger \
+                 batch, more smoothing (a smaller alpha), or several sweeps.",
+                100.0 * self.noise_ratio
+            ),
+            DiagnosisKind::TooShort => write!(
+                f,
+                "Too short: only {} point(s) before the sweep stopped, too few to read. Use more steps or a wider LR range.",
+                self.points
+            ),
+        }
+    }
+}
+
+/// Classifies a sweep from its points before the stop.
+///
+/// `lrs`, `raw` and `smoothed` hold those points (validated, finite); `stop` is the stop of the
+/// whole sweep with the LR of the explosion point; `suggested` is the main suggestion.
+pub(crate) fn diagnose_checked(
+    lrs: &[f64],
+    raw: &[f64],
+    smoothed: &[f64],
+    stop: Option<(usize, StopReason, f64)>,
+    suggested: Option<f64>,
+    cfg: &DiagnoseConfig,
+    scratch: &mut Vec<f64>,
+) -> Diagnosis {
+    let n = raw.len();
+    let mut d = Diagnosis {
+        kind: DiagnosisKind::Good,
+        range: None,
+        points: n,
+        stop,
+        last_lr: lrs.last().copied().unwrap_or(f64::NAN),
+        noise_ratio: f64::NAN,
+        arch_warning: None,
+    };
+    if let (Some(arch), Some(lr)) = (cfg.arch, suggested) {
+        let (lo, hi) = arch.typical_range();
+        if !(lo..=hi).contains(&lr) {
+            d.arch_warning = Some((arch, lr));
+        }
+    }
+    if stop.is_some_and(|(i, _, _)| i < cfg.immediate_steps) {
+        d.kind = DiagnosisKind::ImmediateExplosion;
+        return d;
+    }
+    if n < cfg.min_points {
+        d.kind = DiagnosisKind::TooShort;
+        return d;
+    }
+    let first = smoothed[0];
+    let (mut lo, mut hi, mut at_min) = (first, first, 0);
+    for (i, &v) in smoothed.iter().enumerate() {
+        if v < lo {
+            (lo, at_min) = (v, i);
+        }
+        hi = hi.max(v);
+    }
+    let scale = first.abs().max(f64::MIN_POSITIVE);
+    if (hi - lo) / scale < cfg.flat_tol {
+        d.kind = DiagnosisKind::Flat;
+        return d;
+    }
+    let drop = first - lo;
+    if stop.is_some() && drop / scale < cfg.flat_tol {
+        d.kind = DiagnosisKind::ImmediateExplosion;
+        return d;
+    }
+    let low = smoothed.iter().position(|&v| v <= first - cfg.range_drop * drop).unwrap_or(at_min);
+    d.range = Some((lrs[low], lrs[at_min]));
+    d.noise_ratio = robust_noise(raw, scratch) / drop;
+    let tail = ((cfg.improving_tail * n as f64).ceil() as usize).max(1);
+    d.kind = if stop.is_none() && at_min >= n - tail {
+        DiagnosisKind::NoDivergence
+    } else if d.noise_ratio > cfg.noise_tol {
+        DiagnosisKind::Noisy
+    } else {
+        DiagnosisKind::Good
+    };
+    d
+}
+
+/// Robust standard deviation of white noise on a smooth curve: the median absolute second
+/// difference, which is sqrt(6) sigma / 1.4826 for Gaussian noise and nearly blind to curvature.
+fn robust_noise(raw: &[f64], scratch: &mut Vec<f64>) -> f64 {
+    scratch.clear();
+    scratch.extend(raw.windows(3).map(|w| (w[2] - 2.0 * w[1] + w[0]).abs()));
+    if scratch.is_empty() {
+        return 0.0;
+    }
+    let mid = scratch.len() / 2;
+    let (_, median, _) = scratch.select_nth_unstable_by(mid, f64::total_cmp);
+    *median * 1.4826 / 6f64.sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(raw: &[f64], stop: Option<(usize, StopReason, f64)>) -> Diagnosis {
+        let lrs: Vec<f64> = (0..raw.len()).map(|i| 1e-7 * 10f64.powf(i as f64 / 12.0)).collect();
+        let smoothed = crate::smooth::ema(raw, 0.3, false).unwrap();
+        diagnose_checked(&lrs, raw, &smoothed, stop, Some(1e-3), &DiagnoseConfig::default(), &mut vec![])
+    }
+
+    /// The seed's "good" table, 12 points a decade: plateau, descent, then up.
+    fn seed_good() -> Vec<f64> {
+        (0..90)
+            .map(|i| {
+                let x = i as f64 / 12.0 - 7.0; // log10(lr)
+                2.3 - 0.8 / (1.0 + (-(x + 3.0) * 2.5).exp()) + if x > -2.0 { 1.5 * (x + 2.0).powi(2) } else { 0.0 }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn good_curve_has_a_range() {
+        let d = run(&seed_good(), Some((90, StopReason::Nan, 1.0)));
+        assert_eq!(d.kind, DiagnosisKind::Good, "{}", d.message());
+        let (lo, hi) = d.range.unwrap();
+        assert!(lo > 1e-5 && lo < hi && hi < 1e-1, "{lo} {hi}");
+        assert!(d.message().starts_with("Good"));
+    }
+
+    #[test]
+    fn seed_problem_tables() {
+        let flat = vec![2.30; 40];
+        assert_eq!(run(&flat, None).kind, DiagnosisKind::Flat);
+        assert_eq!(run(&[2.30, 5.00], Some((2, StopReason::Nan, 1e-5))).kind, DiagnosisKind::ImmediateExplosion);
+        let rising: Vec<f64> = (0..30).map(|i| 2.3 + 0.05 * i as f64).collect();
+        assert_eq!(run(&rising, Some((30, StopReason::Threshold, 1e-3))).kind, DiagnosisKind::ImmediateExplosion);
+        let falling: Vec<f64> = (0..60).map(|i| 2.3 - 0.03 * i as f64).collect();
+        let d = run(&falling, None);
+        assert_eq!(d.kind, DiagnosisKind::NoDivergence);
+        assert!(d.message().contains("extend max_lr"));
+        assert_eq!(run(&falling[..6], Some((6, StopReason::Threshold, 1.0))).kind, DiagnosisKind::TooShort);
+    }
+
+    #[test]
+    fn noisy_curve() {
+        // Alternating +-0.3 around a curve that only drops by 0.8.
+        let noisy: Vec<f64> =
+            seed_good().iter().enumerate().map(|(i, v)| v + if i % 2 == 0 { 0.3 } else { -0.3 }).collect();
+        assert_eq!(run(&noisy, Some((90, StopReason::Nan, 1.0))).kind, DiagnosisKind::Noisy);
+    }
+
+    #[test]
+    fn arch_warning() {
+        let lrs: Vec<f64> = (0..90).map(|i| 1e-7 * 10f64.powf(i as f64 / 12.0)).collect();
+        let raw = seed_good();
+        let sm = crate::smooth::ema(&raw, 0.3, false).unwrap();
+        let cfg = DiagnoseConfig { arch: Some(Arch::FineTuning), ..Default::default() };
+        let d = diagnose_checked(&lrs, &raw, &sm, None, Some(1e-2), &cfg, &mut vec![]);
+        assert!(d.message().contains("outside the usual range for fine-tuning (1e-6 to 1e-4)"), "{}", d.message());
+        let d = diagnose_checked(&lrs, &raw, &sm, None, Some(1e-5), &cfg, &mut vec![]);
+        assert_eq!(d.arch_warning, None);
+        assert!(Arch::parse("rnn").is_err());
+    }
+
+    #[test]
+    fn config_is_validated() {
+        let bad = DiagnoseConfig { flat_tol: 0.0, ..Default::default() };
+        assert_eq!(bad.validate().unwrap_err().to_string(), "flat_tol must be in (0, 1), got 0");
+        assert!(DiagnoseConfig { min_points: 1, ..Default::default() }.validate().is_err());
+    }
+}

@@ -1,0 +1,31 @@
+//! lrfind's numerical core: the LR range test (Leslie Smith, 2017) over plain slices.
+//!
+//! Sweep and schedule generation, streaming EMA smoothing, divergence detection, log-space
+//! gradients, suggestions, diagnosis, and all of it over many sweeps in parallel. Pure Rust:
+//! the Python bindings live in `python.rs` behind the `python` feature.
+#![deny(missing_docs)]
+
+mod analyze;
+mod batch;
+mod diagnose;
+mod diverge;
+mod error;
+mod gradient;
+mod schedule;
+mod smooth;
+mod suggest;
+mod sweep;
+
+#[cfg(feature = "python")]
+mod python;
+
+pub use analyze::{analyze, Analysis, AnalyzeConfig, SuggestOn};
+pub use batch::{analyze_batch, BatchAnalysis};
+pub use diagnose::{Arch, DiagnoseConfig, Diagnosis, DiagnosisKind};
+pub use diverge::{detect, DivergenceConfig, DivergenceDetector, StopReason, Watch};
+pub use error::{Error, Result};
+pub use gradient::log_gradient;
+pub use schedule::{OneCycle, WarmupCosine};
+pub use smooth::{ema, Ema};
+pub use suggest::{set_detector, suggest, Method, Param, Reason, Space, Suggestion, METHOD_NAMES};
+pub use sweep::{sweep_lrs, SweepMode};

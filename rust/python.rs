@@ -1,0 +1,733 @@
+//! The PyO3 glue, `lrfind._core`: the only file that knows Python and numpy.
+//!
+//! Each function extracts numpy buffers (float32 or float64, 1-D, contiguous; lists are
+//! converted), releases the GIL around the core call, and maps core errors to `ValueError`.
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use numpy::{IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArray1, PyUntypedArray, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString};
+
+use crate::{
+    Analysis as CoreAnalysis, AnalyzeConfig, Arch, DiagnoseConfig, Diagnosis as CoreDiagnosis, DiagnosisKind,
+    DivergenceConfig, Error, Method, Param, StopReason, SuggestOn, Suggestion as CoreSuggestion, SweepMode, Watch,
+};
+
+impl From<Error> for PyErr {
+    fn from(e: Error) -> PyErr {
+        PyValueError::new_err(e.to_string())
+    }
+}
+
+/// Runs core work with the GIL released; a panic becomes a `RuntimeError`, never a
+/// `PanicException`.
+fn detached<T: Send>(py: Python<'_>, f: impl FnOnce() -> crate::Result<T> + Send) -> PyResult<T> {
+    py.detach(|| catch_unwind(AssertUnwindSafe(f)))
+        .map_err(|_| PyRuntimeError::new_err("lrfind internal error: the Rust core panicked; please report this"))?
+        .map_err(PyErr::from)
+}
+
+/// A read-only float32 or float64 vector borrowed from numpy.
+enum Floats<'py> {
+    F64(PyReadonlyArray1<'py, f64>),
+    F32(PyReadonlyArray1<'py, f32>),
+}
+
+/// Converts a sequence to an ndarray (lists are welcome), leaving ndarrays as they are.
+fn as_ndarray<'py>(name: &str, obj: &Bound<'py, PyAny>, dtype: &str) -> PyResult<Bound<'py, PyAny>> {
+    if obj.cast::<PyUntypedArray>().is_ok() {
+        return Ok(obj.clone());
+    }
+    let np = obj.py().import("numpy")?;
+    let kwargs = PyDict::new(obj.py());
+    kwargs.set_item("dtype", dtype)?;
+    np.call_method("asarray", (obj,), Some(&kwargs)).map_err(|_| {
+        let ty = obj.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+        PyTypeError::new_err(format!("{name} must be a 1-D array of numbers, got {ty}"))
+    })
+}
+
+/// Checks dimensionality and contiguity, naming the parameter.
+fn check_layout(name: &str, arr: &Bound<'_, PyUntypedArray>) -> PyResult<()> {
+    if arr.ndim() != 1 {
+        return Err(PyValueError::new_err(format!("{name} must be 1-D, got an array of shape {:?}", arr.shape())));
+    }
+    if !arr.is_contiguous() {
+        return Err(PyValueError::new_err(format!(
+            "{name} must be contiguous, got a strided view; pass np.ascontiguousarray({name})"
+        )));
+    }
+    Ok(())
+}
+
+fn floats<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<Floats<'py>> {
+    let obj = as_ndarray(name, obj, "float64")?;
+    let arr = obj.cast::<PyUntypedArray>()?;
+    check_layout(name, arr)?;
+    if let Ok(a) = obj.cast::<PyArray1<f64>>() {
+        return Ok(Floats::F64(a.try_readonly()?));
+    }
+    if let Ok(a) = obj.cast::<PyArray1<f32>>() {
+        return Ok(Floats::F32(a.try_readonly()?));
+    }
+    Err(PyTypeError::new_err(format!("{name} must have dtype float32 or float64, got {}", arr.dtype())))
+}
+
+fn int64s<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<PyReadonlyArray1<'py, i64>> {
+    let obj = as_ndarray(name, obj, "int64")?;
+    let arr = obj.cast::<PyUntypedArray>()?;
+    check_layout(name, arr)?;
+    match obj.cast::<PyArray1<i64>>() {
+        Ok(a) => Ok(a.try_readonly()?),
+        Err(_) => Err(PyTypeError::new_err(format!("{name} must have dtype int64, got {}", arr.dtype()))),
+    }
+}
+
+/// Calls `$body` with `$a` and `$b` bound to the two vectors' slices, whatever their dtypes.
+macro_rules! with_slices {
+    ($x:expr, $y:expr, |$a:ident, $b:ident| $body:expr) => {
+        match (&$x, &$y) {
+            (Floats::F64(x), Floats::F64(y)) => {
+                let ($a, $b) = (x.as_slice()?, y.as_slice()?);
+                $body
+            }
+            (Floats::F64(x), Floats::F32(y)) => {
+                let ($a, $b) = (x.as_slice()?, y.as_slice()?);
+                $body
+            }
+            (Floats::F32(x), Floats::F64(y)) => {
+                let ($a, $b) = (x.as_slice()?, y.as_slice()?);
+                $body
+            }
+            (Floats::F32(x), Floats::F32(y)) => {
+                let ($a, $b) = (x.as_slice()?, y.as_slice()?);
+                $body
+            }
+        }
+    };
+}
+
+/// A keyword argument value as the core's method parameters take it.
+enum OwnedParam {
+    Num(f64),
+    Str(String),
+}
+
+impl OwnedParam {
+    fn extract(name: &str, v: &Bound<'_, PyAny>) -> PyResult<Self> {
+        if v.is_instance_of::<PyBool>() {
+            Ok(OwnedParam::Num(if v.extract::<bool>()? { 1.0 } else { 0.0 }))
+        } else if v.is_instance_of::<PyString>() {
+            Ok(OwnedParam::Str(v.extract()?))
+        } else if v.is_instance_of::<PyInt>() || v.is_instance_of::<PyFloat>() || v.hasattr("__float__")? {
+            Ok(OwnedParam::Num(v.extract::<f64>()?))
+        } else {
+            Err(PyTypeError::new_err(format!("{name} must be a number, bool or str, got {}", v.repr()?)))
+        }
+    }
+
+    fn as_param(&self) -> Param<'_> {
+        match self {
+            OwnedParam::Num(v) => Param::Num(*v),
+            OwnedParam::Str(s) => Param::Str(s),
+        }
+    }
+}
+
+fn method_from(name: &str, params: Option<&Bound<'_, PyDict>>, detector: DivergenceConfig) -> PyResult<Method> {
+    let mut owned = Vec::new();
+    if let Some(params) = params {
+        for (k, v) in params.iter() {
+            let key: String = k.extract()?;
+            if key != "method" {
+                owned.push((key.clone(), OwnedParam::extract(&key, &v)?));
+            }
+        }
+    }
+    let refs: Vec<(&str, Param<'_>)> = owned.iter().map(|(k, v)| (k.as_str(), v.as_param())).collect();
+    Ok(Method::from_params(name, &refs, detector)?)
+}
+
+/// Parses `methods`: None (every method), a name, a sequence of names, or a mapping from a label
+/// to that method's parameters (with an optional `"method"` key when the label is not a name).
+fn methods_from(methods: Option<&Bound<'_, PyAny>>, detector: DivergenceConfig) -> PyResult<Vec<(String, Method)>> {
+    let Some(methods) = methods else {
+        return crate::METHOD_NAMES
+            .iter()
+            .map(|n| Ok((n.to_string(), Method::from_params(n, &[], detector)?)))
+            .collect();
+    };
+    if let Ok(name) = methods.extract::<String>() {
+        return Ok(vec![(name.clone(), method_from(&name, None, detector)?)]);
+    }
+    if let Ok(map) = methods.cast::<PyDict>() {
+        let mut out = Vec::new();
+        for (label, params) in map.iter() {
+            let label: String = label.extract()?;
+            let params = if params.is_none() { None } else { Some(params.cast::<PyDict>()?.clone()) };
+            let name = match params.as_ref().map(|p| p.get_item("method")).transpose()?.flatten() {
+                Some(n) => n.extract::<String>()?,
+                None => label.clone(),
+            };
+            out.push((label, method_from(&name, params.as_ref(), detector)?));
+        }
+        return Ok(out);
+    }
+    let names: Vec<String> = methods.extract().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "methods must be a name, a list of names or a dict of parameters, got {}",
+            methods.repr().map(|r| r.to_string()).unwrap_or_default()
+        ))
+    })?;
+    names.into_iter().map(|n| Ok((n.clone(), method_from(&n, None, detector)?))).collect()
+}
+
+/// The keyword arguments shared by `analyze` and `analyze_batch`.
+#[allow(clippy::too_many_arguments)]
+fn config_from(
+    methods: Option<&Bound<'_, PyAny>>,
+    threshold: f64,
+    watch: &str,
+    alpha: f64,
+    debias: bool,
+    patience: usize,
+    min_steps: usize,
+    suggest_on: &str,
+    arch: Option<&str>,
+    min_points: usize,
+    immediate_steps: usize,
+    flat_tol: f64,
+    noise_tol: f64,
+    improving_tail: f64,
+    range_drop: f64,
+) -> PyResult<(Vec<String>, AnalyzeConfig)> {
+    let detector = DivergenceConfig { threshold, watch: Watch::parse(watch)?, alpha, debias, patience, min_steps };
+    detector.validate()?;
+    let (labels, methods) = methods_from(methods, detector)?.into_iter().unzip();
+    let config = AnalyzeConfig {
+        detector,
+        methods,
+        suggest_on: SuggestOn::parse(suggest_on)?,
+        diagnose: DiagnoseConfig {
+            min_points,
+            immediate_steps,
+            flat_tol,
+            noise_tol,
+            improving_tail,
+            range_drop,
+            arch: arch.map(Arch::parse).transpose()?,
+        },
+    };
+    config.validate()?;
+    Ok((labels, config))
+}
+
+/// A suggested learning rate; `lr` and `index` are None when the method has no suggestion, and
+/// `reason` says why either way.
+#[pyclass(module = "lrfind._core", frozen, get_all)]
+struct Suggestion {
+    /// The suggested LR, or None.
+    lr: Option<f64>,
+    /// Index of the point it was read from (for minimum and explosion, the point whose LR was
+    /// divided by factor), or None.
+    index: Option<usize>,
+    /// The method's name.
+    method: String,
+    /// Why, in words.
+    reason: String,
+}
+
+impl From<&CoreSuggestion> for Suggestion {
+    fn from(s: &CoreSuggestion) -> Self {
+        Suggestion { lr: s.lr, index: s.index, method: s.method.to_string(), reason: s.reason.to_string() }
+    }
+}
+
+#[pymethods]
+impl Suggestion {
+    fn __repr__(&self) -> String {
+        let lr = self.lr.map_or("None".to_string(), |v| format!("{v:.3e}"));
+        let index = self.index.map_or("None".to_string(), |v| v.to_string());
+        format!("Suggestion(method={:?}, lr={lr}, index={index}, reason={:?})", self.method, self.reason)
+    }
+}
+
+/// The verdict on a sweep: `kind` is one of good, flat, immediate_explosion, no_divergence,
+/// noisy, too_short; `message` says what to do; `range` is the (low, high) LR range where the
+/// loss falls, or None.
+#[pyclass(module = "lrfind._core", frozen, get_all)]
+struct Diagnosis {
+    /// The kind of curve.
+    kind: &'static str,
+    /// The human message.
+    message: String,
+    /// (low, high) LRs of the descent, or None.
+    range: Option<(f64, f64)>,
+}
+
+impl From<&CoreDiagnosis> for Diagnosis {
+    fn from(d: &CoreDiagnosis) -> Self {
+        Diagnosis { kind: d.kind.name(), message: d.message(), range: d.range }
+    }
+}
+
+#[pymethods]
+impl Diagnosis {
+    fn __repr__(&self) -> String {
+        let range = self.range.map_or("None".to_string(), |(lo, hi)| format!("({lo:.3e}, {hi:.3e})"));
+        format!("Diagnosis(kind={:?}, range={range})", self.kind)
+    }
+}
+
+/// The full reading of one sweep (see `analyze`).
+#[pyclass(module = "lrfind._core", frozen, get_all)]
+struct Analysis {
+    /// Index of the point that stopped the sweep, -1 if none; the curve is the points before it.
+    stop_index: i64,
+    /// "nan", "inf", "threshold", or None.
+    stop_reason: Option<&'static str>,
+    /// EMA of the losses before the stop.
+    smoothed: Py<PyArray1<f64>>,
+    /// np.gradient of the suggestion series before the stop against ln(lr).
+    gradient: Py<PyArray1<f64>>,
+    /// One Suggestion per method label, in order; the first is the main one.
+    suggestions: Py<PyDict>,
+    /// The main method's LR, or None.
+    suggested_lr: Option<f64>,
+    /// Lowest loss of the suggestion series before the stop (NaN if none).
+    min_loss: f64,
+    /// LR at that loss (NaN if none).
+    lr_at_min: f64,
+    /// The verdict.
+    diagnosis: Py<Diagnosis>,
+}
+
+#[pymethods]
+impl Analysis {
+    fn __repr__(&self) -> String {
+        let lr = self.suggested_lr.map_or("None".to_string(), |v| format!("{v:.3e}"));
+        let reason = self.stop_reason.map_or("None".to_string(), |r| format!("{r:?}"));
+        format!("Analysis(stop_index={}, stop_reason={reason}, suggested_lr={lr})", self.stop_index)
+    }
+}
+
+/// Column-wise results of `analyze_batch`: numpy arrays of length N, one entry per sweep.
+#[pyclass(module = "lrfind._core", frozen, get_all)]
+struct BatchAnalysis {
+    /// Index of the point that stopped each sweep, -1 if none (int64).
+    stop_index: Py<PyArray1<i64>>,
+    /// Stop reason codes (uint8): 0 none, then STOP_REASONS[code - 1].
+    stop_reason: Py<PyArray1<u8>>,
+    /// Diagnosis codes (uint8): DIAGNOSES[code].
+    diagnosis: Py<PyArray1<u8>>,
+    /// Lowest loss before the stop (NaN if none).
+    min_loss: Py<PyArray1<f64>>,
+    /// LR at that loss (NaN if none).
+    lr_at_min: Py<PyArray1<f64>>,
+    /// Low end of the good LR range (NaN if none).
+    range_low: Py<PyArray1<f64>>,
+    /// High end of the good LR range (NaN if none).
+    range_high: Py<PyArray1<f64>>,
+    /// Method label -> suggested LRs (NaN if none).
+    lr: Py<PyDict>,
+    /// Method label -> suggestion indices (-1 if none).
+    index: Py<PyDict>,
+}
+
+#[pymethods]
+impl BatchAnalysis {
+    /// Names of the stop reason codes 1, 2, 3.
+    #[classattr]
+    const STOP_REASONS: (&'static str, &'static str, &'static str) = ("nan", "inf", "threshold");
+
+    /// Names of the diagnosis codes 0 to 5.
+    #[classattr]
+    #[allow(clippy::type_complexity)]
+    const DIAGNOSES: (&'static str, &'static str, &'static str, &'static str, &'static str, &'static str) =
+        ("good", "flat", "immediate_explosion", "no_divergence", "noisy", "too_short");
+
+    fn __len__(&self, py: Python<'_>) -> usize {
+        self.stop_index.bind(py).len()
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!("BatchAnalysis(sweeps={})", self.__len__(py))
+    }
+}
+
+/// Exponential moving average; `alpha` is the weight of the newest value (the seed's
+/// `smooth_factor`). `debias=True` is fastai's debiased form. The first output equals the first
+/// input either way.
+#[pyclass(module = "lrfind._core")]
+struct Ema(crate::Ema);
+
+#[pymethods]
+impl Ema {
+    #[new]
+    #[pyo3(signature = (alpha=0.05, debias=false))]
+    fn new(alpha: f64, debias: bool) -> PyResult<Self> {
+        Ok(Ema(crate::Ema::new(alpha, debias)?))
+    }
+
+    /// Adds `x` and returns the smoothed value.
+    fn update(&mut self, x: f64) -> f64 {
+        self.0.update(x)
+    }
+
+    /// The current smoothed value, None before the first update.
+    #[getter]
+    fn value(&self) -> Option<f64> {
+        self.0.value()
+    }
+
+    /// How many values were added.
+    #[getter]
+    fn count(&self) -> u64 {
+        self.0.count()
+    }
+}
+
+/// Streaming divergence detector and loss tracker: `update(loss)` returns True when the sweep
+/// must stop. Stops on NaN ("nan"), +-inf ("inf"), or when the watched series ("raw" or
+/// "smoothed") exceeds `best + (threshold - 1) * |best|` ("threshold"; equals `threshold * best`
+/// for positive best, and stays meaningful for zero and negative losses) on `patience`
+/// consecutive steps, counting only from step `min_steps`. `stop_index` is the explosion point
+/// (the first of the violating run): the curve is the points before it.
+#[pyclass(module = "lrfind._core")]
+struct DivergenceDetector(crate::DivergenceDetector);
+
+#[pymethods]
+impl DivergenceDetector {
+    #[new]
+    #[pyo3(signature = (threshold=10.0, watch="raw", alpha=0.05, patience=1, min_steps=0, debias=false))]
+    fn new(threshold: f64, watch: &str, alpha: f64, patience: usize, min_steps: usize, debias: bool) -> PyResult<Self> {
+        let config = DivergenceConfig { threshold, watch: Watch::parse(watch)?, alpha, debias, patience, min_steps };
+        Ok(DivergenceDetector(crate::DivergenceDetector::new(config)?))
+    }
+
+    /// Adds the next step's loss; True means stop (and stays True).
+    fn update(&mut self, loss: f64) -> bool {
+        self.0.update(loss)
+    }
+
+    /// Whether the sweep has stopped.
+    #[getter]
+    fn stopped(&self) -> bool {
+        self.0.stop().is_some()
+    }
+
+    /// Index of the explosion point, or None.
+    #[getter]
+    fn stop_index(&self) -> Option<usize> {
+        self.0.stop().map(|(i, _)| i)
+    }
+
+    /// "nan", "inf", "threshold", or None.
+    #[getter]
+    fn stop_reason(&self) -> Option<&'static str> {
+        self.0.stop().map(|(_, r)| r.name())
+    }
+
+    /// Lowest watched value so far, or None.
+    #[getter]
+    fn best(&self) -> Option<f64> {
+        self.0.best()
+    }
+
+    /// EMA of the losses so far (whatever `watch` is), or None.
+    #[getter]
+    fn smoothed(&self) -> Option<f64> {
+        self.0.smoothed()
+    }
+
+    /// Number of losses seen before the stop decision.
+    #[getter]
+    fn count(&self) -> usize {
+        self.0.count()
+    }
+}
+
+/// The `num_steps` LRs of a range test from `min_lr` to `max_lr` (both exact), float64.
+/// `mode="exp"` (geometric, the default) or `"linear"`.
+#[pyfunction]
+#[pyo3(signature = (min_lr, max_lr, num_steps, mode="exp"))]
+fn sweep_lrs<'py>(
+    py: Python<'py>,
+    min_lr: f64,
+    max_lr: f64,
+    num_steps: i64,
+    mode: &str,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let mode = SweepMode::parse(mode)?;
+    let n = usize::try_from(num_steps).map_err(|_| crate::error::param("num_steps", ">= 2", num_steps))?;
+    Ok(detached(py, || crate::sweep_lrs(min_lr, max_lr, n, mode))?.into_pyarray(py))
+}
+
+fn step_index(step: i64) -> PyResult<u64> {
+    u64::try_from(step).map_err(|_| crate::error::param("step", ">= 0", step).into())
+}
+
+/// LRs of steps 0..total_steps: linear warmup from 0 to `base_lr` over `warmup_steps`, then
+/// cosine decay to `min_lr` (default 0.0) at `total_steps` (the seed's `warmup_cosine_schedule`).
+#[pyfunction]
+#[pyo3(signature = (total_steps, warmup_steps, base_lr, min_lr=0.0))]
+fn warmup_cosine<'py>(
+    py: Python<'py>,
+    total_steps: i64,
+    warmup_steps: i64,
+    base_lr: f64,
+    min_lr: f64,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let s = crate::WarmupCosine::new(total_steps, warmup_steps, base_lr, min_lr)?;
+    Ok(s.to_vec().into_pyarray(py))
+}
+
+/// The warmup + cosine LR at one `step` (>= 0; past `total_steps` it stays at `min_lr`).
+#[pyfunction]
+#[pyo3(signature = (step, total_steps, warmup_steps, base_lr, min_lr=0.0))]
+fn warmup_cosine_at(step: i64, total_steps: i64, warmup_steps: i64, base_lr: f64, min_lr: f64) -> PyResult<f64> {
+    Ok(crate::WarmupCosine::new(total_steps, warmup_steps, base_lr, min_lr)?.at(step_index(step)?))
+}
+
+/// LRs of steps 0..total_steps of the seed's one-cycle: linear from `base_lr` to `max_lr` over
+/// the first `pct_start` (default 0.3) of the steps, then `max_lr * (1 - p) ** 2` down to 0.
+#[pyfunction]
+#[pyo3(signature = (total_steps, base_lr, max_lr, pct_start=0.3))]
+fn one_cycle<'py>(
+    py: Python<'py>,
+    total_steps: i64,
+    base_lr: f64,
+    max_lr: f64,
+    pct_start: f64,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    Ok(crate::OneCycle::new(total_steps, base_lr, max_lr, pct_start)?.to_vec().into_pyarray(py))
+}
+
+/// The one-cycle LR at one `step` (>= 0; past `total_steps` it stays at 0).
+#[pyfunction]
+#[pyo3(signature = (step, total_steps, base_lr, max_lr, pct_start=0.3))]
+fn one_cycle_at(step: i64, total_steps: i64, base_lr: f64, max_lr: f64, pct_start: f64) -> PyResult<f64> {
+    Ok(crate::OneCycle::new(total_steps, base_lr, max_lr, pct_start)?.at(step_index(step)?))
+}
+
+/// The EMA-smoothed series of `values` (float32 or float64), float64; see `Ema`.
+#[pyfunction]
+#[pyo3(signature = (values, alpha=0.05, debias=false))]
+fn ema<'py>(
+    py: Python<'py>,
+    values: &Bound<'py, PyAny>,
+    alpha: f64,
+    debias: bool,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let values = floats("values", values)?;
+    let out = match &values {
+        Floats::F64(v) => {
+            let v = v.as_slice()?;
+            detached(py, || crate::ema(v, alpha, debias))?
+        }
+        Floats::F32(v) => {
+            let v = v.as_slice()?;
+            detached(py, || crate::ema(v, alpha, debias))?
+        }
+    };
+    Ok(out.into_pyarray(py))
+}
+
+/// `np.gradient(losses, np.log(lrs))`: slope of the loss per e-fold of the LR, float64.
+/// LRs must be positive and strictly increasing; at least 2 points.
+#[pyfunction]
+fn log_gradient<'py>(
+    py: Python<'py>,
+    lrs: &Bound<'py, PyAny>,
+    losses: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let (lrs, losses) = (floats("lrs", lrs)?, floats("losses", losses)?);
+    let out = with_slices!(lrs, losses, |a, b| detached(py, || crate::log_gradient(a, b))?);
+    Ok(out.into_pyarray(py))
+}
+
+/// Suggests an LR from exactly the series given (raw or smoothed) with `method` and its
+/// keyword parameters; see the package docs for each method's parameters and defaults.
+#[pyfunction]
+#[pyo3(signature = (lrs, losses, method="steepest", **params))]
+fn suggest(
+    py: Python<'_>,
+    lrs: &Bound<'_, PyAny>,
+    losses: &Bound<'_, PyAny>,
+    method: &str,
+    params: Option<&Bound<'_, PyDict>>,
+) -> PyResult<Suggestion> {
+    let method = method_from(method, params, DivergenceConfig::default())?;
+    let (lrs, losses) = (floats("lrs", lrs)?, floats("losses", losses)?);
+    let s = with_slices!(lrs, losses, |a, b| detached(py, || crate::suggest(a, b, &method))?);
+    Ok(Suggestion::from(&s))
+}
+
+fn analysis_to_py(py: Python<'_>, labels: &[String], a: CoreAnalysis) -> PyResult<Analysis> {
+    let suggestions = PyDict::new(py);
+    for (label, s) in labels.iter().zip(&a.suggestions) {
+        suggestions.set_item(label, Suggestion::from(s))?;
+    }
+    Ok(Analysis {
+        stop_index: a.stop.map_or(-1, |(i, _)| i as i64),
+        stop_reason: a.stop.map(|(_, r)| r.name()),
+        suggested_lr: a.suggested_lr(),
+        min_loss: a.min_loss,
+        lr_at_min: a.lr_at_min,
+        diagnosis: Py::new(py, Diagnosis::from(&a.diagnosis))?,
+        smoothed: a.smoothed.into_pyarray(py).unbind(),
+        gradient: a.gradient.into_pyarray(py).unbind(),
+        suggestions: suggestions.unbind(),
+    })
+}
+
+/// Reads one sweep: stop, smoothed curve, gradient, suggestions and diagnosis (see the
+/// package docs for every keyword and its default).
+#[pyfunction]
+#[pyo3(signature = (
+    lrs, losses, *, methods=None, threshold=10.0, watch="raw", alpha=0.05, debias=false, patience=1,
+    min_steps=0, suggest_on="raw", arch=None, min_points=10, immediate_steps=5, flat_tol=0.02,
+    noise_tol=0.25, improving_tail=0.1, range_drop=0.2
+))]
+#[allow(clippy::too_many_arguments)]
+fn analyze(
+    py: Python<'_>,
+    lrs: &Bound<'_, PyAny>,
+    losses: &Bound<'_, PyAny>,
+    methods: Option<&Bound<'_, PyAny>>,
+    threshold: f64,
+    watch: &str,
+    alpha: f64,
+    debias: bool,
+    patience: usize,
+    min_steps: usize,
+    suggest_on: &str,
+    arch: Option<&str>,
+    min_points: usize,
+    immediate_steps: usize,
+    flat_tol: f64,
+    noise_tol: f64,
+    improving_tail: f64,
+    range_drop: f64,
+) -> PyResult<Analysis> {
+    let (labels, config) = config_from(
+        methods,
+        threshold,
+        watch,
+        alpha,
+        debias,
+        patience,
+        min_steps,
+        suggest_on,
+        arch,
+        min_points,
+        immediate_steps,
+        flat_tol,
+        noise_tol,
+        improving_tail,
+        range_drop,
+    )?;
+    let (lrs, losses) = (floats("lrs", lrs)?, floats("losses", losses)?);
+    let a = with_slices!(lrs, losses, |x, y| detached(py, || crate::analyze(x, y, &config))?);
+    analysis_to_py(py, &labels, a)
+}
+
+/// Reads N sweeps stored back to back in flat `lrs`, `losses` with int64 `offsets` (length
+/// N + 1), in parallel with the GIL released; row i equals `analyze` on sweep i.
+#[pyfunction]
+#[pyo3(signature = (
+    lrs, losses, offsets, *, methods=None, threshold=10.0, watch="raw", alpha=0.05, debias=false,
+    patience=1, min_steps=0, suggest_on="raw", arch=None, min_points=10, immediate_steps=5,
+    flat_tol=0.02, noise_tol=0.25, improving_tail=0.1, range_drop=0.2
+))]
+#[allow(clippy::too_many_arguments)]
+fn analyze_batch(
+    py: Python<'_>,
+    lrs: &Bound<'_, PyAny>,
+    losses: &Bound<'_, PyAny>,
+    offsets: &Bound<'_, PyAny>,
+    methods: Option<&Bound<'_, PyAny>>,
+    threshold: f64,
+    watch: &str,
+    alpha: f64,
+    debias: bool,
+    patience: usize,
+    min_steps: usize,
+    suggest_on: &str,
+    arch: Option<&str>,
+    min_points: usize,
+    immediate_steps: usize,
+    flat_tol: f64,
+    noise_tol: f64,
+    improving_tail: f64,
+    range_drop: f64,
+) -> PyResult<BatchAnalysis> {
+    let (labels, config) = config_from(
+        methods,
+        threshold,
+        watch,
+        alpha,
+        debias,
+        patience,
+        min_steps,
+        suggest_on,
+        arch,
+        min_points,
+        immediate_steps,
+        flat_tol,
+        noise_tol,
+        improving_tail,
+        range_drop,
+    )?;
+    let (lrs, losses) = (floats("lrs", lrs)?, floats("losses", losses)?);
+    let offsets = int64s("offsets", offsets)?;
+    let offsets = offsets.as_slice()?;
+    let b = with_slices!(lrs, losses, |x, y| detached(py, || crate::analyze_batch(x, y, offsets, &config))?);
+    let lr = PyDict::new(py);
+    let index = PyDict::new(py);
+    for ((label, l), i) in labels.iter().zip(b.lr).zip(b.index) {
+        lr.set_item(label, l.into_pyarray(py))?;
+        index.set_item(label, i.into_pyarray(py))?;
+    }
+    Ok(BatchAnalysis {
+        stop_index: b.stop_index.into_pyarray(py).unbind(),
+        stop_reason: b.stop_reason.into_pyarray(py).unbind(),
+        diagnosis: b.diagnosis.into_pyarray(py).unbind(),
+        min_loss: b.min_loss.into_pyarray(py).unbind(),
+        lr_at_min: b.lr_at_min.into_pyarray(py).unbind(),
+        range_low: b.range_low.into_pyarray(py).unbind(),
+        range_high: b.range_high.into_pyarray(py).unbind(),
+        lr: lr.unbind(),
+        index: index.unbind(),
+    })
+}
+
+/// The names the codes stand for, checked against the core's enums at import.
+fn code_names() -> HashMap<&'static str, Vec<&'static str>> {
+    HashMap::from([
+        ("stop_reason", StopReason::ALL.iter().map(|r| r.name()).collect()),
+        ("diagnosis", DiagnosisKind::ALL.iter().map(|d| d.name()).collect()),
+    ])
+}
+
+/// lrfind's Rust core.
+#[pymodule]
+mod _core {
+    #[pymodule_export]
+    use super::{
+        analyze, analyze_batch, ema, log_gradient, one_cycle, one_cycle_at, suggest, sweep_lrs, warmup_cosine,
+        warmup_cosine_at, Analysis, BatchAnalysis, Diagnosis, DivergenceDetector, Ema, Suggestion,
+    };
+
+    #[pymodule_init]
+    fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
+        use pyo3::types::PyModuleMethods;
+        let names = super::code_names();
+        debug_assert_eq!(names["stop_reason"], ["nan", "inf", "threshold"]);
+        m.add("METHODS", crate::METHOD_NAMES.to_vec())?;
+        Ok(())
+    }
+}
