@@ -3,13 +3,12 @@
 //! Each function extracts numpy buffers (float32 or float64, 1-D, contiguous; lists are
 //! converted), releases the GIL around the core call, and maps core errors to `ValueError`.
 
-use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use numpy::{IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArray1, PyUntypedArray, PyUntypedArrayMethods};
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString, PyTuple};
 
 use crate::{
     Analysis as CoreAnalysis, AnalyzeConfig, Arch, DiagnoseConfig, Diagnosis as CoreDiagnosis, DiagnosisKind,
@@ -28,6 +27,54 @@ fn detached<T: Send>(py: Python<'_>, f: impl FnOnce() -> crate::Result<T> + Send
     py.detach(|| catch_unwind(AssertUnwindSafe(f)))
         .map_err(|_| PyRuntimeError::new_err("lrfind internal error: the Rust core panicked; please report this"))?
         .map_err(PyErr::from)
+}
+
+/// A float argument: any real number; an int too large for a float is +-inf (so the core's
+/// range check names the parameter) instead of an `OverflowError`.
+struct Real(f64);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Real {
+    type Error = PyErr;
+
+    fn extract(ob: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        match ob.extract::<f64>() {
+            Ok(v) => Ok(Real(v)),
+            Err(e) if e.is_instance_of::<PyOverflowError>(ob.py()) => {
+                let negative = ob.lt(0)?;
+                Ok(Real(if negative { f64::NEG_INFINITY } else { f64::INFINITY }))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// An integer argument; one outside the 64-bit range is a `TypeError` (PyO3 adds the
+/// argument's name), never an `OverflowError`.
+struct Whole(i64);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Whole {
+    type Error = PyErr;
+
+    fn extract(ob: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        match ob.extract::<i64>() {
+            Ok(v) => Ok(Whole(v)),
+            Err(e) if e.is_instance_of::<PyOverflowError>(ob.py()) => {
+                Err(PyTypeError::new_err(format!("{} is outside the 64-bit integer range", ob.repr()?)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Whole {
+    /// The value as a count of at least `min` (0 or 1), naming the parameter otherwise.
+    fn count(&self, name: &'static str, min: usize) -> PyResult<usize> {
+        let expected = if min == 0 { ">= 0" } else { ">= 1" };
+        usize::try_from(self.0)
+            .ok()
+            .filter(|&v| v >= min)
+            .ok_or_else(|| crate::error::param(name, expected, self.0).into())
+    }
 }
 
 /// A read-only float32 or float64 vector borrowed from numpy.
@@ -189,22 +236,29 @@ fn methods_from(methods: Option<&Bound<'_, PyAny>>, detector: DivergenceConfig) 
 #[allow(clippy::too_many_arguments)]
 fn config_from(
     methods: Option<&Bound<'_, PyAny>>,
-    threshold: f64,
+    threshold: Real,
     watch: &str,
-    alpha: f64,
+    alpha: Real,
     debias: bool,
-    patience: usize,
-    min_steps: usize,
+    patience: Whole,
+    min_steps: Whole,
     suggest_on: &str,
     arch: Option<&str>,
-    min_points: usize,
-    immediate_steps: usize,
-    flat_tol: f64,
-    noise_tol: f64,
-    improving_tail: f64,
-    range_drop: f64,
+    min_points: Whole,
+    immediate_steps: Whole,
+    flat_tol: Real,
+    noise_tol: Real,
+    improving_tail: Real,
+    range_drop: Real,
 ) -> PyResult<(Vec<String>, AnalyzeConfig)> {
-    let detector = DivergenceConfig { threshold, watch: Watch::parse(watch)?, alpha, debias, patience, min_steps };
+    let detector = DivergenceConfig {
+        threshold: threshold.0,
+        watch: Watch::parse(watch)?,
+        alpha: alpha.0,
+        debias,
+        patience: patience.count("patience", 1)?,
+        min_steps: min_steps.count("min_steps", 0)?,
+    };
     detector.validate()?;
     let (labels, methods) = methods_from(methods, detector)?.into_iter().unzip();
     let config = AnalyzeConfig {
@@ -212,12 +266,12 @@ fn config_from(
         methods,
         suggest_on: SuggestOn::parse(suggest_on)?,
         diagnose: DiagnoseConfig {
-            min_points,
-            immediate_steps,
-            flat_tol,
-            noise_tol,
-            improving_tail,
-            range_drop,
+            min_points: min_points.count("min_points", 0)?,
+            immediate_steps: immediate_steps.count("immediate_steps", 0)?,
+            flat_tol: flat_tol.0,
+            noise_tol: noise_tol.0,
+            improving_tail: improving_tail.0,
+            range_drop: range_drop.0,
             arch: arch.map(Arch::parse).transpose()?,
         },
     };
@@ -339,15 +393,19 @@ struct BatchAnalysis {
 
 #[pymethods]
 impl BatchAnalysis {
-    /// Names of the stop reason codes 1, 2, 3.
+    /// Names of the stop reason codes 1, 2, 3 ("nan", "inf", "threshold").
     #[classattr]
-    const STOP_REASONS: (&'static str, &'static str, &'static str) = ("nan", "inf", "threshold");
+    #[allow(non_snake_case)]
+    fn STOP_REASONS(py: Python<'_>) -> PyResult<Bound<'_, PyTuple>> {
+        PyTuple::new(py, StopReason::ALL.iter().map(|r| r.name()))
+    }
 
-    /// Names of the diagnosis codes 0 to 5.
+    /// Names of the diagnosis codes 0 to 5 ("good", "flat", ...).
     #[classattr]
-    #[allow(clippy::type_complexity)]
-    const DIAGNOSES: (&'static str, &'static str, &'static str, &'static str, &'static str, &'static str) =
-        ("good", "flat", "immediate_explosion", "no_divergence", "noisy", "too_short");
+    #[allow(non_snake_case)]
+    fn DIAGNOSES(py: Python<'_>) -> PyResult<Bound<'_, PyTuple>> {
+        PyTuple::new(py, DiagnosisKind::ALL.iter().map(|d| d.name()))
+    }
 
     fn __len__(&self, py: Python<'_>) -> usize {
         self.stop_index.bind(py).len()
@@ -367,14 +425,14 @@ struct Ema(crate::Ema);
 #[pymethods]
 impl Ema {
     #[new]
-    #[pyo3(signature = (alpha=0.05, debias=false))]
-    fn new(alpha: f64, debias: bool) -> PyResult<Self> {
-        Ok(Ema(crate::Ema::new(alpha, debias)?))
+    #[pyo3(signature = (alpha=Real(0.05), debias=false), text_signature = "(alpha=0.05, debias=False)")]
+    fn new(alpha: Real, debias: bool) -> PyResult<Self> {
+        Ok(Ema(crate::Ema::new(alpha.0, debias)?))
     }
 
     /// Adds `x` and returns the smoothed value.
-    fn update(&mut self, x: f64) -> f64 {
-        self.0.update(x)
+    fn update(&mut self, x: Real) -> f64 {
+        self.0.update(x.0)
     }
 
     /// The current smoothed value, None before the first update.
@@ -402,15 +460,29 @@ struct DivergenceDetector(crate::DivergenceDetector);
 #[pymethods]
 impl DivergenceDetector {
     #[new]
-    #[pyo3(signature = (threshold=10.0, watch="raw", alpha=0.05, patience=1, min_steps=0, debias=false))]
-    fn new(threshold: f64, watch: &str, alpha: f64, patience: usize, min_steps: usize, debias: bool) -> PyResult<Self> {
-        let config = DivergenceConfig { threshold, watch: Watch::parse(watch)?, alpha, debias, patience, min_steps };
+    #[pyo3(signature = (threshold=Real(10.0), watch="raw", alpha=Real(0.05), patience=Whole(1), min_steps=Whole(0), debias=false), text_signature = "(threshold=10.0, watch=\"raw\", alpha=0.05, patience=1, min_steps=0, debias=False)")]
+    fn new(
+        threshold: Real,
+        watch: &str,
+        alpha: Real,
+        patience: Whole,
+        min_steps: Whole,
+        debias: bool,
+    ) -> PyResult<Self> {
+        let config = DivergenceConfig {
+            threshold: threshold.0,
+            watch: Watch::parse(watch)?,
+            alpha: alpha.0,
+            debias,
+            patience: patience.count("patience", 1)?,
+            min_steps: min_steps.count("min_steps", 0)?,
+        };
         Ok(DivergenceDetector(crate::DivergenceDetector::new(config)?))
     }
 
     /// Adds the next step's loss; True means stop (and stays True).
-    fn update(&mut self, loss: f64) -> bool {
-        self.0.update(loss)
+    fn update(&mut self, loss: Real) -> bool {
+        self.0.update(loss.0)
     }
 
     /// Whether the sweep has stopped.
@@ -456,81 +528,88 @@ impl DivergenceDetector {
 #[pyo3(signature = (min_lr, max_lr, num_steps, mode="exp"))]
 fn sweep_lrs<'py>(
     py: Python<'py>,
-    min_lr: f64,
-    max_lr: f64,
-    num_steps: i64,
+    min_lr: Real,
+    max_lr: Real,
+    num_steps: Whole,
     mode: &str,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let mode = SweepMode::parse(mode)?;
-    let n = usize::try_from(num_steps).map_err(|_| crate::error::param("num_steps", ">= 2", num_steps))?;
-    Ok(detached(py, || crate::sweep_lrs(min_lr, max_lr, n, mode))?.into_pyarray(py))
+    let n =
+        usize::try_from(num_steps.0).map_err(|_| crate::error::param("num_steps", "in [2, 100000000]", num_steps.0))?;
+    Ok(detached(py, || crate::sweep_lrs(min_lr.0, max_lr.0, n, mode))?.into_pyarray(py))
 }
 
-fn step_index(step: i64) -> PyResult<u64> {
-    u64::try_from(step).map_err(|_| crate::error::param("step", ">= 0", step).into())
+fn step_index(step: Whole) -> PyResult<u64> {
+    u64::try_from(step.0).map_err(|_| crate::error::param("step", ">= 0", step.0).into())
 }
 
 /// LRs of steps 0..total_steps: linear warmup from 0 to `base_lr` over `warmup_steps`, then
 /// cosine decay to `min_lr` (default 0.0) at `total_steps` (the seed's `warmup_cosine_schedule`).
 #[pyfunction]
-#[pyo3(signature = (total_steps, warmup_steps, base_lr, min_lr=0.0))]
+#[pyo3(signature = (total_steps, warmup_steps, base_lr, min_lr=Real(0.0)), text_signature = "(total_steps, warmup_steps, base_lr, min_lr=0.0)")]
 fn warmup_cosine<'py>(
     py: Python<'py>,
-    total_steps: i64,
-    warmup_steps: i64,
-    base_lr: f64,
-    min_lr: f64,
+    total_steps: Whole,
+    warmup_steps: Whole,
+    base_lr: Real,
+    min_lr: Real,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let s = crate::WarmupCosine::new(total_steps, warmup_steps, base_lr, min_lr)?;
-    Ok(s.to_vec().into_pyarray(py))
+    let s = crate::WarmupCosine::new(total_steps.0, warmup_steps.0, base_lr.0, min_lr.0)?;
+    Ok(s.to_vec()?.into_pyarray(py))
 }
 
 /// The warmup + cosine LR at one `step` (>= 0; past `total_steps` it stays at `min_lr`).
 #[pyfunction]
-#[pyo3(signature = (step, total_steps, warmup_steps, base_lr, min_lr=0.0))]
-fn warmup_cosine_at(step: i64, total_steps: i64, warmup_steps: i64, base_lr: f64, min_lr: f64) -> PyResult<f64> {
-    Ok(crate::WarmupCosine::new(total_steps, warmup_steps, base_lr, min_lr)?.at(step_index(step)?))
+#[pyo3(signature = (step, total_steps, warmup_steps, base_lr, min_lr=Real(0.0)), text_signature = "(step, total_steps, warmup_steps, base_lr, min_lr=0.0)")]
+fn warmup_cosine_at(
+    step: Whole,
+    total_steps: Whole,
+    warmup_steps: Whole,
+    base_lr: Real,
+    min_lr: Real,
+) -> PyResult<f64> {
+    Ok(crate::WarmupCosine::new(total_steps.0, warmup_steps.0, base_lr.0, min_lr.0)?.at(step_index(step)?))
 }
 
 /// LRs of steps 0..total_steps of the seed's one-cycle: linear from `base_lr` to `max_lr` over
 /// the first `pct_start` (default 0.3) of the steps, then `max_lr * (1 - p) ** 2` down to 0.
 #[pyfunction]
-#[pyo3(signature = (total_steps, base_lr, max_lr, pct_start=0.3))]
+#[pyo3(signature = (total_steps, base_lr, max_lr, pct_start=Real(0.3)), text_signature = "(total_steps, base_lr, max_lr, pct_start=0.3)")]
 fn one_cycle<'py>(
     py: Python<'py>,
-    total_steps: i64,
-    base_lr: f64,
-    max_lr: f64,
-    pct_start: f64,
+    total_steps: Whole,
+    base_lr: Real,
+    max_lr: Real,
+    pct_start: Real,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    Ok(crate::OneCycle::new(total_steps, base_lr, max_lr, pct_start)?.to_vec().into_pyarray(py))
+    Ok(crate::OneCycle::new(total_steps.0, base_lr.0, max_lr.0, pct_start.0)?.to_vec()?.into_pyarray(py))
 }
 
 /// The one-cycle LR at one `step` (>= 0; past `total_steps` it stays at 0).
 #[pyfunction]
-#[pyo3(signature = (step, total_steps, base_lr, max_lr, pct_start=0.3))]
-fn one_cycle_at(step: i64, total_steps: i64, base_lr: f64, max_lr: f64, pct_start: f64) -> PyResult<f64> {
-    Ok(crate::OneCycle::new(total_steps, base_lr, max_lr, pct_start)?.at(step_index(step)?))
+#[pyo3(signature = (step, total_steps, base_lr, max_lr, pct_start=Real(0.3)), text_signature = "(step, total_steps, base_lr, max_lr, pct_start=0.3)")]
+fn one_cycle_at(step: Whole, total_steps: Whole, base_lr: Real, max_lr: Real, pct_start: Real) -> PyResult<f64> {
+    Ok(crate::OneCycle::new(total_steps.0, base_lr.0, max_lr.0, pct_start.0)?.at(step_index(step)?))
 }
 
 /// The EMA-smoothed series of `values` (float32 or float64), float64; see `Ema`.
 #[pyfunction]
-#[pyo3(signature = (values, alpha=0.05, debias=false))]
+#[pyo3(signature = (values, alpha=Real(0.05), debias=false), text_signature = "(values, alpha=0.05, debias=False)")]
 fn ema<'py>(
     py: Python<'py>,
     values: &Bound<'py, PyAny>,
-    alpha: f64,
+    alpha: Real,
     debias: bool,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let values = floats("values", values)?;
     let out = match &values {
         Floats::F64(v) => {
             let v = v.as_slice()?;
-            detached(py, || crate::ema(v, alpha, debias))?
+            detached(py, || crate::ema(v, alpha.0, debias))?
         }
         Floats::F32(v) => {
             let v = v.as_slice()?;
-            detached(py, || crate::ema(v, alpha, debias))?
+            detached(py, || crate::ema(v, alpha.0, debias))?
         }
     };
     Ok(out.into_pyarray(py))
@@ -588,30 +667,30 @@ fn analysis_to_py(py: Python<'_>, labels: &[String], a: CoreAnalysis) -> PyResul
 /// package docs for every keyword and its default).
 #[pyfunction]
 #[pyo3(signature = (
-    lrs, losses, *, methods=None, threshold=10.0, watch="raw", alpha=0.05, debias=false, patience=1,
-    min_steps=0, suggest_on="raw", arch=None, min_points=10, immediate_steps=5, flat_tol=0.02,
-    noise_tol=0.25, improving_tail=0.1, range_drop=0.2
-))]
+    lrs, losses, *, methods=None, threshold=Real(10.0), watch="raw", alpha=Real(0.05), debias=false, patience=Whole(1),
+    min_steps=Whole(0), suggest_on="raw", arch=None, min_points=Whole(10), immediate_steps=Whole(5), flat_tol=Real(0.02),
+    noise_tol=Real(0.25), improving_tail=Real(0.1), range_drop=Real(0.2)
+), text_signature = "(lrs, losses, *, methods=None, threshold=10.0, watch=\"raw\", alpha=0.05, debias=False, patience=1, min_steps=0, suggest_on=\"raw\", arch=None, min_points=10, immediate_steps=5, flat_tol=0.02, noise_tol=0.25, improving_tail=0.1, range_drop=0.2)")]
 #[allow(clippy::too_many_arguments)]
 fn analyze(
     py: Python<'_>,
     lrs: &Bound<'_, PyAny>,
     losses: &Bound<'_, PyAny>,
     methods: Option<&Bound<'_, PyAny>>,
-    threshold: f64,
+    threshold: Real,
     watch: &str,
-    alpha: f64,
+    alpha: Real,
     debias: bool,
-    patience: usize,
-    min_steps: usize,
+    patience: Whole,
+    min_steps: Whole,
     suggest_on: &str,
     arch: Option<&str>,
-    min_points: usize,
-    immediate_steps: usize,
-    flat_tol: f64,
-    noise_tol: f64,
-    improving_tail: f64,
-    range_drop: f64,
+    min_points: Whole,
+    immediate_steps: Whole,
+    flat_tol: Real,
+    noise_tol: Real,
+    improving_tail: Real,
+    range_drop: Real,
 ) -> PyResult<Analysis> {
     let (labels, config) = config_from(
         methods,
@@ -639,10 +718,10 @@ fn analyze(
 /// N + 1), in parallel with the GIL released; row i equals `analyze` on sweep i.
 #[pyfunction]
 #[pyo3(signature = (
-    lrs, losses, offsets, *, methods=None, threshold=10.0, watch="raw", alpha=0.05, debias=false,
-    patience=1, min_steps=0, suggest_on="raw", arch=None, min_points=10, immediate_steps=5,
-    flat_tol=0.02, noise_tol=0.25, improving_tail=0.1, range_drop=0.2
-))]
+    lrs, losses, offsets, *, methods=None, threshold=Real(10.0), watch="raw", alpha=Real(0.05), debias=false,
+    patience=Whole(1), min_steps=Whole(0), suggest_on="raw", arch=None, min_points=Whole(10), immediate_steps=Whole(5),
+    flat_tol=Real(0.02), noise_tol=Real(0.25), improving_tail=Real(0.1), range_drop=Real(0.2)
+), text_signature = "(lrs, losses, offsets, *, methods=None, threshold=10.0, watch=\"raw\", alpha=0.05, debias=False, patience=1, min_steps=0, suggest_on=\"raw\", arch=None, min_points=10, immediate_steps=5, flat_tol=0.02, noise_tol=0.25, improving_tail=0.1, range_drop=0.2)")]
 #[allow(clippy::too_many_arguments)]
 fn analyze_batch(
     py: Python<'_>,
@@ -650,20 +729,20 @@ fn analyze_batch(
     losses: &Bound<'_, PyAny>,
     offsets: &Bound<'_, PyAny>,
     methods: Option<&Bound<'_, PyAny>>,
-    threshold: f64,
+    threshold: Real,
     watch: &str,
-    alpha: f64,
+    alpha: Real,
     debias: bool,
-    patience: usize,
-    min_steps: usize,
+    patience: Whole,
+    min_steps: Whole,
     suggest_on: &str,
     arch: Option<&str>,
-    min_points: usize,
-    immediate_steps: usize,
-    flat_tol: f64,
-    noise_tol: f64,
-    improving_tail: f64,
-    range_drop: f64,
+    min_points: Whole,
+    immediate_steps: Whole,
+    flat_tol: Real,
+    noise_tol: Real,
+    improving_tail: Real,
+    range_drop: Real,
 ) -> PyResult<BatchAnalysis> {
     let (labels, config) = config_from(
         methods,
@@ -705,14 +784,6 @@ fn analyze_batch(
     })
 }
 
-/// The names the codes stand for, checked against the core's enums at import.
-fn code_names() -> HashMap<&'static str, Vec<&'static str>> {
-    HashMap::from([
-        ("stop_reason", StopReason::ALL.iter().map(|r| r.name()).collect()),
-        ("diagnosis", DiagnosisKind::ALL.iter().map(|d| d.name()).collect()),
-    ])
-}
-
 /// lrfind's Rust core.
 #[pymodule]
 mod _core {
@@ -725,8 +796,6 @@ mod _core {
     #[pymodule_init]
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
         use pyo3::types::PyModuleMethods;
-        let names = super::code_names();
-        debug_assert_eq!(names["stop_reason"], ["nan", "inf", "threshold"]);
         m.add("METHODS", crate::METHOD_NAMES.to_vec())?;
         Ok(())
     }

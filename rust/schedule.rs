@@ -5,6 +5,7 @@
 //! (no warmup, all warmup, steps past the end) have defined values and never give NaN.
 
 use crate::error::{param, Result};
+use crate::sweep::MAX_LEN;
 
 /// Warmup + cosine decay: the seed's `warmup_cosine_schedule` with an optional floor `min_lr`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -45,9 +46,10 @@ impl WarmupCosine {
         self.min_lr + (self.base_lr - self.min_lr) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
     }
 
-    /// The LRs of steps `0..total_steps`.
-    pub fn to_vec(&self) -> Vec<f64> {
-        (0..self.total_steps).map(|s| self.at(s)).collect()
+    /// The LRs of steps `0..total_steps` (at most 100,000,000 of them).
+    pub fn to_vec(&self) -> Result<Vec<f64>> {
+        check_len(self.total_steps)?;
+        Ok((0..self.total_steps).map(|s| self.at(s)).collect())
     }
 }
 
@@ -86,10 +88,18 @@ impl OneCycle {
         }
     }
 
-    /// The LRs of steps `0..total_steps`.
-    pub fn to_vec(&self) -> Vec<f64> {
-        (0..self.total_steps).map(|s| self.at(s)).collect()
+    /// The LRs of steps `0..total_steps` (at most 100,000,000 of them).
+    pub fn to_vec(&self) -> Result<Vec<f64>> {
+        check_len(self.total_steps)?;
+        Ok((0..self.total_steps).map(|s| self.at(s)).collect())
     }
+}
+
+fn check_len(total_steps: u64) -> Result<()> {
+    if total_steps > MAX_LEN as u64 {
+        return Err(param("total_steps", "at most 100000000 for the whole array (use the per-step form)", total_steps));
+    }
+    Ok(())
 }
 
 fn check_total(total_steps: i64) -> Result<u64> {
@@ -122,7 +132,7 @@ mod tests {
         assert_eq!(floored.at(0), 1.0);
         assert!((floored.at(100) - 0.1).abs() < 1e-15);
         let all_warmup = WarmupCosine::new(10, 10, 2.0, 0.0).unwrap();
-        assert_eq!(all_warmup.to_vec()[9], 1.8);
+        assert_eq!(all_warmup.to_vec().unwrap()[9], 1.8);
         assert_eq!(all_warmup.at(10), 2.0);
     }
 

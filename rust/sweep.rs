@@ -2,6 +2,10 @@
 
 use crate::error::{param, Result};
 
+/// The longest array a generator returns: 800 MB of float64, a guard against a typo that
+/// would otherwise abort the process on allocation.
+pub const MAX_LEN: usize = 100_000_000;
+
 /// How the LR moves from one step to the next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SweepMode {
@@ -33,8 +37,8 @@ pub fn sweep_lrs(min_lr: f64, max_lr: f64, num_steps: usize, mode: SweepMode) ->
     if !(max_lr.is_finite() && max_lr > min_lr) {
         return Err(param("max_lr", "finite and > min_lr", max_lr));
     }
-    if num_steps < 2 {
-        return Err(param("num_steps", ">= 2", num_steps));
+    if !(2..=MAX_LEN).contains(&num_steps) {
+        return Err(param("num_steps", "in [2, 100000000]", num_steps));
     }
     let last = (num_steps - 1) as f64;
     let mut lrs: Vec<f64> = match mode {
@@ -87,7 +91,7 @@ mod tests {
             msg(sweep_lrs(1e-3, f64::INFINITY, 10, SweepMode::Exp)),
             "max_lr must be finite and > min_lr, got inf"
         );
-        assert_eq!(msg(sweep_lrs(1e-3, 1.0, 1, SweepMode::Exp)), "num_steps must be >= 2, got 1");
+        assert_eq!(msg(sweep_lrs(1e-3, 1.0, 1, SweepMode::Exp)), "num_steps must be in [2, 100000000], got 1");
         assert_eq!(SweepMode::parse("log").unwrap_err().to_string(), "mode must be \"exp\" or \"linear\", got \"log\"");
     }
 

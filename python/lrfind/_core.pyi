@@ -9,6 +9,26 @@ import numpy.typing as npt
 _Floats = npt.ArrayLike
 _Methods = str | Sequence[str] | Mapping[str, Mapping[str, Any] | None] | None
 
+__all__ = [
+    "analyze",
+    "analyze_batch",
+    "ema",
+    "log_gradient",
+    "one_cycle",
+    "one_cycle_at",
+    "suggest",
+    "sweep_lrs",
+    "warmup_cosine",
+    "warmup_cosine_at",
+    "Analysis",
+    "BatchAnalysis",
+    "Diagnosis",
+    "DivergenceDetector",
+    "Ema",
+    "Suggestion",
+    "METHODS",
+]
+
 METHODS: list[str]
 
 @final
@@ -54,8 +74,8 @@ class Analysis:
 
 @final
 class BatchAnalysis:
-    STOP_REASONS: ClassVar[tuple[str, str, str]]
-    DIAGNOSES: ClassVar[tuple[str, str, str, str, str, str]]
+    STOP_REASONS: ClassVar[tuple[str, ...]]
+    DIAGNOSES: ClassVar[tuple[str, ...]]
     @property
     def stop_index(self) -> npt.NDArray[np.int64]: ...
     @property

@@ -54,7 +54,7 @@ def _flatten(lrs: Any, losses: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]
             raise ValueError(f"lrs and losses must hold as many sweeps, got {len(lrs)} and {len(losses)}")
         lr_parts = [np.asarray(x, dtype=float).ravel() for x in lrs]
         loss_parts = [np.asarray(x, dtype=float).ravel() for x in losses]
-        for i, (a, b) in enumerate(zip(lr_parts, loss_parts)):
+        for i, (a, b) in enumerate(zip(lr_parts, loss_parts, strict=True)):
             if len(a) != len(b):
                 raise ValueError(f"sweep {i}: lrs and losses must have the same length, got {len(a)} and {len(b)}")
         offsets = np.zeros(len(lr_parts) + 1, dtype=np.int64)

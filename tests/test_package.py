@@ -1,0 +1,62 @@
+"""The package as users get it: light import, typed, and a wheel that installs without Rust."""
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_import_pulls_in_neither_torch_nor_matplotlib():
+    code = "import sys, lrfind; print(sorted(m for m in ('torch', 'matplotlib', 'tqdm') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_package_is_typed():
+    import lrfind
+
+    package = Path(lrfind.__file__).parent
+    assert (package / "py.typed").exists() and (package / "_core.pyi").exists()
+
+
+def test_public_functions_have_docstrings():
+    import lrfind
+
+    for name in lrfind.__all__:
+        obj = getattr(lrfind, name)
+        if callable(obj):
+            assert obj.__doc__ and len(obj.__doc__.strip()) > 20, name
+
+
+def test_wheel_installs_and_runs_without_a_rust_toolchain(tmp_path):
+    wheels = sorted((ROOT / "dist").glob("lrfind-*-abi3-*.whl"))
+    if not wheels:
+        pytest.fail("no abi3 wheel in dist/: run `make wheel` (make test does) before this test")
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    # No cargo or rustc reachable: only the venv and the system's basic tools.
+    path = os.pathsep.join([str(env_dir / "bin"), "/usr/bin", "/bin"])
+    env = {"PATH": path, "HOME": str(tmp_path), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    assert subprocess.run(["which", "cargo"], env=env, capture_output=True).returncode != 0
+    subprocess.run([python, "-m", "pip", "install", "--quiet", str(wheels[-1])], env=env, check=True)
+    code = (
+        "import lrfind, numpy as np; lrs = lrfind.sweep_lrs(1e-7, 10, 100); "
+        "print(lrfind.analyze(lrs, 2 - np.tanh(np.log10(lrs) + 3)).stop_index)"
+    )
+    out = subprocess.run([python, "-c", code], env=env, check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "-1"
+
+
+def test_release_workflow_is_valid_yaml_for_three_platforms():
+    yaml = pytest.importorskip("yaml")
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())
+    jobs = workflow["jobs"]
+    assert {"linux", "macos", "windows", "sdist", "release"} <= set(jobs)
+    build_steps = [s for job in ("linux", "macos", "windows") for s in jobs[job]["steps"]]
+    assert any(s.get("uses", "").startswith("PyO3/maturin-action") for s in build_steps)

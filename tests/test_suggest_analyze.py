@@ -1,0 +1,219 @@
+"""Gradients, suggestions, analysis and batch analysis against numpy and the seed's code."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import lrfind
+
+from seed import seed_find_suggested_lr, seed_good_curve, seed_range_test
+
+SEED_LRS = lrfind.sweep_lrs(1e-7, 10.0, 100)
+
+
+@st.composite
+def sweeps(draw, min_size=2, max_size=150, nan=False):
+    """A sweep: strictly increasing positive LRs and arbitrary finite (or NaN/inf) losses."""
+    n = draw(st.integers(min_size, max_size))
+    steps = draw(hnp.arrays(np.float64, n, elements=st.floats(0.01, 2.0)))
+    lrs = 1e-7 * np.exp(np.cumsum(steps))
+    elements = st.floats(-50, 50) if not nan else st.one_of(st.floats(-50, 50), st.sampled_from([math.nan, math.inf]))
+    losses = draw(hnp.arrays(np.float64, n, elements=elements))
+    return lrs, losses
+
+
+@given(sweeps())
+def test_log_gradient_is_numpy_gradient(sweep):
+    lrs, losses = sweep
+    want = np.gradient(losses, np.log(lrs))
+    scale = np.max(np.abs(losses)) / np.min(np.diff(np.log(lrs))) + 1e-300
+    np.testing.assert_allclose(lrfind.log_gradient(lrs, losses), want, rtol=1e-12, atol=1e-12 * scale)
+
+
+@given(sweeps(max_size=120))
+def test_steepest_is_the_seed_suggestion(sweep):
+    lrs, losses = sweep
+    s = lrfind.suggest(lrs, losses)
+    if np.all(losses == losses[0]):
+        assert s.lr is None and "flat" in s.reason
+    else:
+        assert s.lr == seed_find_suggested_lr(lrs, losses)
+        assert lrs[s.index] == s.lr
+
+
+def test_finder_reproduces_the_seed_end_to_end():
+    """The seed's range test, run on its own loop, and lrfind's finder see the same losses."""
+
+    def make_train_fn():
+        state = {"w": 0.0}
+
+        def train_fn(lr):  # one SGD step on f(w) = (w - 3)^2 from w = 0
+            state["w"] -= lr * 2 * (state["w"] - 3)
+            return (state["w"] - 3) ** 2 + 1.0
+
+        return train_fn
+
+    seed_lrs, seed_losses = seed_range_test(make_train_fn())
+    result = lrfind.LearningRateFinder().range_test(make_train_fn())
+    # numpy's exp and Rust's differ in the last ulp of some LRs.
+    np.testing.assert_allclose(result.lrs, seed_lrs, rtol=1e-12)
+    np.testing.assert_allclose(result.losses, seed_losses, rtol=1e-12)
+    seed_index = seed_lrs.index(seed_find_suggested_lr(seed_lrs, seed_losses))
+    assert result["suggested_lr"] == result.lrs[seed_index]
+    assert result.stop_reason == "threshold" and result.stop_index == len(seed_lrs)
+    np.testing.assert_allclose(result.smoothed_losses, lrfind.ema(seed_losses, 0.05), rtol=1e-12)
+
+
+def test_finder_uses_smooth_factor_and_checks_train_fn():
+    finder = lrfind.LearningRateFinder(smooth_factor=0.5, num_steps=20)
+    result = finder.range_test(lambda lr: 2.0 - lr / 20)
+    np.testing.assert_allclose(result.smoothed_losses, lrfind.ema(result.losses, 0.5))
+    assert result.stop_index == -1 and result.explosion_lr is None
+    assert set(result.keys()) >= {"lrs", "losses", "smoothed_losses", "suggested_lr", "suggestions", "diagnosis"}
+    with pytest.raises(KeyError, match="'best_lr'"):
+        result["best_lr"]
+    with pytest.raises(TypeError, match="train_fn must return the loss as a number, got 'oops' at lr=1.000e-07"):
+        finder.range_test(lambda lr: "oops")
+    with pytest.raises(ValueError, match="num_steps must be in \\[2, 100000000\\], got 1"):
+        lrfind.LearningRateFinder(num_steps=1)
+
+
+@given(sweeps(min_size=0, nan=True))
+@settings(max_examples=200)
+def test_analyze_parts_agree_with_the_parts(sweep):
+    lrs, losses = sweep
+    a = lrfind.analyze(lrs, losses)
+    k = a.stop_index if a.stop_index >= 0 else len(lrs)
+    np.testing.assert_array_equal(a.smoothed, lrfind.ema(losses[:k], 0.05))
+    if k >= 2:
+        np.testing.assert_array_equal(a.gradient, lrfind.log_gradient(lrs[:k], losses[:k]))
+    for name in ("steepest", "minimum", "steep", "valley", "slide"):
+        s, direct = a.suggestions[name], lrfind.suggest(lrs[:k], losses[:k], name)
+        assert (s.lr, s.index, s.reason) == (direct.lr, direct.index, direct.reason)
+    explosion = a.suggestions["explosion"]
+    assert explosion.index == (a.stop_index if a.stop_index >= 0 else None)
+    if explosion.lr is not None:
+        assert explosion.lr == lrs[a.stop_index] / 10
+    assert a.suggested_lr == a.suggestions["steepest"].lr
+    assert list(a.suggestions) == lrfind.METHODS
+
+
+def test_analyze_on_the_seed_good_curve():
+    losses = seed_good_curve(SEED_LRS)
+    a = lrfind.analyze(SEED_LRS, losses, arch="mlp")
+    assert a.stop_reason == "threshold" and losses[a.stop_index] > 10 * losses[: a.stop_index].min()
+    assert a.diagnosis.kind == "good"
+    low, high = a.diagnosis.range
+    assert 1e-4 < low < high < 1e-1
+    assert 1e-5 < a.suggested_lr < 1e-2 and "outside the usual range" not in a.diagnosis.message
+    assert a.min_loss == losses[: a.stop_index].min() and a.lr_at_min == SEED_LRS[np.argmin(losses[: a.stop_index])]
+
+
+def test_method_mapping_labels_and_parameters():
+    losses = seed_good_curve(SEED_LRS)
+    a = lrfind.analyze(
+        SEED_LRS,
+        losses,
+        methods={"tlf": {"method": "steepest", "space": "index", "backoff": 0}, "valley": None},
+        suggest_on="smoothed",
+    )
+    assert list(a.suggestions) == ["tlf", "valley"]
+    smoothed_direct = lrfind.suggest(SEED_LRS[: a.stop_index], a.smoothed, "steepest", space="index", backoff=0)
+    assert a.suggestions["tlf"].index == smoothed_direct.index
+    assert a.suggested_lr == smoothed_direct.lr
+
+
+@pytest.mark.parametrize(
+    "losses, kind",
+    [
+        ([2.30] * 100, "flat"),
+        ([2.30, 5.00, math.nan] + [1.0] * 97, "immediate_explosion"),
+        (list(2.3 - 0.015 * np.arange(100)), "no_divergence"),
+        ([2.3, 2.2, 2.1, 50.0] + [1.0] * 96, "immediate_explosion"),
+        (list(2.3 - 0.1 * np.arange(8)) + [40.0] + [1.0] * 91, "too_short"),
+    ],
+)
+def test_diagnosis_of_the_seed_tables(losses, kind):
+    d = lrfind.diagnose(SEED_LRS, np.array(losses))
+    assert d.kind == kind, d.message
+    assert d.message
+
+
+def test_diagnosis_of_a_noisy_curve_and_arch_hint():
+    noise = np.where(np.arange(100) % 2 == 0, 0.3, -0.3)
+    assert lrfind.diagnose(SEED_LRS, seed_good_curve(SEED_LRS) + noise).kind == "noisy"
+    d = lrfind.diagnose(SEED_LRS, seed_good_curve(SEED_LRS), arch="fine-tuning")
+    assert "outside the usual range for fine-tuning (1e-6 to 1e-4)" in d.message
+
+
+@st.composite
+def batches(draw):
+    n = draw(st.integers(0, 30))
+    return [draw(sweeps(min_size=0, max_size=60, nan=True)) for _ in range(n)]
+
+
+@given(batches(), st.sampled_from(["raw", "smoothed"]))
+@settings(max_examples=60, deadline=None)
+def test_batch_rows_equal_analyze(batch, watch):
+    lrs = [b[0] for b in batch]
+    losses = [b[1] for b in batch]
+    out = lrfind.analyze_batch(lrs, losses, watch=watch)
+    assert len(out) == len(batch)
+    for i, (x, y) in enumerate(batch):
+        a = lrfind.analyze(x, y, watch=watch)
+        assert out.stop_index[i] == a.stop_index
+        assert out.stop_reason[i] == (0 if a.stop_reason is None else 1 + out.STOP_REASONS.index(a.stop_reason))
+        assert out.DIAGNOSES[out.diagnosis[i]] == a.diagnosis.kind
+        np.testing.assert_array_equal(out.min_loss[i], a.min_loss)
+        np.testing.assert_array_equal(out.lr_at_min[i], a.lr_at_min)
+        low, high = a.diagnosis.range or (math.nan, math.nan)
+        np.testing.assert_array_equal([out.range_low[i], out.range_high[i]], [low, high])
+        for name, s in a.suggestions.items():
+            assert out.index[name][i] == (-1 if s.index is None else s.index)
+            np.testing.assert_array_equal(out.lr[name][i], math.nan if s.lr is None else s.lr)
+
+
+def test_batch_input_shapes_and_dtypes():
+    rng = np.random.default_rng(1)
+    losses = seed_good_curve(SEED_LRS) * rng.uniform(0.95, 1.05, (64, 100))
+    lrs = np.broadcast_to(SEED_LRS, (64, 100)).copy()
+    two_d = lrfind.analyze_batch(lrs, losses)
+    offsets = np.arange(65, dtype=np.int64) * 100
+    flat = lrfind.analyze_batch(lrs.ravel(), losses.ravel(), offsets)
+    listed = lrfind.analyze_batch(list(lrs), list(losses))
+    for other in (flat, listed):
+        np.testing.assert_array_equal(two_d.lr["steepest"], other.lr["steepest"])
+    # float32 losses are read as they are: same answer as their exact float64 values.
+    f32 = losses.astype(np.float32)
+    a32 = lrfind.analyze_batch(lrs.ravel(), f32.ravel(), offsets, methods="steepest")
+    a64 = lrfind.analyze_batch(lrs.ravel(), f32.astype(np.float64).ravel(), offsets, methods="steepest")
+    np.testing.assert_array_equal(a32.index["steepest"], a64.index["steepest"])
+    assert two_d.stop_index.dtype == np.int64 and two_d.diagnosis.dtype == np.uint8
+
+
+@pytest.mark.parametrize(
+    "offsets, error, message",
+    [
+        ([1, 3], ValueError, r"offsets\[0\] must be 0, got 1"),
+        ([0, 2, 1, 3], ValueError, r"offsets\[2\] must be non-decreasing, got 1 after 2"),
+        ([0, 2], ValueError, r"offsets\[1\] must be the buffers' length, got 2 for buffers of length 3"),
+        (np.array([0, 3], dtype=np.int32), TypeError, "offsets must have dtype int64, got int32"),
+        (np.array([[0, 3]]), ValueError, r"offsets must be 1-D, got an array of shape \[1, 2\]"),
+        ([], ValueError, "offsets must be at least one entry"),
+    ],
+)
+def test_batch_rejects_bad_offsets(offsets, error, message):
+    x = np.array([1e-3, 1e-2, 1e-1])
+    with pytest.raises(error, match=message):
+        lrfind.analyze_batch(x, x, offsets)
+
+
+def test_batch_names_the_bad_sweep():
+    with pytest.raises(ValueError, match=r"sweep 1: lrs\[1\] must be strictly greater than the previous LR"):
+        lrfind.analyze_batch([np.array([1e-3, 1e-2]), np.array([1e-2, 1e-3])], [np.ones(2), np.ones(2)])
+    with pytest.raises(ValueError, match=r"losses must have the shape of lrs \(2, 3\), got \(3, 2\)"):
+        lrfind.analyze_batch(np.ones((2, 3)), np.ones((3, 2)))
