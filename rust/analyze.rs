@@ -106,7 +106,7 @@ pub(crate) struct Work {
     pub raw: Vec<f64>,
     pub smoothed: Vec<f64>,
     pub suggest: Scratch,
-    pub diag: Vec<f64>,
+    pub diag: crate::diagnose::Scratch,
 }
 
 impl Work {
@@ -210,8 +210,7 @@ where
     };
     let stop_lr = stop.map(|(i, reason)| (i, reason, lrs[i].into()));
     let suggested = out.first().and_then(|s| s.lr);
-    let diagnosis =
-        diagnose_checked(&work.lrs, &work.raw, &work.smoothed, stop_lr, suggested, &config.diagnose, &mut work.diag);
+    let diagnosis = diagnose_checked(&work.lrs, &work.raw, stop_lr, suggested, &config.diagnose, &mut work.diag);
     Ok(Summary { stop, min_loss, lr_at_min, diagnosis })
 }
 

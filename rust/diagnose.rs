@@ -113,16 +113,16 @@ pub struct DiagnoseConfig {
     pub min_points: usize,
     /// A stop at a point index below this is `immediate_explosion` (default 5).
     pub immediate_steps: usize,
-    /// A smoothed loss whose total range is below this share of its first value is `flat`;
+    /// A loss (centred moving average) whose total range is below this share of its first value is `flat`;
     /// a sweep that stops before its loss fell by this share is `immediate_explosion` (default 0.02).
     pub flat_tol: f64,
-    /// Noise (robust standard deviation of the raw loss) above this share of the smoothed drop is
+    /// Noise (robust standard deviation of the raw loss) above this share of the loss drop is
     /// `noisy` (default 0.25).
     pub noise_tol: f64,
-    /// With no stop, a smoothed minimum in the last `improving_tail` share of the points is
+    /// With no stop, a loss minimum in the last `improving_tail` share of the points is
     /// `no_divergence` (default 0.1).
     pub improving_tail: f64,
-    /// The good range starts where the smoothed loss has made this share of its drop, and ends
+    /// The good range starts where the loss has made this share of its drop, and ends
     /// at its minimum (default 0.2).
     pub range_drop: f64,
     /// Checks the suggestion against the typical range of this architecture.
@@ -173,7 +173,7 @@ pub struct Diagnosis {
     pub stop: Option<(usize, StopReason, f64)>,
     /// Largest LR before the stop.
     pub last_lr: f64,
-    /// Noise as a share of the smoothed drop.
+    /// Noise as a share of the loss drop.
     pub noise_ratio: f64,
     /// Set when the suggestion falls outside the architecture's typical range.
     pub arch_warning: Option<(Arch, f64)>,
@@ -238,16 +238,17 @@ impl fmt::Display for Diagnosis {
 
 /// Classifies a sweep from its points before the stop.
 ///
-/// `lrs`, `raw` and `smoothed` hold those points (validated, finite); `stop` is the stop of the
-/// whole sweep with the LR of the explosion point; `suggested` is the main suggestion.
+/// `lrs` and `raw` hold those points (validated, finite); `stop` is the stop of the whole sweep
+/// with the LR of the explosion point; `suggested` is the main suggestion. The shape is read
+/// off a centred moving average of the raw loss: unlike the EMA it does not lag, so the range
+/// and the minimum sit where the loss really is.
 pub(crate) fn diagnose_checked(
     lrs: &[f64],
     raw: &[f64],
-    smoothed: &[f64],
     stop: Option<(usize, StopReason, f64)>,
     suggested: Option<f64>,
     cfg: &DiagnoseConfig,
-    scratch: &mut Vec<f64>,
+    scratch: &mut Scratch,
 ) -> Diagnosis {
     let n = raw.len();
     let mut d = Diagnosis {
@@ -273,6 +274,8 @@ pub(crate) fn diagnose_checked(
         d.kind = DiagnosisKind::TooShort;
         return d;
     }
+    centred_mean(raw, (n / 40).max(1), &mut scratch.centred);
+    let smoothed = &scratch.centred;
     let first = smoothed[0];
     let (mut lo, mut hi, mut at_min) = (first, first, 0);
     for (i, &v) in smoothed.iter().enumerate() {
@@ -293,7 +296,7 @@ pub(crate) fn diagnose_checked(
     }
     let low = smoothed.iter().position(|&v| v <= first - cfg.range_drop * drop).unwrap_or(at_min);
     d.range = Some((lrs[low], lrs[at_min]));
-    d.noise_ratio = robust_noise(raw, scratch) / drop;
+    d.noise_ratio = robust_noise(raw, &mut scratch.noise) / drop;
     let tail = ((cfg.improving_tail * n as f64).ceil() as usize).max(1);
     d.kind = if stop.is_none() && at_min >= n - tail {
         DiagnosisKind::NoDivergence
@@ -303,6 +306,30 @@ pub(crate) fn diagnose_checked(
         DiagnosisKind::Good
     };
     d
+}
+
+/// Reusable buffers of the diagnosis.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    centred: Vec<f64>,
+    noise: Vec<f64>,
+}
+
+/// Mean over the window `[i - half, i + half]`, clipped at both ends, by running sums.
+fn centred_mean(x: &[f64], half: usize, out: &mut Vec<f64>) {
+    let n = x.len();
+    out.clear();
+    let mut sum: f64 = x[..half.min(n)].iter().sum();
+    for i in 0..n {
+        if i + half < n {
+            sum += x[i + half];
+        }
+        if i > half {
+            sum -= x[i - half - 1];
+        }
+        let count = (i + half).min(n - 1) + 1 - i.saturating_sub(half);
+        out.push(sum / count as f64);
+    }
 }
 
 /// Robust standard deviation of white noise on a smooth curve: the median absolute second
@@ -324,8 +351,7 @@ mod tests {
 
     fn run(raw: &[f64], stop: Option<(usize, StopReason, f64)>) -> Diagnosis {
         let lrs: Vec<f64> = (0..raw.len()).map(|i| 1e-7 * 10f64.powf(i as f64 / 12.0)).collect();
-        let smoothed = crate::smooth::ema(raw, 0.3, false).unwrap();
-        diagnose_checked(&lrs, raw, &smoothed, stop, Some(1e-3), &DiagnoseConfig::default(), &mut vec![])
+        diagnose_checked(&lrs, raw, stop, Some(1e-3), &DiagnoseConfig::default(), &mut Scratch::default())
     }
 
     /// The seed's "good" table, 12 points a decade: plateau, descent, then up.
@@ -373,13 +399,25 @@ mod tests {
     fn arch_warning() {
         let lrs: Vec<f64> = (0..90).map(|i| 1e-7 * 10f64.powf(i as f64 / 12.0)).collect();
         let raw = seed_good();
-        let sm = crate::smooth::ema(&raw, 0.3, false).unwrap();
         let cfg = DiagnoseConfig { arch: Some(Arch::FineTuning), ..Default::default() };
-        let d = diagnose_checked(&lrs, &raw, &sm, None, Some(1e-2), &cfg, &mut vec![]);
+        let d = diagnose_checked(&lrs, &raw, None, Some(1e-2), &cfg, &mut Scratch::default());
         assert!(d.message().contains("outside the usual range for fine-tuning (1e-6 to 1e-4)"), "{}", d.message());
-        let d = diagnose_checked(&lrs, &raw, &sm, None, Some(1e-5), &cfg, &mut vec![]);
+        let d = diagnose_checked(&lrs, &raw, None, Some(1e-5), &cfg, &mut Scratch::default());
         assert_eq!(d.arch_warning, None);
         assert!(Arch::parse("rnn").is_err());
+    }
+
+    #[test]
+    fn centred_mean_matches_a_direct_window() {
+        let x: Vec<f64> = (0..23).map(|i| ((i * 7919) % 13) as f64).collect();
+        for half in [1, 2, 5, 30] {
+            let mut out = vec![];
+            centred_mean(&x, half, &mut out);
+            for (i, &v) in out.iter().enumerate() {
+                let w = &x[i.saturating_sub(half)..(i + half + 1).min(x.len())];
+                assert!((v - w.iter().sum::<f64>() / w.len() as f64).abs() < 1e-12);
+            }
+        }
     }
 
     #[test]
