@@ -60,3 +60,13 @@ def test_release_workflow_is_valid_yaml_for_three_platforms():
     assert {"linux", "macos", "windows", "sdist", "release"} <= set(jobs)
     build_steps = [s for job in ("linux", "macos", "windows") for s in jobs[job]["steps"]]
     assert any(s.get("uses", "").startswith("PyO3/maturin-action") for s in build_steps)
+
+
+def test_readme_python_examples_run():
+    """The README's quick start stays true: every python block runs as written."""
+    import re
+
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    assert len(blocks) >= 2
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})
