@@ -1,10 +1,10 @@
 //! One sweep, all at once: stop, smoothing, gradient, every suggestion and the diagnosis.
 
-use crate::diagnose::{diagnose_checked, DiagnoseConfig, Diagnosis};
+use crate::diagnose::{diagnose_checked, Arch, DiagnoseConfig, Diagnosis};
 use crate::diverge::{detect, DivergenceConfig, DivergenceDetector, StopReason};
 use crate::error::{check_sweep, param, Result};
 use crate::gradient::gradient_into;
-use crate::suggest::{suggest_checked, Method, Reason, Scratch, Suggestion};
+use crate::suggest::{count, number, set_detector, show, suggest_checked, Method, Param, Reason, Scratch, Suggestion};
 
 /// Which series the suggestions (and `min_loss`) read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +53,34 @@ impl Default for AnalyzeConfig {
 }
 
 impl AnalyzeConfig {
+    /// Sets one option by its keyword name: the divergence rule (`threshold`, `watch`, `alpha`,
+    /// `debias`, `patience`, `min_steps`), `suggest_on`, `arch`, and the diagnosis thresholds
+    /// (`min_points`, `immediate_steps`, `flat_tol`, `noise_tol`, `improving_tail`,
+    /// `range_drop`). `Ok(false)` if `key` is none of them; `methods` are set directly.
+    pub fn set(&mut self, key: &str, value: Param<'_>) -> Result<bool> {
+        if set_detector(&mut self.detector, key, value)? {
+            return Ok(true);
+        }
+        let text = |name: &'static str, expected: &'static str| match value {
+            Param::Str(s) => Ok(s),
+            other => Err(param(name, expected, show(other))),
+        };
+        let share = |name: &'static str| number(name, value, "in (0, 1)", |v| v > 0.0 && v < 1.0);
+        let d = &mut self.diagnose;
+        match key {
+            "suggest_on" => self.suggest_on = SuggestOn::parse(text("suggest_on", "\"raw\" or \"smoothed\"")?)?,
+            "arch" => d.arch = Some(Arch::parse(text("arch", "an architecture name")?)?),
+            "min_points" => d.min_points = count("min_points", value, 0)?,
+            "immediate_steps" => d.immediate_steps = count("immediate_steps", value, 0)?,
+            "flat_tol" => d.flat_tol = share("flat_tol")?,
+            "improving_tail" => d.improving_tail = share("improving_tail")?,
+            "range_drop" => d.range_drop = share("range_drop")?,
+            "noise_tol" => d.noise_tol = number("noise_tol", value, "finite and > 0", |v| v.is_finite() && v > 0.0)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
     /// Checks every part.
     pub fn validate(&self) -> Result<()> {
         self.detector.validate()?;

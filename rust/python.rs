@@ -11,8 +11,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString, PyTuple};
 
 use crate::{
-    Analysis as CoreAnalysis, AnalyzeConfig, Arch, DiagnoseConfig, Diagnosis as CoreDiagnosis, DiagnosisKind,
-    DivergenceConfig, Error, Method, Param, StopReason, SuggestOn, Suggestion as CoreSuggestion, SweepMode, Watch,
+    Analysis as CoreAnalysis, AnalyzeConfig, Diagnosis as CoreDiagnosis, DiagnosisKind, DivergenceConfig, Error,
+    Method, Param, StopReason, Suggestion as CoreSuggestion, SweepMode, Watch,
 };
 
 impl From<Error> for PyErr {
@@ -170,7 +170,7 @@ impl OwnedParam {
         } else if v.is_instance_of::<PyString>() {
             Ok(OwnedParam::Str(v.extract()?))
         } else if v.is_instance_of::<PyInt>() || v.is_instance_of::<PyFloat>() || v.hasattr("__float__")? {
-            Ok(OwnedParam::Num(v.extract::<f64>()?))
+            Ok(OwnedParam::Num(v.extract::<Real>()?.0))
         } else {
             Err(PyTypeError::new_err(format!("{name} must be a number, bool or str, got {}", v.repr()?)))
         }
@@ -232,49 +232,28 @@ fn methods_from(methods: Option<&Bound<'_, PyAny>>, detector: DivergenceConfig) 
     names.into_iter().map(|n| Ok((n.clone(), method_from(&n, None, detector)?))).collect()
 }
 
-/// The keyword arguments shared by `analyze` and `analyze_batch`.
-#[allow(clippy::too_many_arguments)]
-fn config_from(
-    methods: Option<&Bound<'_, PyAny>>,
-    threshold: Real,
-    watch: &str,
-    alpha: Real,
-    debias: bool,
-    patience: Whole,
-    min_steps: Whole,
-    suggest_on: &str,
-    arch: Option<&str>,
-    min_points: Whole,
-    immediate_steps: Whole,
-    flat_tol: Real,
-    noise_tol: Real,
-    improving_tail: Real,
-    range_drop: Real,
-) -> PyResult<(Vec<String>, AnalyzeConfig)> {
-    let detector = DivergenceConfig {
-        threshold: threshold.0,
-        watch: Watch::parse(watch)?,
-        alpha: alpha.0,
-        debias,
-        patience: patience.count("patience", 1)?,
-        min_steps: min_steps.count("min_steps", 0)?,
-    };
-    detector.validate()?;
-    let (labels, methods) = methods_from(methods, detector)?.into_iter().unzip();
-    let config = AnalyzeConfig {
-        detector,
-        methods,
-        suggest_on: SuggestOn::parse(suggest_on)?,
-        diagnose: DiagnoseConfig {
-            min_points: min_points.count("min_points", 0)?,
-            immediate_steps: immediate_steps.count("immediate_steps", 0)?,
-            flat_tol: flat_tol.0,
-            noise_tol: noise_tol.0,
-            improving_tail: improving_tail.0,
-            range_drop: range_drop.0,
-            arch: arch.map(Arch::parse).transpose()?,
-        },
-    };
+/// The keyword options of `analyze` and `analyze_batch`, parsed once by the core
+/// (`AnalyzeConfig::set`), so their names, defaults and checks live in one place.
+fn config_from(options: Option<&Bound<'_, PyDict>>) -> PyResult<(Vec<String>, AnalyzeConfig)> {
+    let mut config = AnalyzeConfig::default();
+    let mut methods = None;
+    for (key, value) in options.into_iter().flat_map(|o| o.iter()) {
+        let key: String = key.extract()?;
+        match key.as_str() {
+            "methods" => methods = Some(value),
+            "arch" if value.is_none() => config.diagnose.arch = None,
+            _ => {
+                let param = OwnedParam::extract(&key, &value)?;
+                if !config.set(&key, param.as_param())? {
+                    return Err(PyTypeError::new_err(format!("got an unexpected keyword argument {key:?}")));
+                }
+            }
+        }
+    }
+    // The explosion method's default rule is the analysis's own: parse methods last.
+    let (labels, parsed) =
+        methods_from(methods.as_ref().filter(|m| !m.is_none()), config.detector)?.into_iter().unzip();
+    config.methods = parsed;
     config.validate()?;
     Ok((labels, config))
 }
@@ -663,104 +642,38 @@ fn analysis_to_py(py: Python<'_>, labels: &[String], a: CoreAnalysis) -> PyResul
     })
 }
 
-/// Reads one sweep: stop, smoothed curve, gradient, suggestions and diagnosis (see the
-/// package docs for every keyword and its default).
+/// Reads one sweep: stop, smoothed curve, gradient, suggestions and diagnosis. Keyword options
+/// (defaults): methods (every method, steepest first), threshold (10.0), watch ("raw"),
+/// alpha (0.05), debias (False), patience (1), min_steps (0), suggest_on ("raw"), arch (None),
+/// min_points (10), immediate_steps (5), flat_tol (0.02), noise_tol (0.25), improving_tail (0.1),
+/// range_drop (0.2); see the package docs.
 #[pyfunction]
-#[pyo3(signature = (
-    lrs, losses, *, methods=None, threshold=Real(10.0), watch="raw", alpha=Real(0.05), debias=false, patience=Whole(1),
-    min_steps=Whole(0), suggest_on="raw", arch=None, min_points=Whole(10), immediate_steps=Whole(5), flat_tol=Real(0.02),
-    noise_tol=Real(0.25), improving_tail=Real(0.1), range_drop=Real(0.2)
-), text_signature = "(lrs, losses, *, methods=None, threshold=10.0, watch=\"raw\", alpha=0.05, debias=False, patience=1, min_steps=0, suggest_on=\"raw\", arch=None, min_points=10, immediate_steps=5, flat_tol=0.02, noise_tol=0.25, improving_tail=0.1, range_drop=0.2)")]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (lrs, losses, **options))]
 fn analyze(
     py: Python<'_>,
     lrs: &Bound<'_, PyAny>,
     losses: &Bound<'_, PyAny>,
-    methods: Option<&Bound<'_, PyAny>>,
-    threshold: Real,
-    watch: &str,
-    alpha: Real,
-    debias: bool,
-    patience: Whole,
-    min_steps: Whole,
-    suggest_on: &str,
-    arch: Option<&str>,
-    min_points: Whole,
-    immediate_steps: Whole,
-    flat_tol: Real,
-    noise_tol: Real,
-    improving_tail: Real,
-    range_drop: Real,
+    options: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<Analysis> {
-    let (labels, config) = config_from(
-        methods,
-        threshold,
-        watch,
-        alpha,
-        debias,
-        patience,
-        min_steps,
-        suggest_on,
-        arch,
-        min_points,
-        immediate_steps,
-        flat_tol,
-        noise_tol,
-        improving_tail,
-        range_drop,
-    )?;
+    let (labels, config) = config_from(options)?;
     let (lrs, losses) = (floats("lrs", lrs)?, floats("losses", losses)?);
     let a = with_slices!(lrs, losses, |x, y| detached(py, || crate::analyze(x, y, &config))?);
     analysis_to_py(py, &labels, a)
 }
 
 /// Reads N sweeps stored back to back in flat `lrs`, `losses` with int64 `offsets` (length
-/// N + 1), in parallel with the GIL released; row i equals `analyze` on sweep i.
+/// N + 1), in parallel with the GIL released; row i equals `analyze` on sweep i, with the same
+/// keyword options.
 #[pyfunction]
-#[pyo3(signature = (
-    lrs, losses, offsets, *, methods=None, threshold=Real(10.0), watch="raw", alpha=Real(0.05), debias=false,
-    patience=Whole(1), min_steps=Whole(0), suggest_on="raw", arch=None, min_points=Whole(10), immediate_steps=Whole(5),
-    flat_tol=Real(0.02), noise_tol=Real(0.25), improving_tail=Real(0.1), range_drop=Real(0.2)
-), text_signature = "(lrs, losses, offsets, *, methods=None, threshold=10.0, watch=\"raw\", alpha=0.05, debias=False, patience=1, min_steps=0, suggest_on=\"raw\", arch=None, min_points=10, immediate_steps=5, flat_tol=0.02, noise_tol=0.25, improving_tail=0.1, range_drop=0.2)")]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (lrs, losses, offsets, **options))]
 fn analyze_batch(
     py: Python<'_>,
     lrs: &Bound<'_, PyAny>,
     losses: &Bound<'_, PyAny>,
     offsets: &Bound<'_, PyAny>,
-    methods: Option<&Bound<'_, PyAny>>,
-    threshold: Real,
-    watch: &str,
-    alpha: Real,
-    debias: bool,
-    patience: Whole,
-    min_steps: Whole,
-    suggest_on: &str,
-    arch: Option<&str>,
-    min_points: Whole,
-    immediate_steps: Whole,
-    flat_tol: Real,
-    noise_tol: Real,
-    improving_tail: Real,
-    range_drop: Real,
+    options: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<BatchAnalysis> {
-    let (labels, config) = config_from(
-        methods,
-        threshold,
-        watch,
-        alpha,
-        debias,
-        patience,
-        min_steps,
-        suggest_on,
-        arch,
-        min_points,
-        immediate_steps,
-        flat_tol,
-        noise_tol,
-        improving_tail,
-        range_drop,
-    )?;
+    let (labels, config) = config_from(options)?;
     let (lrs, losses) = (floats("lrs", lrs)?, floats("losses", losses)?);
     let offsets = int64s("offsets", offsets)?;
     let offsets = offsets.as_slice()?;

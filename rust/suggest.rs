@@ -175,22 +175,25 @@ impl Method {
             (Method::Slide { adjust_value, .. }, "adjust_value") => {
                 *adjust_value = number("adjust_value", value, "finite and > 0", |v| v.is_finite() && v > 0.0)?
             }
-            (Method::Explosion { detector, .. }, key) => set_detector(detector, key, value)?,
-            (m, key) => {
-                return Err(param(
-                    "method parameter",
-                    "one the method takes",
-                    format!("{key:?} for method {:?}", m.name()),
-                ))
+            (Method::Explosion { detector, .. }, key) => {
+                if !set_detector(detector, key, value)? {
+                    return Err(unknown(key, "explosion"));
+                }
             }
+            (m, key) => return Err(unknown(key, m.name())),
         }
         Ok(())
     }
 }
 
+fn unknown(key: &str, method: &str) -> crate::Error {
+    param("method parameter", "one the method takes", format!("{key:?} for method {method:?}"))
+}
+
 /// Sets one divergence-rule parameter by name (`threshold`, `watch`, `alpha`, `debias`,
-/// `patience`, `min_steps`); used by `"explosion"` and by the analysis entry points.
-pub fn set_detector(d: &mut DivergenceConfig, key: &str, value: Param<'_>) -> Result<()> {
+/// `patience`, `min_steps`); `Ok(false)` if `key` is none of them. Used by `"explosion"` and
+/// by [`AnalyzeConfig::set`](crate::AnalyzeConfig::set).
+pub fn set_detector(d: &mut DivergenceConfig, key: &str, value: Param<'_>) -> Result<bool> {
     match key {
         "threshold" => d.threshold = number("threshold", value, "finite and > 1", |v| v.is_finite() && v > 1.0)?,
         "watch" => {
@@ -203,26 +206,31 @@ pub fn set_detector(d: &mut DivergenceConfig, key: &str, value: Param<'_>) -> Re
         "debias" => d.debias = number("debias", value, "a bool", |v| v == 0.0 || v == 1.0)? == 1.0,
         "patience" => d.patience = count("patience", value, 1)?,
         "min_steps" => d.min_steps = count("min_steps", value, 0)?,
-        other => return Err(param("parameter", "a divergence parameter", format!("{other:?}"))),
+        _ => return Ok(false),
     }
-    Ok(())
+    Ok(true)
 }
 
-fn show(p: Param<'_>) -> String {
+pub(crate) fn show(p: Param<'_>) -> String {
     match p {
         Param::Num(v) => v.to_string(),
         Param::Str(s) => format!("{s:?}"),
     }
 }
 
-fn number(name: &'static str, value: Param<'_>, expected: &'static str, ok: impl Fn(f64) -> bool) -> Result<f64> {
+pub(crate) fn number(
+    name: &'static str,
+    value: Param<'_>,
+    expected: &'static str,
+    ok: impl Fn(f64) -> bool,
+) -> Result<f64> {
     match value {
         Param::Num(v) if ok(v) => Ok(v),
         other => Err(param(name, expected, show(other))),
     }
 }
 
-fn count(name: &'static str, value: Param<'_>, min: usize) -> Result<usize> {
+pub(crate) fn count(name: &'static str, value: Param<'_>, min: usize) -> Result<usize> {
     let expected = if min == 0 { "a whole number >= 0" } else { "a whole number >= 1" };
     let v = number(name, value, expected, |v| v.fract() == 0.0 && v >= min as f64 && v < 1e15)?;
     Ok(v as usize)

@@ -149,8 +149,11 @@ def test_learning_rate_finder(args, fn_result):
         (lambda: lrfind.analyze([np.nan, 1.0], [1, 2]), ValueError, r"lrs\[0\] must be finite and > 0, got NaN"),
         (lambda: lrfind.analyze(np.ones((2, 2)), np.ones(4)), ValueError, r"lrs must be 1-D, got an array of shape"),
         (lambda: lrfind.analyze("abc", [1.0]), TypeError, "lrs must be a 1-D array of numbers, got str"),
-        (lambda: lrfind.analyze([1.0], [1.0], patience=-1), ValueError, "patience must be >= 1, got -1"),
-        (lambda: lrfind.analyze([1.0], [1.0], patience=2**70), TypeError, "patience"),
+        (lambda: lrfind.analyze([1.0], [1.0], patience=-1), ValueError, "patience must be a whole number >= 1, got -1"),
+        (lambda: lrfind.analyze([1.0], [1.0], patience=2**70), ValueError, "patience must be a whole number >= 1"),
+        (lambda: lrfind.DivergenceDetector(patience=2**70), TypeError, "patience"),
+        (lambda: lrfind.analyze([1.0], [1.0], thresold=5), TypeError, 'unexpected keyword argument "thresold"'),
+        (lambda: lrfind.analyze([1.0], [1.0], min_points=1), ValueError, "min_points must be >= 2, got 1"),
         (
             lambda: lrfind.analyze([1.0], [1.0], threshold=10**400),
             ValueError,
