@@ -1,10 +1,11 @@
 """Typed stubs of lrfind's Rust core (checked by ``python -m mypy.stubtest lrfind._core``)."""
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, final
+from typing import Any, ClassVar, TypedDict, final
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import Unpack
 
 _Floats = npt.ArrayLike
 _Methods = str | Sequence[str] | Mapping[str, Mapping[str, Any] | None] | None
@@ -140,44 +141,27 @@ def one_cycle_at(step: int, total_steps: int, base_lr: float, max_lr: float, pct
 def ema(values: _Floats, alpha: float = 0.05, debias: bool = False) -> npt.NDArray[np.float64]: ...
 def log_gradient(lrs: _Floats, losses: _Floats) -> npt.NDArray[np.float64]: ...
 def suggest(lrs: _Floats, losses: _Floats, method: str = "steepest", **params: Any) -> Suggestion: ...
-def analyze(
-    lrs: _Floats,
-    losses: _Floats,
-    *,
-    methods: _Methods = None,
-    threshold: float = 10.0,
-    watch: str = "raw",
-    alpha: float = 0.05,
-    debias: bool = False,
-    patience: int = 1,
-    min_steps: int = 0,
-    suggest_on: str = "raw",
-    arch: str | None = None,
-    min_points: int = 10,
-    immediate_steps: int = 5,
-    flat_tol: float = 0.02,
-    noise_tol: float = 0.25,
-    improving_tail: float = 0.1,
-    range_drop: float = 0.2,
-) -> Analysis: ...
+
+class _AnalyzeOptions(TypedDict, total=False):
+    """The keyword options of analyze and analyze_batch; defaults in their docstrings."""
+
+    methods: _Methods
+    threshold: float
+    watch: str
+    alpha: float
+    debias: bool
+    patience: int
+    min_steps: int
+    suggest_on: str
+    arch: str | None
+    min_points: int
+    immediate_steps: int
+    flat_tol: float
+    noise_tol: float
+    improving_tail: float
+    range_drop: float
+
+def analyze(lrs: _Floats, losses: _Floats, **options: Unpack[_AnalyzeOptions]) -> Analysis: ...
 def analyze_batch(
-    lrs: _Floats,
-    losses: _Floats,
-    offsets: npt.ArrayLike,
-    *,
-    methods: _Methods = None,
-    threshold: float = 10.0,
-    watch: str = "raw",
-    alpha: float = 0.05,
-    debias: bool = False,
-    patience: int = 1,
-    min_steps: int = 0,
-    suggest_on: str = "raw",
-    arch: str | None = None,
-    min_points: int = 10,
-    immediate_steps: int = 5,
-    flat_tol: float = 0.02,
-    noise_tol: float = 0.25,
-    improving_tail: float = 0.1,
-    range_drop: float = 0.2,
+    lrs: _Floats, losses: _Floats, offsets: npt.ArrayLike, **options: Unpack[_AnalyzeOptions]
 ) -> BatchAnalysis: ...
