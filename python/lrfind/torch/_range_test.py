@@ -1,0 +1,427 @@
+"""The LR range test on a PyTorch model: one optimizer step per LR of the Rust sweep."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+
+from lrfind import _core
+from lrfind.result import RangeTestResult
+from lrfind.torch._state import Snapshot
+
+StepFn = Callable[[torch.nn.Module, Any], torch.Tensor]
+
+#: Host reads happen every this many steps (see ``range_test``'s ``check_every``).
+CHECK_EVERY = 10
+
+#: After this many skipped steps in a row (fp16 overflow every time), the step counts as NaN.
+MAX_CONSECUTIVE_SKIPS = 50
+
+
+def range_test(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[..., torch.Tensor] | None,
+    data: Any,
+    *,
+    min_lr: float = 1e-7,
+    max_lr: float = 10.0,
+    num_steps: int = 100,
+    mode: str = "exp",
+    smooth_factor: float = 0.05,
+    diverge_threshold: float = 10.0,
+    watch: str = "raw",
+    patience: int = 1,
+    step_fn: StepFn | None = None,
+    accumulation_steps: int = 1,
+    max_grad_norm: float | None = None,
+    amp: str | None = None,
+    grad_scaler: torch.amp.GradScaler | None = None,
+    group_lrs: str = "ratio",
+    val_data: Any = None,
+    val_every: int = 10,
+    val_batches: int = 1,
+    check_every: int = CHECK_EVERY,
+    restore: bool = True,
+    state_cache: str = "cpu",
+    methods: str | Sequence[str] | Mapping[str, Any] | None = None,
+    suggest_on: str = "raw",
+    arch: str | None = None,
+    progress: bool = True,
+) -> RangeTestResult:
+    """Run the LR range test: one optimizer step per LR, from ``min_lr`` to ``max_lr``.
+
+    The model, optimizer, grad scaler and every RNG come back exactly as they were (unless
+    ``restore=False``), also when a step raises or the run is interrupted (Ctrl-C).
+
+    Args:
+        model: the model; batches are moved to the device of its first parameter.
+        optimizer: any ``torch.optim`` optimizer over the model's parameters.
+        loss_fn: ``loss_fn(model(inputs), targets)`` for ``(inputs, targets)`` batches; may be
+            None when ``step_fn`` is given or the model returns its loss (dict batches,
+            outputs with a ``.loss``).
+        data: a DataLoader or any iterable of batches (re-iterated when exhausted, so
+            ``num_steps`` may exceed its length), or one fixed batch (a tensor, tuple or
+            dict) repeated every step, the seed's mode.
+        min_lr, max_lr: first and last LR of the sweep, both exact (defaults 1e-7, 10.0).
+        num_steps: optimizer steps, one per LR (default 100).
+        mode: ``"exp"`` (default) or ``"linear"`` spacing.
+        smooth_factor: EMA weight of the newest loss (default 0.05).
+        diverge_threshold: stop when the watched loss exceeds this times the best
+            (default 10.0; the rule is ``best + (threshold - 1) * |best|``). NaN/inf always stop.
+        watch: ``"raw"`` (default) or ``"smoothed"`` loss for the stop rule.
+        patience: consecutive violations needed to stop (default 1).
+        step_fn: ``step_fn(model, batch) -> loss`` for anything else (multi-input models,
+            GANs, custom outputs); it runs the forward pass and returns the loss tensor.
+        accumulation_steps: micro-batches per optimizer step (default 1); the recorded loss is
+            their mean and the LR moves once per optimizer step.
+        max_grad_norm: clip the total gradient norm to this (default None: no clipping).
+        amp: None (default), ``"bf16"`` or ``"fp16"`` autocast; fp16 uses ``grad_scaler`` (or a
+            fresh ``torch.amp.GradScaler``), and a step it skips does not advance the sweep.
+        grad_scaler: the user's ``torch.amp.GradScaler`` for fp16 (restored afterwards).
+        group_lrs: ``"ratio"`` (default) moves every parameter group by the same factor, so
+            discriminative LRs keep their ratios (the recorded LR is the first group's);
+            ``"same"`` sets every group to the swept LR.
+        val_data: optional validation data; every ``val_every`` steps (default 10) the mean
+            loss over ``val_batches`` batches (default 1) is recorded in ``val_losses``.
+        check_every: steps between host reads of the recorded losses (default 10). On a GPU
+            this is the only synchronisation; the curve is cut at the first diverging step
+            exactly, so the result equals a ``check_every=1`` run.
+        restore: put the model, optimizer, scaler and RNGs back afterwards (default True).
+        state_cache: where the snapshot lives: ``"cpu"`` memory (default, never GPU memory) or
+            ``"disk"`` (a temporary directory, removed afterwards).
+        methods, suggest_on, arch: as ``lrfind.analyze``.
+        progress: a tqdm bar (step, LR, smoothed loss) on a terminal (default True).
+
+    torch-lr-finder users: ``start_lr`` is ``min_lr``, ``end_lr`` is ``max_lr``, ``num_iter``
+    is ``num_steps``, ``step_mode`` is ``mode``, ``smooth_f`` is ``smooth_factor``,
+    ``diverge_th`` is ``diverge_threshold`` (torch-lr-finder watches the smoothed loss with
+    5: ``watch="smoothed", diverge_threshold=5``), ``accumulation_steps`` is the same,
+    ``val_loader`` is ``val_data``, and ``train_loader`` is ``data``.
+
+    Returns:
+        a ``RangeTestResult`` with ``lrs``, ``losses``, ``smoothed_losses``, ``grad_norms``,
+        ``val_losses``, ``stop_index``, ``stop_reason``, ``skipped_steps``, ``suggestions``,
+        ``suggested_lr`` and ``diagnosis``.
+    """
+    lrs = _core.sweep_lrs(min_lr, max_lr, num_steps, mode)
+    detector = _core.DivergenceDetector(diverge_threshold, watch, smooth_factor, patience)
+    options: dict[str, Any] = dict(
+        methods=methods,
+        threshold=diverge_threshold,
+        watch=watch,
+        alpha=smooth_factor,
+        patience=patience,
+        suggest_on=suggest_on,
+        arch=arch,
+    )
+    _check_positive_int("accumulation_steps", accumulation_steps)
+    _check_positive_int("check_every", check_every)
+    _check_positive_int("val_every", val_every)
+    _check_positive_int("val_batches", val_batches)
+    if amp not in (None, "bf16", "fp16"):
+        raise ValueError(f'amp must be None, "bf16" or "fp16", got {amp!r}')
+    if group_lrs not in ("ratio", "same"):
+        raise ValueError(f'group_lrs must be "ratio" or "same", got {group_lrs!r}')
+    if max_grad_norm is not None and not max_grad_norm > 0:
+        raise ValueError(f"max_grad_norm must be > 0 or None, got {max_grad_norm!r}")
+    if loss_fn is None and step_fn is None:
+        step = _model_loss
+    else:
+        step = step_fn or _loss_fn_step(loss_fn)
+    base = [float(g["lr"]) for g in optimizer.param_groups]
+    if group_lrs == "ratio" and not all(b > 0 for b in base):
+        raise ValueError(f'group_lrs="ratio" needs every group\'s current lr > 0, got {base}')
+    ratios = [b / base[0] for b in base] if group_lrs == "ratio" else [1.0] * len(base)
+    device = _device_of(model)
+    scaler = grad_scaler
+    if amp == "fp16" and scaler is None:
+        scaler = torch.amp.GradScaler(device.type)
+    run = _Run(model, optimizer, step, device, amp, scaler, max_grad_norm, accumulation_steps, num_steps)
+    snapshot = Snapshot(model, optimizer, grad_scaler, state_cache, data=(data, val_data))
+    try:
+        run.sweep(lrs, ratios, data, val_data, val_every, val_batches, detector, check_every, progress)
+    finally:
+        if restore:
+            snapshot.restore()
+        snapshot.close()
+    result = RangeTestResult.from_sweep(lrs[: run.recorded], run.host_losses[: run.recorded], **options)
+    kept = len(result.lrs)
+    # Skips past the explosion point (the loop runs on to the next check) do not count.
+    skipped = sum(1 for i in run.skipped_at if i < run.recorded)
+    return dataclasses.replace(
+        result, grad_norms=run.host_norms[:kept], val_losses=run.host_val[:kept], skipped_steps=skipped
+    )
+
+
+class LRFinder:
+    """A range test that keeps its model, optimizer and settings between calls.
+
+    ``LRFinder(model, optimizer, loss_fn, **settings).range_test(data, **overrides)`` runs
+    ``lrfind.torch.range_test`` with the stored settings (overrides win) and keeps the last
+    result in ``.result``; ``plot()`` and ``summary()`` read it.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss_fn: Callable[..., torch.Tensor] | None = None,
+        **settings: Any,
+    ) -> None:
+        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.settings = settings
+        self.result: RangeTestResult | None = None
+
+    def range_test(self, data: Any, **overrides: Any) -> RangeTestResult:
+        """Run the test on ``data``; keyword arguments as ``lrfind.torch.range_test``."""
+        self.result = range_test(self.model, self.optimizer, self.loss_fn, data, **{**self.settings, **overrides})
+        return self.result
+
+    def plot(self, **kwargs: Any) -> Any:
+        """``RangeTestResult.plot`` of the last result."""
+        return self._last().plot(**kwargs)
+
+    def summary(self) -> str:
+        """``RangeTestResult.summary`` of the last result."""
+        return self._last().summary()
+
+    def _last(self) -> RangeTestResult:
+        if self.result is None:
+            raise RuntimeError("no range test has run yet: call range_test(data) first")
+        return self.result
+
+
+class _Run:
+    """One sweep's loop and its device-side records."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        step: StepFn,
+        device: torch.device,
+        amp: str | None,
+        scaler: torch.amp.GradScaler | None,
+        max_grad_norm: float | None,
+        accumulation_steps: int,
+        num_steps: int,
+    ) -> None:
+        self.model, self.optimizer, self.step, self.device = model, optimizer, step, device
+        self.amp, self.scaler, self.max_grad_norm, self.k = amp, scaler, max_grad_norm, accumulation_steps
+        # Rows: loss, grad norm, validation loss. They stay on the device; the host copies the
+        # new columns every check_every steps, in one transfer.
+        self.records = torch.full((3, num_steps), float("nan"), device=device)
+        self.host = np.full((3, num_steps), np.nan)
+        self.host_losses, self.host_norms, self.host_val = self.host
+        self.params = [p for g in optimizer.param_groups for p in g["params"]]
+        self.recorded = 0  # steps whose losses the detector has seen
+        self.skipped_at: list[int] = []  # sweep index of each step the scaler skipped
+        self.consecutive_skips = 0
+
+    def sweep(
+        self,
+        lrs: np.ndarray,
+        ratios: list[float],
+        data: Any,
+        val_data: Any,
+        val_every: int,
+        val_batches: int,
+        detector: _core.DivergenceDetector,
+        check_every: int,
+        progress: bool,
+    ) -> None:
+        batches = _batches(data)
+        val = _batches(val_data) if val_data is not None else None
+        bar = _progress_bar(len(lrs), progress)
+        self.model.train()
+        i = 0
+        try:
+            while i < len(lrs):
+                lr = float(lrs[i])
+                for group, ratio in zip(self.optimizer.param_groups, ratios, strict=True):
+                    group["lr"] = lr * ratio
+                if not self._train_step(i, batches):
+                    # The GradScaler skipped it: same LR again, unless it never recovers.
+                    self.skipped_at.append(i)
+                    self.consecutive_skips += 1
+                    if self.consecutive_skips < MAX_CONSECUTIVE_SKIPS:
+                        continue
+                    self.records[0, i] = float("nan")
+                self.consecutive_skips = 0
+                if val is not None and (i + 1) % val_every == 0:
+                    self._validate(i, val, val_batches)
+                i += 1
+                if i % check_every == 0 or i == len(lrs):
+                    if self._check(i, detector, bar):
+                        return
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _train_step(self, i: int, batches: Iterator[Any]) -> bool:
+        """One optimizer step over k micro-batches; False if the scaler skipped it."""
+        self.optimizer.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=self.device)
+        autocast = (
+            torch.autocast(self.device.type, dtype=torch.bfloat16 if self.amp == "bf16" else torch.float16)
+            if self.amp
+            else nullcontext()
+        )
+        for _ in range(self.k):
+            batch = _to_device(next(batches), self.device)
+            with autocast:
+                loss = self.step(self.model, batch)
+            scaled = loss.float() / self.k
+            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            total += loss.detach().float()
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if self.max_grad_norm is not None:
+            norm = torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
+        else:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
+        if self.scaler is not None:
+            scale = self.scaler.get_scale()  # GradScaler.step reads found_inf on the host anyway
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            if self.scaler.get_scale() < scale:
+                return False
+        else:
+            self.optimizer.step()
+        self.records[0, i] = total / self.k
+        self.records[1, i] = norm
+        return True
+
+    @torch.no_grad()
+    def _validate(self, i: int, val: Iterator[Any], n: int) -> None:
+        self.model.eval()
+        total = torch.zeros((), device=self.device)
+        for _ in range(n):
+            total += self.step(self.model, _to_device(next(val), self.device)).detach().float()
+        self.records[2, i] = total / n
+        self.model.train()
+
+    def _check(self, end: int, detector: _core.DivergenceDetector, bar: Any) -> bool:
+        """Read steps ``recorded..end`` on the host (one sync) and feed the detector; True if
+        it stopped, with ``recorded`` cut just after the explosion point."""
+        start = self.recorded
+        self.host[:, start:end] = self.records[:, start:end].double().cpu().numpy()
+        for j in range(start, end):
+            if detector.update(float(self.host_losses[j])):
+                self.recorded = j + 1
+                return True
+        self.recorded = end
+        if bar is not None:
+            bar.update(end - start)
+            bar.set_postfix(lr=f"{self.optimizer.param_groups[0]['lr']:.2e}", loss=f"{detector.smoothed:.4g}")
+        return False
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    raise ValueError("model has no parameters: there is nothing to train")
+
+
+def _is_single_batch(data: Any) -> bool:
+    return isinstance(data, (torch.Tensor, tuple, Mapping))
+
+
+def _batches(data: Any) -> Iterator[Any]:
+    """Endless batches: one fixed batch repeated, or an iterable re-iterated when exhausted."""
+    if _is_single_batch(data):
+        return itertools.repeat(data)
+    if not isinstance(data, Iterable):
+        raise TypeError(f"data must be a DataLoader, an iterable of batches or one batch, got {type(data).__name__}")
+
+    def cycle() -> Iterator[Any]:
+        passes = 0
+        while True:
+            count = 0
+            for batch in data:
+                count += 1
+                yield batch
+            if count == 0:
+                if passes == 0:
+                    raise ValueError("data yielded no batch")
+                raise ValueError(
+                    "data ran out and cannot be iterated again (a one-shot iterator?): "
+                    "pass the DataLoader or a list of batches, which are re-iterated"
+                )
+            passes += 1
+
+    return cycle()
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        moved = [_to_device(v, device) for v in batch]
+        return type(batch)(*moved) if hasattr(batch, "_fields") else type(batch)(moved)
+    return batch
+
+
+def _loss_fn_step(loss_fn: Callable[..., torch.Tensor] | None) -> StepFn:
+    def step(model: torch.nn.Module, batch: Any) -> torch.Tensor:
+        if isinstance(batch, Mapping):
+            return _output_loss(model(**batch))
+        if isinstance(batch, (tuple, list)) and len(batch) == 2:
+            inputs, targets = batch
+            return loss_fn(model(inputs), targets) if loss_fn is not None else _output_loss(model(inputs))
+        hint = (
+            " (a list batch such as next(iter(loader)) must be passed as a tuple)"
+            if not isinstance(batch, (tuple, Mapping))
+            else ""
+        )
+        raise TypeError(
+            f"the default step needs (inputs, targets) or dict batches, got {type(batch).__name__}{hint}: "
+            "pass step_fn for anything else"
+        )
+
+    return step
+
+
+def _model_loss(model: torch.nn.Module, batch: Any) -> torch.Tensor:
+    if isinstance(batch, Mapping):
+        return _output_loss(model(**batch))
+    if isinstance(batch, (tuple, list)):
+        return _output_loss(model(*batch))
+    return _output_loss(model(batch))
+
+
+def _output_loss(out: Any) -> torch.Tensor:
+    """The loss a model returned: a tensor, an object with ``.loss``, or a dict with "loss"."""
+    loss = getattr(out, "loss", None)
+    if loss is None and isinstance(out, Mapping):
+        loss = out.get("loss")
+    if loss is None and isinstance(out, torch.Tensor) and out.ndim == 0:
+        loss = out
+    if loss is None:
+        raise TypeError(f"cannot find a loss in the model's output ({type(out).__name__}): pass loss_fn or step_fn")
+    return loss
+
+
+def _progress_bar(total: int, wanted: bool) -> Any:
+    if not wanted or not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc="lrfind", unit="step", leave=False)

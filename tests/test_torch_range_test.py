@@ -1,0 +1,898 @@
+"""``lrfind.torch.range_test`` on real PyTorch training: small MLPs on scikit-learn's digits and breast
+cancer data, real optimizers, real DataLoaders, real autocast and GradScaler, never a mock of torch.
+
+What lrfind records is checked against independent references:
+
+* torch-lr-finder 0.2.2, run on the same model, data order and seed (its raw losses captured by
+  wrapping the criterion), for the losses, the stop and the plot's suggestion;
+* ``replay``: the range test written out as a plain training loop on a copy of the model, for the
+  losses, the gradient norms, gradient accumulation, clipping, validation and every data form;
+* optimizer step hooks (``register_step_pre_hook``), which see the LR of every update the optimizer
+  really makes, and step functions that record what each forward pass saw;
+* ``observe``: a bitwise record of everything a range test must leave as it found (model tensors,
+  optimizer and scaler state, every RNG, the DataLoader generators).
+
+The CUDA variants skip on a machine without a GPU; they are written to run as they stand on one.
+"""
+
+import copy
+import glob
+import os
+import random
+import tempfile
+from collections import namedtuple
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from sklearn.datasets import load_breast_cancer, load_digits
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+from torch_lr_finder import LRFinder as TorchLRFinder
+
+import lrfind
+from lrfind.torch import range_test
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
+#: The step at which the interrupted range tests raise, drawn once from a seeded RNG.
+RAISE_AT = random.Random(4846).randrange(2, 40)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny MLPs gain nothing from intra-op threads, which only spin when the CPUs are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# --- real data and models -------------------------------------------------------------------------
+
+
+@cache
+def dataset(name):
+    """(standardised float32 features, int64 labels) of a scikit-learn data set; never modified."""
+    loader = {"digits": load_digits, "breast_cancer": load_breast_cancer}[name]
+    x, y = loader(return_X_y=True)
+    return torch.tensor(StandardScaler().fit_transform(x), dtype=torch.float32), torch.tensor(y)
+
+
+def loader(name="digits", seed=0, batch_size=64, shuffle=True, size=None):
+    """A DataLoader over the first ``size`` samples, shuffled by its own seeded generator."""
+    x, y = dataset(name)
+    return DataLoader(
+        TensorDataset(x[:size], y[:size]),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+def mlp(name="digits", seed=0, batch_norm=False, dropout=0.0):
+    """in-32-out MLP (64-32-10 on digits), optionally with BatchNorm and Dropout, seeded."""
+    x, y = dataset(name)
+    torch.manual_seed(seed)
+    norm = [nn.BatchNorm1d(32)] if batch_norm else []
+    drop = [nn.Dropout(dropout)] if dropout else []
+    return nn.Sequential(nn.Linear(x.shape[1], 32), *norm, nn.ReLU(), *drop, nn.Linear(32, int(y.max()) + 1))
+
+
+@dataclass
+class Output:
+    """A Hugging Face-style model output."""
+
+    logits: torch.Tensor
+    loss: torch.Tensor
+
+
+class ClassifierWithLoss(nn.Module):
+    """Keyword inputs in, an ``Output`` with ``.loss`` out: the model computes its own loss."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, inputs, labels):
+        logits = self.net(inputs)
+        return Output(logits, F.cross_entropy(logits, labels))
+
+
+class TwoInputNet(nn.Module):
+    """Two halves of the digit image through two branches, then one head."""
+
+    def __init__(self, seed=0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.left, self.right, self.head = nn.Linear(32, 16), nn.Linear(32, 16), nn.Linear(32, 10)
+
+    def forward(self, left, right):
+        return self.head(torch.relu(torch.cat([self.left(left), self.right(right)], dim=1)))
+
+
+Sample = namedtuple("Sample", "inputs targets")
+
+
+class NamedDigits(torch.utils.data.Dataset):
+    """The digits as ``Sample`` namedtuples, which the default collate batches into ``Sample``s."""
+
+    def __len__(self):
+        return len(dataset("digits")[0])
+
+    def __getitem__(self, i):
+        x, y = dataset("digits")
+        return Sample(x[i], y[i])
+
+
+class RunningInputScale(nn.Module):
+    """Scales its input by a running mean of its absolute value, kept in a non-persistent buffer."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.register_buffer("scale", torch.ones(n), persistent=False)
+
+    def forward(self, x):
+        if self.training:
+            with torch.no_grad():
+                self.scale.mul_(0.9).add_(x.abs().mean(0), alpha=0.1)
+        return x / self.scale
+
+
+def supervised(model, batch):
+    """The default ``(inputs, targets)`` step, written out."""
+    inputs, targets = batch
+    return F.cross_entropy(model(inputs), targets)
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def endless(data):
+    """Batches forever, re-iterating (and so reshuffling) the data when it runs out."""
+    while True:
+        yield from data
+
+
+def to(batch, device):
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return {k: to(v, device) for k, v in batch.items()}
+    moved = [to(v, device) for v in batch]
+    return type(batch)(*moved) if hasattr(batch, "_fields") else type(batch)(moved)
+
+
+def train_step(model, optimizer, batch, device="cpu"):
+    """One plain training step; returns the loss."""
+    optimizer.zero_grad()
+    loss = supervised(model, to(batch, device))
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+# --- the reference: the range test as a plain loop -------------------------------------------------
+
+
+@dataclass
+class Replay:
+    """What ``replay`` recorded, per step (``micro_losses``: per micro-batch)."""
+
+    losses: np.ndarray
+    grad_norms: np.ndarray
+    val_losses: np.ndarray
+    micro_losses: list
+
+
+def replay(
+    model,
+    optimizer,
+    data,
+    lrs,
+    step=supervised,
+    accumulation_steps=1,
+    max_grad_norm=None,
+    val_data=None,
+    val_every=10,
+    val_batches=1,
+    device="cpu",
+):
+    """The range test written out: one optimizer step per LR over ``accumulation_steps`` micro-batches,
+    the loss their mean, the gradient norm taken (in float64) before clipping, and the mean validation
+    loss over ``val_batches`` batches after every ``val_every``-th step."""
+    batches = endless(data)
+    val = endless(val_data) if val_data is not None else None
+    losses, norms, val_losses, micro = [], [], [], []
+    model.train()
+    for i, lr in enumerate(lrs):
+        for group in optimizer.param_groups:
+            group["lr"] = float(lr)
+        optimizer.zero_grad()
+        step_losses = []
+        for _ in range(accumulation_steps):
+            loss = step(model, to(next(batches), device))
+            (loss / accumulation_steps).backward()
+            step_losses.append(loss.item())
+        grads = [p.grad for p in model.parameters()]
+        norms.append(torch.cat([g.flatten() for g in grads]).double().norm().item())
+        if max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        optimizer.step()
+        losses.append(float(np.mean(step_losses)))
+        micro.extend(step_losses)
+        val_losses.append(np.nan)
+        if val is not None and (i + 1) % val_every == 0:
+            model.eval()
+            with torch.no_grad():
+                val_losses[-1] = np.mean([step(model, to(next(val), device)).item() for _ in range(val_batches)])
+            model.train()
+    return Replay(np.array(losses), np.array(norms), np.array(val_losses), micro)
+
+
+# --- bitwise state comparison ----------------------------------------------------------------------
+
+
+def observe(model, optimizer, scaler=None, loaders=()):
+    """Deep copies of everything a range test must leave as it found, for ``assert_identical``."""
+    return {
+        "params": {n: p.detach().clone() for n, p in model.named_parameters()},
+        "buffers": {n: b.clone() for n, b in model.named_buffers()},
+        "grads": {n: None if p.grad is None else p.grad.clone() for n, p in model.named_parameters()},
+        "training": {n: m.training for n, m in model.named_modules()},
+        "optimizer": copy.deepcopy(optimizer.state_dict()),
+        "scaler": None if scaler is None else copy.deepcopy(scaler.state_dict()),
+        "python_rng": random.getstate(),
+        "numpy_rng": np.random.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
+        "loader_generators": [d.generator.get_state() for d in loaders],
+    }
+
+
+def assert_identical(before, after, where="state"):
+    """Same structure, same values, tensors bit for bit (dtype and device too)."""
+    if isinstance(before, torch.Tensor):
+        assert isinstance(after, torch.Tensor), where
+        assert (before.dtype, before.device, before.shape) == (after.dtype, after.device, after.shape), where
+        bits = [t.detach().cpu().reshape(-1).contiguous().view(torch.uint8) for t in (before, after)]
+        same = torch.equal(*bits)
+        assert same, f"{where} changed"
+    elif isinstance(before, np.ndarray):
+        np.testing.assert_array_equal(before, after, err_msg=where)
+    elif isinstance(before, dict):
+        assert isinstance(after, dict) and before.keys() == after.keys(), f"{where}: other keys"
+        for key in before:
+            assert_identical(before[key], after[key], f"{where}[{key!r}]")
+    elif isinstance(before, (list, tuple)):
+        assert type(before) is type(after) and len(before) == len(after), f"{where}: {before!r} != {after!r}"
+        for i, (b, a) in enumerate(zip(before, after, strict=True)):
+            assert_identical(b, a, f"{where}[{i}]")
+    else:
+        assert before == after, f"{where}: {before!r} != {after!r}"
+
+
+def assert_same_result(a, b):
+    """Two range test results record the same curve, norms, validation and stop, bit for bit."""
+    for field in ("lrs", "losses", "smoothed_losses", "grad_norms", "val_losses"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
+    for field in ("stop_index", "stop_reason", "explosion_lr", "explosion_loss", "suggested_lr", "skipped_steps"):
+        assert getattr(a, field) == getattr(b, field), field
+
+
+def lrfind_temp_dirs():
+    return set(glob.glob(os.path.join(tempfile.gettempdir(), "lrfind-*")))
+
+
+def record_update_lrs(optimizer):
+    """Every parameter group's LR at every optimizer step that really runs: (list of lists, hook handle)."""
+    seen = []
+    handle = optimizer.register_step_pre_hook(
+        lambda opt, args, kwargs: seen.append([g["lr"] for g in opt.param_groups])
+    )
+    return seen, handle
+
+
+# --- torch-lr-finder 0.2.2 on the same run ---------------------------------------------------------
+
+
+class RecordingLoss:
+    """Wraps a criterion and keeps every raw loss it returns (torch-lr-finder records only smoothed ones)."""
+
+    def __init__(self):
+        self.raw = []
+
+    def __call__(self, outputs, labels):
+        loss = F.cross_entropy(outputs, labels)
+        self.raw.append(loss.item())
+        return loss
+
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
+#: (data set, optimizer, seed): torch-lr-finder with diverge_th=5 runs the first two to the end, stops the others.
+RUNS_TO_THE_END = [("digits", "adam", 0), ("breast_cancer", "sgd", 1)]
+STOPS = [("digits", "adam", 1), ("breast_cancer", "adam", 0)]
+
+
+def case_id(case):
+    return "-".join(map(str, case))
+
+
+def both_finders(name, optimizer, seed, diverge_threshold, watch="raw"):
+    """torch-lr-finder and lrfind on the same model, data order and schedule (1e-7 to 10, 100 exp steps):
+    (torch-lr-finder, its raw losses, lrfind's result). ``watch`` applies to lrfind only."""
+    batch_size = 64 if name == "digits" else 32
+    model = mlp(name, seed)
+    recording = RecordingLoss()
+    finder = TorchLRFinder(model, OPTIMIZERS[optimizer](model.parameters(), lr=1e-7), recording, device="cpu")
+    finder.range_test(
+        loader(name, seed, batch_size), start_lr=1e-7, end_lr=10, num_iter=100, diverge_th=diverge_threshold
+    )
+    model = mlp(name, seed)
+    result = range_test(
+        model,
+        OPTIMIZERS[optimizer](model.parameters(), lr=1e-7),
+        F.cross_entropy,
+        loader(name, seed, batch_size),
+        min_lr=1e-7,
+        max_lr=10.0,
+        num_steps=100,
+        watch=watch,
+        diverge_threshold=diverge_threshold,
+    )
+    return finder, np.array(recording.raw), result
+
+
+@pytest.fixture(scope="module", params=RUNS_TO_THE_END, ids=case_id)
+def full_runs(request):
+    """Both finders over all 100 steps (a threshold neither reaches)."""
+    return both_finders(*request.param, diverge_threshold=1e30)
+
+
+def test_full_curve_matches_torch_lr_finder(full_runs):
+    finder, raw, result = full_runs
+    assert len(raw) == len(result.losses) == 100 and result.stop_index == -1
+    np.testing.assert_allclose(result.lrs, finder.history["lr"], rtol=1e-12, atol=0)
+    np.testing.assert_array_equal(result.losses, raw)
+
+
+def test_steepest_on_our_ema_picks_torch_lr_finders_suggestion(full_runs):
+    finder, _, result = full_runs
+    figure = Figure()
+    FigureCanvasAgg(figure)  # Agg, without pyplot: nothing global to show or close
+    _, suggested = finder.plot(skip_start=10, skip_end=5, suggest_lr=True, ax=figure.subplots())
+    smoothed = lrfind.ema(result.losses, 0.05)
+    s = lrfind.suggest(result.lrs, smoothed, "steepest", space="index", skip_start=10, skip_end=5, backoff=0)
+    assert s.index == finder.history["lr"].index(suggested)
+    assert s.lr == result.lrs[s.index] == pytest.approx(suggested, rel=1e-12, abs=0)
+
+
+@pytest.mark.parametrize("case", STOPS, ids=case_id)
+def test_stop_matches_torch_lr_finder(case):
+    """torch-lr-finder keeps the point that stopped it as its last history entry."""
+    finder, raw, result = both_finders(*case, diverge_threshold=5, watch="smoothed")
+    assert result.stop_reason == "threshold"
+    assert len(finder.history["loss"]) == len(raw) == result.stop_index + 1 < 100
+    np.testing.assert_array_equal(result.losses, raw[:-1])
+    assert result.explosion_loss == raw[-1]
+
+
+# --- what the optimizer sees -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["exp", "linear"])
+@pytest.mark.parametrize("device", DEVICES)
+def test_recorded_lr_is_the_lr_of_each_update(device, mode):
+    model = mlp().to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    seen, hook = record_update_lrs(optimizer)
+    result = range_test(model, optimizer, F.cross_entropy, loader(), min_lr=1e-4, max_lr=1e-2, num_steps=50, mode=mode)
+    hook.remove()
+    assert result.stop_index == -1 and len(result.lrs) == 50
+    np.testing.assert_array_equal(result.lrs, [lrs[0] for lrs in seen])
+    np.testing.assert_array_equal(result.lrs, lrfind.sweep_lrs(1e-4, 1e-2, 50, mode))
+    assert result.lrs[0] == 1e-4 and result.lrs[-1] == 1e-2
+    assert optimizer.param_groups[0]["lr"] == 0.5 and not optimizer.state  # no momentum buffers left
+
+
+@pytest.mark.parametrize("group_lrs", ["ratio", "same"])
+def test_param_groups(group_lrs):
+    model = mlp()
+    groups = [{"params": model[0].parameters(), "lr": 1e-3}, {"params": model[2].parameters(), "lr": 1e-2}]
+    optimizer = torch.optim.SGD(groups, momentum=0.9)
+    seen, hook = record_update_lrs(optimizer)
+    result = range_test(
+        model, optimizer, F.cross_entropy, loader(), min_lr=1e-5, max_lr=1e-1, num_steps=40, group_lrs=group_lrs
+    )
+    hook.remove()
+    first, second = np.array(seen).T
+    assert len(first) == 40
+    np.testing.assert_array_equal(result.lrs, first)
+    if group_lrs == "ratio":
+        np.testing.assert_allclose(second, 10 * first, rtol=1e-15, atol=0)
+    else:
+        np.testing.assert_array_equal(second, first)
+    assert [g["lr"] for g in optimizer.param_groups] == [1e-3, 1e-2]
+
+
+def test_accumulation_averages_micro_batches_and_moves_the_lr_once_per_step():
+    model, data = mlp(), loader()
+    twin = copy.deepcopy(model)
+    call_lrs, micro = [], []
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+
+    def step(model, batch):
+        call_lrs.append(optimizer.param_groups[0]["lr"])
+        loss = supervised(model, batch)
+        micro.append(loss.item())
+        return loss
+
+    updates, hook = record_update_lrs(optimizer)
+    result = range_test(model, optimizer, None, data, step_fn=step, accumulation_steps=3, max_lr=1e-1, num_steps=20)
+    hook.remove()
+    assert len(result.lrs) == 20 and len(updates) == 20 and len(call_lrs) == 60
+    np.testing.assert_array_equal(np.reshape(call_lrs, (20, 3)), np.repeat(result.lrs[:, None], 3, axis=1))
+    np.testing.assert_allclose(result.losses, np.reshape(micro, (20, 3)).mean(axis=1), rtol=1e-6, atol=0)
+    reference = replay(twin, torch.optim.SGD(twin.parameters()), loader(), result.lrs, accumulation_steps=3)
+    assert reference.micro_losses == micro
+    np.testing.assert_allclose(result.losses, reference.losses, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("max_grad_norm", [None, 0.5])
+def test_grad_norms_are_the_total_norm_of_each_step(max_grad_norm):
+    """The norm is taken before clipping; clipping then changes the update (and so the later losses)."""
+    model = mlp("breast_cancer")
+    twin = copy.deepcopy(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    data = loader("breast_cancer", batch_size=32)
+    result = range_test(
+        model, optimizer, F.cross_entropy, data, min_lr=1e-3, max_lr=3.0, num_steps=40, max_grad_norm=max_grad_norm
+    )
+    reference = replay(
+        twin,
+        torch.optim.SGD(twin.parameters()),
+        loader("breast_cancer", batch_size=32),
+        result.lrs,
+        max_grad_norm=max_grad_norm,
+    )
+    np.testing.assert_array_equal(result.losses, reference.losses)
+    np.testing.assert_allclose(result.grad_norms, reference.grad_norms, rtol=1e-5, atol=0)
+    if max_grad_norm is not None:
+        assert (result.grad_norms > max_grad_norm).any()  # clipping really happened
+
+
+def test_validation_every_5_steps_over_2_batches():
+    """Validation runs in eval mode (BatchNorm on its running statistics) and training resumes after it."""
+    model = mlp(batch_norm=True)
+    twin = copy.deepcopy(model)
+    optimizer = torch.optim.Adam(model.parameters())
+    val = loader(shuffle=False, size=256)
+    result = range_test(
+        model,
+        optimizer,
+        F.cross_entropy,
+        loader(),
+        min_lr=1e-5,
+        max_lr=1e-2,
+        num_steps=30,
+        val_data=val,
+        val_every=5,
+        val_batches=2,
+    )
+    assert len(result.lrs) == 30
+    measured = np.flatnonzero(~np.isnan(result.val_losses))
+    np.testing.assert_array_equal(measured, np.arange(4, 30, 5))
+    reference = replay(
+        twin, torch.optim.Adam(twin.parameters()), loader(), result.lrs, val_data=val, val_every=5, val_batches=2
+    )
+    np.testing.assert_allclose(result.val_losses, reference.val_losses, rtol=1e-6, atol=0)
+
+
+# --- mixed precision -------------------------------------------------------------------------------
+
+
+def test_bf16_autocast_on_cpu():
+    model = mlp()
+    twin = copy.deepcopy(model)
+    seen = []
+
+    def step(model, batch):
+        out = model(batch[0])
+        seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"), out.dtype))
+        return F.cross_entropy(out, batch[1])
+
+    def autocast_step(model, batch):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return supervised(model, batch)
+
+    result = range_test(
+        model, torch.optim.SGD(model.parameters()), None, loader(), step_fn=step, amp="bf16", max_lr=1e-1, num_steps=30
+    )
+    assert set(seen) == {(True, torch.bfloat16, torch.bfloat16)}
+    reference = replay(twin, torch.optim.SGD(twin.parameters()), loader(), result.lrs, step=autocast_step)
+    np.testing.assert_array_equal(result.losses, reference.losses)
+
+
+def test_fp16_skipped_steps_do_not_advance_the_sweep():
+    """A scale of 2**40 overflows fp16 gradients: the scaler skips (and halves the scale) until it fits."""
+    model = mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**40)
+    before = copy.deepcopy(scaler.state_dict())
+    calls = []  # (LR, scale) at every forward pass, skipped steps included
+
+    def step(model, batch):
+        calls.append((optimizer.param_groups[0]["lr"], scaler.get_scale()))
+        return supervised(model, batch)
+
+    updates, hook = record_update_lrs(optimizer)
+    result = range_test(
+        model,
+        optimizer,
+        None,
+        loader(),
+        step_fn=step,
+        amp="fp16",
+        grad_scaler=scaler,
+        min_lr=1e-4,
+        max_lr=1e-2,
+        num_steps=40,
+    )
+    hook.remove()
+    call_lrs, scales = np.array(calls).T
+    halvings = int(np.sum(scales[1:] < scales[:-1]))
+    assert result.skipped_steps == halvings == len(calls) - 40 > 0
+    assert result.stop_index == -1 and np.isfinite(result.losses).all()
+    np.testing.assert_array_equal(result.lrs, lrfind.sweep_lrs(1e-4, 1e-2, 40))
+    np.testing.assert_array_equal(result.lrs, [lrs[0] for lrs in updates])
+    assert result.lrs[0] == 1e-4 and call_lrs[0] == 1e-4
+    # The LR at each forward pass: a skipped step is retried at the same LR, none is left out.
+    changes = np.flatnonzero(np.diff(call_lrs)) + 1
+    np.testing.assert_array_equal(call_lrs[np.r_[0, changes]], result.lrs)
+    assert scaler.state_dict() == before and scaler.get_scale() == 2.0**40
+
+
+def test_fp16_skipped_steps_do_not_depend_on_check_every():
+    results = []
+    for check_every in (1, 100):
+        model = mlp()
+        results.append(
+            range_test(
+                model,
+                torch.optim.SGD(model.parameters()),
+                F.cross_entropy,
+                loader(),
+                amp="fp16",
+                grad_scaler=torch.amp.GradScaler("cpu", init_scale=2.0**20),
+                min_lr=1e-3,
+                max_lr=1e3,
+                num_steps=100,
+                check_every=check_every,
+            )
+        )
+    assert results[0].stop_index >= 0
+    assert_same_result(*results)
+
+
+# --- restore ----------------------------------------------------------------------------------------
+
+
+def augmenting_step(model, batch):
+    """Jitter the inputs with numpy and Python RNG draws (as data augmentation does), then the loss."""
+    inputs, targets = batch
+    noise = np.random.standard_normal(tuple(inputs.shape)).astype(np.float32) * random.uniform(0.0, 0.1)
+    return F.cross_entropy(model(inputs + torch.from_numpy(noise).to(inputs.device)), targets)
+
+
+def mid_training(device, data):
+    """A model (BatchNorm, Dropout) three Adam steps into training, with a StepLR scheduler attached
+    and the gradients of the last step still in place: (model, optimizer, scheduler)."""
+    model = mlp(batch_norm=True, dropout=0.2).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    batches = endless(data)
+    for _ in range(3):
+        train_step(model, optimizer, next(batches), device)
+    return model, optimizer, torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("cache", ["cpu", "disk"])
+@pytest.mark.parametrize("ending", ["completes", "raises", "interrupted"])
+def test_restore(ending, cache, device):
+    seed_everything(0)
+    data = loader()
+    model, optimizer, _ = mid_training(device, data)
+    model[1].eval()  # frozen BatchNorm statistics: the training flags come back too
+    scaler = torch.amp.GradScaler(device, init_scale=2.0**20)
+    before = observe(model, optimizer, scaler, [data])
+    dirs_before = lrfind_temp_dirs()
+    dirs_during = []
+
+    def step(model, batch):
+        dirs_during.append(lrfind_temp_dirs())
+        if ending != "completes" and len(dirs_during) == RAISE_AT:
+            raise (RuntimeError if ending == "raises" else KeyboardInterrupt)(f"at step {RAISE_AT}")
+        return augmenting_step(model, batch)
+
+    run = dict(step_fn=step, amp="fp16", grad_scaler=scaler, state_cache=cache, max_lr=1e-1, num_steps=40)
+    if ending == "completes":
+        result = range_test(model, optimizer, None, data, **run)
+        assert result.stop_index == -1 and len(dirs_during) == 40 + result.skipped_steps
+    else:
+        with pytest.raises(RuntimeError if ending == "raises" else KeyboardInterrupt, match=f"at step {RAISE_AT}"):
+            range_test(model, optimizer, None, data, **run)
+        assert len(dirs_during) == RAISE_AT
+    assert_identical(before, observe(model, optimizer, scaler, [data]))
+    assert lrfind_temp_dirs() == dirs_before
+    assert len(dirs_during[0] - dirs_before) == (cache == "disk")
+
+
+def test_restore_covers_non_persistent_buffers():
+    model = nn.Sequential(RunningInputScale(64), mlp())
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    before = observe(model, optimizer)
+    range_test(model, optimizer, F.cross_entropy, loader(), max_lr=1e-1, num_steps=10)
+    assert_identical(before, observe(model, optimizer))
+
+
+def test_scaler_usable_after_an_interrupt_inside_the_optimizer_step():
+    """Ctrl-C (or an out-of-memory error) while the optimizer steps, after the scaler unscaled the
+    gradients: the user's scaler must still train the next step."""
+    model = mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    scaler = torch.amp.GradScaler("cpu")
+    updates = []
+
+    def interrupt_third_update(optimizer, args, kwargs):
+        updates.append(optimizer.param_groups[0]["lr"])
+        if len(updates) == 3:
+            raise KeyboardInterrupt
+
+    hook = optimizer.register_step_pre_hook(interrupt_third_update)
+    with pytest.raises(KeyboardInterrupt):
+        range_test(model, optimizer, F.cross_entropy, loader(), amp="fp16", grad_scaler=scaler, num_steps=10)
+    hook.remove()
+    inputs, targets = next(iter(loader()))
+    with torch.autocast("cpu", dtype=torch.float16):
+        loss = F.cross_entropy(model(inputs), targets)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)  # RuntimeError if the interrupted step's "unscaled" stage leaked
+    scaler.step(optimizer)
+    scaler.update()
+
+
+def test_restore_false_keeps_the_trained_weights():
+    model = mlp()
+    twin = copy.deepcopy(model)
+    before = observe(model, torch.optim.SGD(model.parameters()))
+    result = range_test(
+        model, torch.optim.SGD(model.parameters()), F.cross_entropy, loader(), max_lr=1e-1, num_steps=20, restore=False
+    )
+    replay(twin, torch.optim.SGD(twin.parameters()), loader(), result.lrs)
+    for (name, p), q in zip(model.named_parameters(), twin.parameters(), strict=True):
+        assert not torch.equal(p, before["params"][name]), name
+        assert torch.equal(p, q), name
+
+
+def training_story(device, with_range_test):
+    """Train a few Adam steps, attach a StepLR scheduler, train on, (range test), then train 10 more
+    steps from the same DataLoader iterator: the losses of those 10 steps and the final weights."""
+    seed_everything(0)
+    data = loader()
+    model, optimizer, scheduler = mid_training(device, data)
+    batches = endless(data)
+    for _ in range(3):
+        train_step(model, optimizer, next(batches), device)
+        scheduler.step()
+    if with_range_test:
+        before = observe(model, optimizer, loaders=[data])
+        result = range_test(model, optimizer, F.cross_entropy, data, min_lr=1e-4, num_steps=40)
+        assert result.stop_index >= 0  # it trained into the explosion
+        assert_identical(before, observe(model, optimizer, loaders=[data]))
+    losses = []
+    for _ in range(10):
+        losses.append(train_step(model, optimizer, next(batches), device))
+        scheduler.step()
+    return losses, [p.detach().clone() for p in model.parameters()], scheduler.get_last_lr()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_training_continues_as_if_no_range_test_ran(device):
+    """Lightning #4846: the range test in the middle of training changes nothing that follows."""
+    losses, params, lr = training_story(device, with_range_test=True)
+    twin_losses, twin_params, twin_lr = training_story(device, with_range_test=False)
+    assert losses == twin_losses
+    assert lr == twin_lr
+    for p, q in zip(params, twin_params, strict=True):
+        assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_check_every_does_not_change_the_result(device):
+    results = []
+    for check_every in (1, 7, 13):
+        model = mlp().to(device)
+        optimizer = torch.optim.Adam(model.parameters())
+        results.append(
+            range_test(
+                model,
+                optimizer,
+                F.cross_entropy,
+                loader(),
+                val_data=loader(seed=1, size=256),
+                val_every=3,
+                min_lr=1e-4,
+                num_steps=50,
+                check_every=check_every,
+            )
+        )
+    # It stops within 50 steps: 7 and 13 are coprime, so at least one of them trains on past the stop.
+    assert results[0].stop_index >= 0
+    for other in results[1:]:
+        assert_same_result(results[0], other)
+
+
+# --- data forms -------------------------------------------------------------------------------------
+
+
+def run_and_replay(model, data, replay_data=None, step=supervised, num_steps=30):
+    """lrfind on ``data`` (SGD, 1e-7 to 0.1), then ``replay`` of its LRs on a copy of the model over
+    ``replay_data`` (default: ``data`` again)."""
+    twin = copy.deepcopy(model)
+    result = range_test(
+        model, torch.optim.SGD(model.parameters()), None, data, step_fn=step, max_lr=1e-1, num_steps=num_steps
+    )
+    assert len(result.lrs) == num_steps
+    data = data if replay_data is None else replay_data
+    return result, replay(twin, torch.optim.SGD(twin.parameters()), data, result.lrs, step=step)
+
+
+def test_short_dataloader_is_re_iterated():
+    seen = []
+
+    def step(model, batch):
+        seen.append(batch[0])
+        return supervised(model, batch)
+
+    data = loader(shuffle=False, size=256)  # 4 batches for 30 steps
+    result, reference = run_and_replay(mlp(), data, step=step)
+    batches = [inputs for inputs, _ in data]
+    for i, inputs in enumerate(seen[:30]):  # lrfind's 30 steps (the replay's follow)
+        assert torch.equal(inputs, batches[i % 4]), i
+    np.testing.assert_array_equal(result.losses, reference.losses)
+
+
+def test_plain_list_of_batches():
+    batches = list(loader(size=320))
+    result, reference = run_and_replay(mlp(), batches)
+    np.testing.assert_array_equal(result.losses, reference.losses)
+
+
+def test_one_fixed_batch_is_repeated():
+    """The seed's mode: the same (inputs, targets) tuple every step."""
+    batch = tuple(next(iter(loader())))  # a DataLoader's batch is a list: a list is an iterable of batches
+    result, reference = run_and_replay(mlp(), batch, replay_data=[batch])
+    np.testing.assert_array_equal(result.losses, reference.losses)
+
+
+def test_dict_batches_and_a_model_that_returns_its_loss():
+    batches = list(loader(size=320))
+    model = ClassifierWithLoss(mlp())
+    as_dicts = [{"inputs": x, "labels": y} for x, y in batches]
+    result = range_test(model, torch.optim.SGD(model.parameters()), None, as_dicts, max_lr=1e-1, num_steps=30)
+    plain = mlp()
+    as_tuples = range_test(
+        plain, torch.optim.SGD(plain.parameters()), F.cross_entropy, batches, max_lr=1e-1, num_steps=30
+    )
+    assert len(result.lrs) == 30
+    np.testing.assert_array_equal(result.losses, as_tuples.losses)
+    np.testing.assert_array_equal(result.grad_norms, as_tuples.grad_norms)
+
+
+def test_step_fn_for_a_two_input_model():
+    x, y = dataset("digits")
+
+    def two_halves(model, batch):
+        left, right, targets = batch
+        return F.cross_entropy(model(left, right), targets)
+
+    def halves():
+        return DataLoader(
+            TensorDataset(x[:, :32], x[:, 32:], y),
+            batch_size=64,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(0),
+        )
+
+    result, reference = run_and_replay(TwoInputNet(), halves(), replay_data=halves(), step=two_halves)
+    np.testing.assert_array_equal(result.losses, reference.losses)
+
+
+def test_namedtuple_batches():
+    result, reference = run_and_replay(mlp(), DataLoader(NamedDigits(), batch_size=64))
+    np.testing.assert_array_equal(result.losses, reference.losses)
+
+
+# --- bad input ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, value, error",
+    [
+        ("accumulation_steps", 0, ValueError),
+        ("check_every", 0, ValueError),
+        ("val_every", 0, ValueError),
+        ("amp", "fp8", ValueError),
+        ("group_lrs", "x", ValueError),
+        ("max_grad_norm", -1, ValueError),
+        ("state_cache", "gpu", ValueError),
+        ("data", 42, TypeError),
+        ("min_lr", 0, ValueError),
+    ],
+)
+def test_bad_input_names_the_parameter_and_touches_nothing(name, value, error):
+    seed_everything(0)
+    data = loader()
+    model, optimizer, _ = mid_training("cpu", data)
+    before = observe(model, optimizer, loaders=[data])
+    dirs_before = lrfind_temp_dirs()
+    kwargs = {"data": data, "num_steps": 20, name: value}
+    with pytest.raises(error, match=name):
+        range_test(model, optimizer, F.cross_entropy, kwargs.pop("data"), **kwargs)
+    assert_identical(before, observe(model, optimizer, loaders=[data]))
+    assert lrfind_temp_dirs() == dirs_before
+
+
+# --- CUDA -----------------------------------------------------------------------------------------
+
+
+@CUDA
+def test_cuda_sweep_syncs_only_at_the_host_check():
+    """With ``check_every=num_steps`` the only host read is at the end: every step before it, with
+    gradient accumulation, clipping and validation, must run without one device synchronisation."""
+    x, y = dataset("digits")
+    batches = [(x[i : i + 64].cuda(), y[i : i + 64].cuda()) for i in range(0, 640, 64)]
+    model = mlp().cuda()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    num_steps, updates = 30, []
+
+    def step(model, batch):
+        torch.cuda.set_sync_debug_mode("error")  # from the first forward pass on (the snapshot syncs)
+        return supervised(model, batch)
+
+    def until_the_last_update(optimizer, args, kwargs):
+        updates.append(None)
+        if len(updates) == num_steps:  # the host check follows
+            torch.cuda.set_sync_debug_mode("default")
+
+    hook = optimizer.register_step_post_hook(until_the_last_update)
+    try:
+        result = range_test(
+            model,
+            optimizer,
+            None,
+            batches,
+            step_fn=step,
+            min_lr=1e-4,
+            max_lr=1e-1,
+            num_steps=num_steps,
+            check_every=num_steps,
+            accumulation_steps=2,
+            max_grad_norm=1.0,
+            val_data=batches[:2],
+            val_every=7,
+        )
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+        hook.remove()
+    assert len(result.lrs) == num_steps and np.isfinite(result.losses).all() and np.isfinite(result.grad_norms).all()
+    assert np.isfinite(result.val_losses[6::7]).all()
