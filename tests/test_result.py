@@ -1,0 +1,325 @@
+"""RangeTestResult's plot, save/load and scheduler, on real range tests (numpy and PyTorch)."""
+
+import dataclasses
+import json
+import math
+import re
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from sklearn.datasets import load_digits  # noqa: E402
+
+import lrfind  # noqa: E402
+import lrfind.torch  # noqa: E402
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def least_squares_train_fn(blow_up=None):
+    """One full-batch gradient step per call on a fixed 64x8 least-squares problem; the loss
+    explodes past LR ~ 1. ``blow_up`` (a float) is returned instead once the LR exceeds 0.5."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 8))
+    y = x @ rng.normal(size=8) + 0.1 * rng.normal(size=64)
+    w = np.zeros(8)
+
+    def train_fn(lr):
+        nonlocal w
+        w = w - lr * 2 * x.T @ (x @ w - y) / len(y)
+        return blow_up if blow_up is not None and lr > 0.5 else float(np.mean((x @ w - y) ** 2))
+
+    return train_fn
+
+
+@pytest.fixture(scope="module")
+def numpy_result():
+    return lrfind.LearningRateFinder(min_lr=1e-5, max_lr=10.0, num_steps=80).range_test(least_squares_train_fn())
+
+
+@pytest.fixture(scope="module")
+def torch_result():
+    """A real PyTorch range test: an MLP on scikit-learn's digits, validated every 5 steps."""
+    torch.manual_seed(0)
+    x, y = load_digits(return_X_y=True)
+    x = torch.tensor((x - x.mean(0)) / (x.std(0) + 1e-6), dtype=torch.float32)
+    y = torch.tensor(y)
+    batches = [(x[i : i + 64], y[i : i + 64]) for i in range(0, 1536, 64)]
+    model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    return lrfind.torch.range_test(
+        model,
+        optimizer,
+        torch.nn.functional.cross_entropy,
+        batches,
+        min_lr=1e-4,
+        max_lr=100.0,
+        num_steps=60,
+        val_data=(x[1536:], y[1536:]),
+        val_every=5,
+        progress=False,
+    )
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def suggestion_fields(result):
+    return {k: (s.method, s.lr, s.index, s.reason) for k, s in result.suggestions.items()}
+
+
+def with_lr(result):
+    return [s for s in result.suggestions.values() if s.lr is not None]
+
+
+# --- plot -------------------------------------------------------------------------------------
+
+
+def test_plot_draws_curve_suggestions_stop_and_range(numpy_result):
+    ax = numpy_result.plot()
+    n = len(with_lr(numpy_result))
+    assert numpy_result.diagnosis.range is not None and numpy_result.explosion_lr is not None
+    assert len(ax.lines) == 2 + n + 1  # raw, smoothed, one marker each, the stop line
+    assert len(ax.patches) == 1  # the diagnosis range
+    assert ax.get_xscale() == "log" and ax.get_title() == f"LR range test: {numpy_result.diagnosis.kind}"
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    for s in with_lr(numpy_result):
+        assert f"{s.method}: {s.lr:.2e}" in labels
+    assert any(label.startswith("stop (threshold)") for label in labels)
+
+
+def test_plot_marks_only_the_named_methods(numpy_result):
+    ax = numpy_result.plot(methods=["steepest"])
+    assert len(ax.lines) == 2 + 1 + 1
+    with pytest.raises(ValueError, match="no suggestion 'best'"):
+        numpy_result.plot(methods="best")
+
+
+def test_plot_clips_the_top_at_three_times_the_starting_loss():
+    # A high threshold lets the loss climb to ~100x its start before the sweep stops.
+    result = lrfind.LearningRateFinder(min_lr=1e-5, max_lr=10.0, num_steps=80, diverge_threshold=1e12).range_test(
+        least_squares_train_fn()
+    )
+    assert result.losses.max() > 10 * result.losses[0]
+    bottom, top = result.plot().get_ylim()
+    assert bottom < result.losses.min() and 3 * result.losses[0] < top < 3.5 * result.losses[0]
+
+
+def test_plot_saves_a_png_without_touching_pyplot(numpy_result, tmp_path):
+    path = tmp_path / "curve.png"
+    ax = numpy_result.plot(path=path)
+    data = path.read_bytes()
+    assert data.startswith(PNG_MAGIC) and len(data) > 1024
+    assert plt.get_fignums() == [] and ax.figure is not None
+
+
+def test_plot_draws_val_losses_and_grad_norms_of_a_torch_run(torch_result, tmp_path):
+    assert np.isnan(torch_result.val_losses).any() and (~np.isnan(torch_result.val_losses)).any()
+    fig, ax = plt.subplots()
+    assert torch_result.plot(ax=ax, show_grad_norm=True, path=tmp_path / "torch.png") is ax
+    assert "validation loss" in [line.get_label() for line in ax.lines]
+    twin = next(a for a in fig.axes if a is not ax)
+    assert twin.get_yscale() == "log" and [line.get_label() for line in twin.lines] == ["gradient norm"]
+    assert (tmp_path / "torch.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_plot_grad_norm_needs_them(numpy_result):
+    with pytest.raises(ValueError, match="grad_norms"):
+        numpy_result.plot(show_grad_norm=True)
+
+
+def test_plot_names_the_extra_without_matplotlib(numpy_result, monkeypatch):
+    monkeypatch.delitem(sys.modules, "lrfind.plot", raising=False)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    with pytest.raises(ImportError, match=re.escape("pip install 'lrfind[plot]'")):
+        numpy_result.plot()
+
+
+# --- save / load ------------------------------------------------------------------------------
+
+
+def assert_same_result(a, b):
+    for name in ("lrs", "losses", "smoothed_losses"):
+        assert np.array_equal(getattr(a, name), getattr(b, name), equal_nan=True), name
+    for name in ("grad_norms", "val_losses"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert (x is None and y is None) or np.array_equal(x, y, equal_nan=True), name
+    for name in ("explosion_lr", "explosion_loss"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x == y or (math.isnan(x) and math.isnan(y)), name
+    for name in ("stop_index", "stop_reason", "suggested_lr", "skipped_steps", "options"):
+        assert getattr(a, name) == getattr(b, name), name
+    assert suggestion_fields(a) == suggestion_fields(b)
+    assert (a.diagnosis.kind, a.diagnosis.message, a.diagnosis.range) == (
+        b.diagnosis.kind,
+        b.diagnosis.message,
+        b.diagnosis.range,
+    )
+    assert np.array_equal(a.analysis.gradient, b.analysis.gradient, equal_nan=True)
+
+
+def test_save_load_round_trip(numpy_result, tmp_path):
+    path = tmp_path / "result.json"
+    numpy_result.save(path)
+    loaded = lrfind.RangeTestResult.load(path)
+    assert_same_result(numpy_result, loaded)
+    assert loaded["suggested_lr"] == numpy_result["suggested_lr"] is not None
+    doc = json.loads(path.read_text())
+    assert doc["format"] == "lrfind.RangeTestResult" and doc["version"] == 1
+    assert doc["lrs"][-1] == numpy_result.explosion_lr and len(doc["lrs"]) == len(numpy_result.lrs) + 1
+
+
+def test_save_load_round_trip_of_a_torch_run(torch_result, tmp_path):
+    torch_result.save(tmp_path / "torch.json")
+    assert_same_result(torch_result, lrfind.RangeTestResult.load(tmp_path / "torch.json"))
+
+
+@pytest.mark.parametrize(("blow_up", "reason"), [(math.nan, "nan"), (math.inf, "inf"), (-math.inf, "inf")])
+def test_save_load_keeps_nan_and_inf(blow_up, reason, tmp_path):
+    result = lrfind.LearningRateFinder(min_lr=1e-5, max_lr=10.0, num_steps=80, methods=["valley", "steepest"])
+    result = result.range_test(least_squares_train_fn(blow_up))
+    assert result.stop_reason == reason
+    n = len(result.lrs)
+    odd = np.array([math.nan, math.inf, -math.inf, 5e-324, 1.0 / 3.0])
+    result = dataclasses.replace(
+        result, grad_norms=np.resize(odd, n), val_losses=np.resize(odd[::-1], n), skipped_steps=3
+    )
+    path = tmp_path / "odd.json"
+    result.save(path)
+    json.loads(path.read_text(), parse_constant=pytest.fail)  # strict JSON: non-finite floats are strings
+    assert_same_result(result, lrfind.RangeTestResult.load(path))
+    labels = [t.get_text() for t in result.plot().get_legend().get_texts()]
+    assert f"stop ({reason}): {result.explosion_lr:.2e}, loss {blow_up:.3g}" in labels
+
+
+@pytest.mark.parametrize(
+    ("edit", "key"),
+    [
+        (lambda doc: doc.pop("losses"), "losses"),
+        (lambda doc: doc.pop("options"), "options"),
+        (lambda doc: doc.update(format="something.else"), "format"),
+        (lambda doc: doc.update(version=2), "version"),
+        (lambda doc: doc["losses"].__setitem__(0, "oops"), "losses"),
+        (lambda doc: doc["lrs"].__setitem__(0, [1.0]), "lrs"),
+        (lambda doc: doc.update(grad_norms=[1.0]), "grad_norms"),
+        (lambda doc: doc.update(skipped_steps="3"), "skipped_steps"),
+    ],
+)
+def test_load_of_a_corrupt_file_names_the_file_and_key(numpy_result, tmp_path, edit, key):
+    path = tmp_path / "bad.json"
+    numpy_result.save(path)
+    doc = json.loads(path.read_text())
+    edit(doc)
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=re.escape(str(path)) + f".*'{key}'"):
+        lrfind.RangeTestResult.load(path)
+
+
+def test_an_immediate_explosion_plots_saves_and_loads(tmp_path):
+    result = lrfind.LearningRateFinder(num_steps=30).range_test(lambda lr: math.nan)
+    assert len(result.lrs) == 0 and result.suggested_lr is None
+    ax = result.plot(path=tmp_path / "empty.png")
+    assert ax.get_xlim() == pytest.approx((result.explosion_lr / 10, result.explosion_lr * 10))
+    result.save(tmp_path / "empty.json")
+    assert_same_result(result, lrfind.RangeTestResult.load(tmp_path / "empty.json"))
+
+
+def test_load_of_a_non_json_file(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text("{ not json")
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ".*not JSON"):
+        lrfind.RangeTestResult.load(path)
+
+
+# --- scheduler --------------------------------------------------------------------------------
+
+
+def scheduled_lrs(result, total_steps, policy="one_cycle", **kwargs):
+    """Each group's LR at every step of a real training loop driven by result.scheduler."""
+    params = [torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2))]
+    optimizer = torch.optim.SGD([{"params": params[:1], "lr": 0.5}, {"params": params[1:], "lr": 0.01}])
+    scheduler = result.scheduler(optimizer, policy, total_steps=total_steps, **kwargs)
+    seen = []
+    for _ in range(total_steps):
+        seen.append([group["lr"] for group in optimizer.param_groups])
+        sum((p**2).sum() for p in params).backward()
+        optimizer.step()
+        scheduler.step()
+    return np.array(seen).T
+
+
+def test_one_cycle_scheduler_follows_the_rust_schedule(numpy_result):
+    low, high = numpy_result.diagnosis.range
+    lr = numpy_result.suggested_lr
+    base = low if low < lr else lr / 10
+    want = lrfind.one_cycle(50, base, lr)
+    for got in scheduled_lrs(numpy_result, 50):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+    got = scheduled_lrs(numpy_result, 40, max_lr=0.05, base_lr=1e-3, pct_start=0.25)
+    np.testing.assert_allclose(got[0], lrfind.one_cycle(40, 1e-3, 0.05, 0.25), rtol=1e-12, atol=0)
+
+
+def test_warmup_cosine_scheduler_follows_the_rust_schedule(numpy_result):
+    lr = numpy_result.suggested_lr
+    got = scheduled_lrs(numpy_result, 60, "warmup_cosine")
+    np.testing.assert_allclose(got[1], lrfind.warmup_cosine(60, 3, lr), rtol=1e-12, atol=0)
+    got = scheduled_lrs(numpy_result, 60, "warmup_cosine", base_lr=0.02, warmup_steps=10, min_lr=1e-4)
+    np.testing.assert_allclose(got[0], lrfind.warmup_cosine(60, 10, 0.02, 1e-4), rtol=1e-12, atol=0)
+
+
+def test_scheduler_state_dict_loads_with_weights_only(numpy_result, tmp_path):
+    def make():
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+        return optimizer, numpy_result.scheduler(optimizer, "warmup_cosine", total_steps=20)
+
+    (opt_a, sched_a), (opt_b, sched_b) = make(), make()
+    for _ in range(7):
+        opt_a.step()
+        sched_a.step()
+    torch.save(sched_a.state_dict(), tmp_path / "sched.pt")
+    sched_b.load_state_dict(torch.load(tmp_path / "sched.pt", weights_only=True))
+    for _ in range(15):  # past total_steps the LR stays at min_lr
+        for optimizer, scheduler in ((opt_a, sched_a), (opt_b, sched_b)):
+            optimizer.step()
+            scheduler.step()
+        assert opt_a.param_groups[0]["lr"] == opt_b.param_groups[0]["lr"]
+    assert opt_b.param_groups[0]["lr"] == 0.0
+
+
+def test_scheduler_rejects_bad_requests_before_touching_the_optimizer(numpy_result):
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+    with pytest.raises(ValueError, match="unknown policy 'cosine'"):
+        numpy_result.scheduler(optimizer, "cosine", total_steps=10)
+    with pytest.raises(ValueError, match="max_lr must be finite and >= base_lr"):
+        numpy_result.scheduler(optimizer, total_steps=10, base_lr=1.0, max_lr=0.1)
+    with pytest.raises(TypeError, match="warmup_steps"):
+        numpy_result.scheduler(optimizer, total_steps=10, warmup_steps=2)
+    assert optimizer.param_groups[0]["lr"] == 0.5 and "initial_lr" not in optimizer.param_groups[0]
+
+
+def test_scheduler_without_a_suggestion_says_why():
+    flat = lrfind.LearningRateFinder(num_steps=30).range_test(lambda lr: 1.0)
+    assert flat.suggested_lr is None
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+    reason = flat.suggestions["steepest"].reason
+    with pytest.raises(ValueError, match=re.escape(f"no suggested LR to schedule from ({reason})")):
+        flat.scheduler(optimizer, total_steps=10)
+    with pytest.raises(ValueError, match="pass base_lr="):
+        flat.scheduler(optimizer, "warmup_cosine", total_steps=10)
+    flat.scheduler(optimizer, total_steps=10, max_lr=0.1)  # an explicit peak needs no suggestion
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01)
+
+
+def test_scheduler_names_the_extra_without_torch(numpy_result, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.optim.lr_scheduler", None)
+    with pytest.raises(ImportError, match=re.escape("pip install 'lrfind[torch]'")):
+        numpy_result.scheduler(None, total_steps=10)
