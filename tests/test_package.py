@@ -70,3 +70,20 @@ def test_readme_python_examples_run():
     assert len(blocks) >= 2
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {})
+
+
+def test_demo_runs_end_to_end(tmp_path, capsys):
+    """`make demo`'s job: a real range test, printed, plotted and saved."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from lrfind import demo
+
+    demo.main(str(tmp_path))
+    out = capsys.readouterr().out
+    assert "Suggested LR" in out and "One-cycle over 1000 steps" in out
+    assert (tmp_path / "range_test.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import lrfind
+
+    saved = lrfind.RangeTestResult.load(tmp_path / "result.json")
+    assert saved.suggested_lr is not None and len(saved.lrs) > 10

@@ -1,4 +1,4 @@
-"""End-to-end demo: a real range test on scikit-learn's digits, through the seed's API.
+"""End-to-end demo: a real PyTorch range test on scikit-learn's digits.
 
 Run ``python -m lrfind.demo`` (``make demo``). Needs the ``demo`` extra (torch, scikit-learn);
 nothing is downloaded: the digits ship inside scikit-learn.
@@ -7,6 +7,7 @@ nothing is downloaded: the digits ship inside scikit-learn.
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,34 +23,23 @@ def _require(module: str, extra: str) -> Any:
 
 
 def run(seed: int = 0, batch_size: int = 64) -> lrfind.RangeTestResult:
-    """Sweep the LR of an MLP (64-64-10, Adam) on the digits, one batch per LR step."""
+    """A real range test of an MLP (64-64-64-10, AdamW) on the digits, one batch per LR step."""
     torch = _require("torch", "demo")
     datasets = _require("sklearn.datasets", "demo")
+    from lrfind.torch import range_test
+
     torch.manual_seed(seed)
     x, y = datasets.load_digits(return_X_y=True)
     x = (x - x.mean(0)) / (x.std(0) + 1e-6)
-    xs, ys = torch.tensor(x, dtype=torch.float32), torch.tensor(y)
+    dataset = torch.utils.data.TensorDataset(torch.tensor(x, dtype=torch.float32), torch.tensor(y))
+    data = torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
+    )
     model = torch.nn.Sequential(
         torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10)
     )
-    optimizer = torch.optim.Adam(model.parameters())
-    order = torch.randperm(len(xs), generator=torch.Generator().manual_seed(seed))
-    step = {"i": 0}
-
-    def train_step(lr: float) -> float:
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        start = (step["i"] * batch_size) % (len(xs) - batch_size)
-        idx = order[start : start + batch_size]
-        step["i"] += 1
-        loss = torch.nn.functional.cross_entropy(model(xs[idx]), ys[idx])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        return loss.item()
-
-    finder = lrfind.LearningRateFinder(min_lr=1e-7, max_lr=10.0, num_steps=100, arch="mlp")
-    return finder.range_test(train_step)
+    optimizer = torch.optim.AdamW(model.parameters())
+    return range_test(model, optimizer, torch.nn.functional.cross_entropy, data, arch="mlp")
 
 
 def terminal_plot(lrs: np.ndarray, losses: np.ndarray, width: int = 64, height: int = 14) -> str:
@@ -70,10 +60,11 @@ def terminal_plot(lrs: np.ndarray, losses: np.ndarray, width: int = 64, height: 
     return "\n".join(lines)
 
 
-def main() -> None:
-    """Print the curve, the suggestion, the diagnosis and a one-cycle schedule built from it."""
+def main(out_dir: str = "lrfind-demo") -> None:
+    """Print the curve, the suggestion, the diagnosis and a one-cycle schedule built from it,
+    and write the plot (PNG) and the result (JSON) to ``out_dir``."""
     result = run()
-    print("Range test: MLP on scikit-learn digits, Adam, batch 64, LR 1e-7 -> 10\n")
+    print("Range test: MLP on scikit-learn digits, AdamW, batch 64, LR 1e-7 -> 10\n")
     print(result.summary(), "\n")
     print(terminal_plot(result.lrs, result.smoothed_losses), "\n")
     if result.suggested_lr is not None:
@@ -81,6 +72,14 @@ def main() -> None:
         schedule = lrfind.one_cycle(total, result.suggested_lr / 10, result.suggested_lr)
         marks = ", ".join(f"step {s}: {schedule[s]:.2e}" for s in (0, 150, 300, 650, 999))
         print(f"One-cycle over {total} steps peaking at the suggested LR: {marks}")
+    out = Path(out_dir)
+    out.mkdir(exist_ok=True)
+    result.save(out / "result.json")
+    try:
+        result.plot(path=out / "range_test.png")
+        print(f"\nWrote {out / 'range_test.png'} and {out / 'result.json'}")
+    except ImportError as e:  # matplotlib is the plot extra
+        print(f"\nWrote {out / 'result.json'} (no plot: {e})")
 
 
 if __name__ == "__main__":
