@@ -200,7 +200,7 @@ class LRFinder:
 
 
 class _Run:
-    """One sweep's loop and its device-side records."""
+    """One sweep's loop and its records: 0-d device tensors until the host reads them."""
 
     def __init__(
         self,
@@ -216,9 +216,17 @@ class _Run:
     ) -> None:
         self.model, self.optimizer, self.step, self.device = model, optimizer, step, device
         self.amp, self.scaler, self.max_grad_norm, self.k = amp, scaler, max_grad_norm, accumulation_steps
-        # Rows: loss, grad norm, validation loss. They stay on the device; the host copies the
-        # new columns every check_every steps, in one transfer.
-        self.records = torch.full((3, num_steps), float("nan"), device=device)
+        self.autocast = (
+            torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+            if amp
+            else nullcontext()
+        )
+        # (step, loss, grad norm) and (step, validation loss) since the last host read, kept as
+        # device tensors: a per-step write into a preallocated buffer costs more than the step
+        # of a small model. The host copies them every check_every steps, in one transfer.
+        self.pending: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+        self.pending_val: list[tuple[int, torch.Tensor]] = []
+        # Rows: loss, grad norm, validation loss, as the host has read them.
         self.host = np.full((3, num_steps), np.nan)
         self.host_losses, self.host_norms, self.host_val = self.host
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
@@ -254,7 +262,8 @@ class _Run:
                     self.consecutive_skips += 1
                     if self.consecutive_skips < MAX_CONSECUTIVE_SKIPS:
                         continue
-                    self.records[0, i] = float("nan")
+                    nan = torch.tensor(float("nan"), device=self.device)
+                    self.pending.append((i, nan, nan))
                 self.consecutive_skips = 0
                 if val is not None and (i + 1) % val_every == 0:
                     self._validate(i, val, val_batches)
@@ -269,19 +278,15 @@ class _Run:
     def _train_step(self, i: int, batches: Iterator[Any]) -> bool:
         """One optimizer step over k micro-batches; False if the scaler skipped it."""
         self.optimizer.zero_grad(set_to_none=True)
-        total = torch.zeros((), device=self.device)
-        autocast = (
-            torch.autocast(self.device.type, dtype=torch.bfloat16 if self.amp == "bf16" else torch.float16)
-            if self.amp
-            else nullcontext()
-        )
+        total: torch.Tensor | None = None
         for _ in range(self.k):
             batch = _to_device(next(batches), self.device)
-            with autocast:
-                loss = self.step(self.model, batch)
-            scaled = loss.float() / self.k
+            with self.autocast:
+                loss = self.step(self.model, batch).float()
+            scaled = loss / self.k if self.k > 1 else loss
             (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
-            total += loss.detach().float()
+            total = loss.detach() if total is None else total + loss.detach()
+        assert total is not None  # k >= 1
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         if self.max_grad_norm is not None:
@@ -296,8 +301,7 @@ class _Run:
                 return False
         else:
             self.optimizer.step()
-        self.records[0, i] = total / self.k
-        self.records[1, i] = norm
+        self.pending.append((i, total / self.k if self.k > 1 else total, norm))
         return True
 
     @torch.no_grad()
@@ -306,14 +310,23 @@ class _Run:
         total = torch.zeros((), device=self.device)
         for _ in range(n):
             total += self.step(self.model, _to_device(next(val), self.device)).detach().float()
-        self.records[2, i] = total / n
+        self.pending_val.append((i, total / n))
         self.model.train()
 
     def _check(self, end: int, detector: _core.DivergenceDetector, bar: Any) -> bool:
         """Read steps ``recorded..end`` on the host (one sync) and feed the detector; True if
         it stopped, with ``recorded`` cut just after the explosion point."""
         start = self.recorded
-        self.host[:, start:end] = self.records[:, start:end].double().cpu().numpy()
+        tensors = [t.float() for _, loss, norm in self.pending for t in (loss, norm)]
+        tensors += [v for _, v in self.pending_val]
+        if tensors:
+            values = torch.stack(tensors).double().cpu().numpy()
+            m = len(self.pending)
+            steps = [i for i, _, _ in self.pending]
+            self.host[0, steps], self.host[1, steps] = values[0 : 2 * m : 2], values[1 : 2 * m : 2]
+            self.host[2, [i for i, _ in self.pending_val]] = values[2 * m :]
+        self.pending.clear()
+        self.pending_val.clear()
         for j in range(start, end):
             if detector.update(float(self.host_losses[j])):
                 self.recorded = j + 1
