@@ -11,6 +11,10 @@ that sets the LR and steps (no records, no restore: the floor). Two models: an M
 small enough that the per-step host sync shows, and a ResNet-18-sized CNN at 32x32, batch 128.
 Inputs are random tensors: this measures throughput, not learning. Prints a table of steps per
 second and each contender's time relative to the bare loop.
+
+Then the parallel sweeps: ``parallel_range_test`` with K in {1, 16, 64, 256} runs of a small
+MLP and a small CNN (no BatchNorm: vmap cannot update running statistics), sweep-steps per
+second (K x steps / time) against K sequential ``range_test`` calls (timed on one run, times K).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import torch
 from torch import nn
 
 import lrfind
-from lrfind.torch import range_test
+from lrfind.torch import parallel_range_test, range_test
 from lrfind.torch._range_test import CHECK_EVERY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,6 +136,41 @@ def steps_per_second(run: Callable[..., None], model: Callable, device: str, ste
     return steps / best
 
 
+def small_mlp() -> tuple[nn.Module, tuple[int, ...], int]:
+    return nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10)), (64, 64), 10
+
+
+def small_cnn() -> tuple[nn.Module, tuple[int, ...], int]:
+    net = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10),
+    )  # fmt: skip
+    return net, (64, 3, 32, 32), 10
+
+
+def parallel_table(device: str, steps: int, sizes: tuple[int, ...]) -> None:
+    """Sweep-steps per second of K parallel runs against K sequential single runs."""
+    for title, model in (("small MLP, batch 64", small_mlp), ("small CNN, 32x32, batch 64", small_cnn)):
+        torch.manual_seed(0)
+        net, shape, classes = model()
+        net = net.to(device)
+        batch = (torch.randn(shape, device=device), torch.randint(0, classes, (shape[0],), device=device))
+        one = steps_per_second(lrfind_run(CHECK_EVERY), model, device, steps, 1)
+        print(f"\nparallel: {title}; one range_test: {one:.1f} steps/s")
+        print(f"{'K':>6}{'sweep-steps/s':>16}{'vs K sequential':>18}")
+        for k in sizes:
+            kwargs = dict(num_runs=k, min_lr=MIN_LR, max_lr=MAX_LR, num_steps=steps, progress=False)
+            parallel_range_test(net, nn.functional.cross_entropy, batch, **{**kwargs, "num_steps": 5})  # warm-up
+            if device == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            parallel_range_test(net, nn.functional.cross_entropy, batch, **kwargs)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            rate = k * steps / (time.perf_counter() - start)
+            print(f"{k:>6}{rate:>16.1f}{rate / one:>17.1f}x")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
@@ -158,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         rates = {c: steps_per_second(run, model, args.device, steps, repeats) for c, run in CONTENDERS.items()}
         for contender, rate in rates.items():
             print(f"{contender:<28}{rate:>10.1f}{rates['bare loop'] / rate:>14.3f}")
+    parallel_table(args.device, steps, (1, 4) if args.quick else (1, 16, 64, 256))
     return status
 
 

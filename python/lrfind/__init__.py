@@ -26,6 +26,7 @@ from lrfind._core import (
 )
 from lrfind.analysis import analyze_batch, diagnose
 from lrfind.finder import LearningRateFinder, RangeTestResult
+from lrfind.parallel import ParallelResult
 
 __version__ = "0.1.0"
 
@@ -37,6 +38,7 @@ __all__ = [
     "DivergenceDetector",
     "Ema",
     "LearningRateFinder",
+    "ParallelResult",
     "RangeTestResult",
     "Suggestion",
     "analyze",

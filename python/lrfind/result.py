@@ -152,6 +152,19 @@ class RangeTestResult:
             save_figure(ax, path)
         return ax
 
+    def to_dict(self) -> dict[str, Any]:
+        """The result as JSON values (what ``save`` writes); ``from_dict`` reads it back."""
+        return {
+            "format": FILE_FORMAT,
+            "version": FILE_VERSION,
+            "options": self.options,
+            "lrs": _encode(_with_stop(self.lrs, self.explosion_lr)),
+            "losses": _encode(_with_stop(self.losses, self.explosion_loss)),
+            "grad_norms": None if self.grad_norms is None else _encode(self.grad_norms),
+            "val_losses": None if self.val_losses is None else _encode(self.val_losses),
+            "skipped_steps": self.skipped_steps,
+        }
+
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the result to ``path`` as strict JSON, losslessly; ``load`` reads it back.
 
@@ -162,17 +175,7 @@ class RangeTestResult:
         NaN and +/-inf, which JSON lacks, are written as the strings ``"NaN"``,
         ``"Infinity"`` and ``"-Infinity"``. The options must be JSON values.
         """
-        doc = {
-            "format": FILE_FORMAT,
-            "version": FILE_VERSION,
-            "options": self.options,
-            "lrs": _encode(_with_stop(self.lrs, self.explosion_lr)),
-            "losses": _encode(_with_stop(self.losses, self.explosion_loss)),
-            "grad_norms": None if self.grad_norms is None else _encode(self.grad_norms),
-            "val_losses": None if self.val_losses is None else _encode(self.val_losses),
-            "skipped_steps": self.skipped_steps,
-        }
-        Path(path).write_text(json.dumps(doc, allow_nan=False), encoding="utf-8")
+        Path(path).write_text(json.dumps(self.to_dict(), allow_nan=False), encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> RangeTestResult:
@@ -183,7 +186,11 @@ class RangeTestResult:
             ValueError: naming the file and the key, if it is not a saved result (not JSON, a
                 key missing or of the wrong type, another format or version).
         """
-        doc = _read_json(path)
+        return cls.from_dict(_read_json(path), path)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any], path: str | os.PathLike[str] = "<dict>") -> RangeTestResult:
+        """Rebuild a result from ``to_dict``'s output; ``path`` names the source in errors."""
         for key, want in (("format", FILE_FORMAT), ("version", FILE_VERSION)):
             if _get(doc, key, path, (str, int)) != want:
                 raise ValueError(f"{path}: key {key!r} is {doc[key]!r}, expected {want!r}")

@@ -1,0 +1,166 @@
+"""Many sweeps of the same setup, and what they agree on."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lrfind.result import RangeTestResult
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+FILE_FORMAT = "lrfind.ParallelResult"
+FILE_VERSION = 1
+
+#: Runs whose suggestion lies within this factor of the consensus "agree".
+AGREE_FACTOR = 2.0
+
+_KIND_WORDS = {
+    "immediate_explosion": "exploded immediately: unstable initialisation or data, or min_lr too high",
+    "flat": "did not learn (flat loss): check the model, the loss and the optimizer",
+    "no_divergence": "never diverged: the best LR may lie above max_lr",
+    "noisy": "were too noisy to read: use a larger batch or more smoothing",
+    "too_short": "stopped too early to read",
+}
+
+
+@dataclass(frozen=True)
+class ParallelResult:
+    """K sweeps of one setup (``runs``, one ``RangeTestResult`` each, with their ``seeds``).
+
+    ``suggested_lr`` is the consensus: the median of the runs' suggestions in log space.
+    ``spread`` is their interquartile range as a factor (1.6 means the middle half of the runs
+    lie within x1.6), ``agreeing`` counts runs within a factor 2 of the consensus, and
+    ``diagnosis`` says in words what the runs' diagnoses add up to.
+    """
+
+    runs: list[RangeTestResult]
+    seeds: list[int]
+
+    @property
+    def suggestions(self) -> np.ndarray:
+        """Each run's suggested LR (NaN where a run has none)."""
+        return np.array([np.nan if r.suggested_lr is None else r.suggested_lr for r in self.runs])
+
+    @property
+    def suggested_lr(self) -> float | None:
+        """Median of the runs' suggestions in log space; None if no run has one."""
+        logs = np.log(self.suggestions[np.isfinite(self.suggestions)])
+        return float(np.exp(np.median(logs))) if len(logs) else None
+
+    @property
+    def spread(self) -> float | None:
+        """Interquartile range of the suggestions as a factor (>= 1); None below 2 suggestions."""
+        logs = np.log(self.suggestions[np.isfinite(self.suggestions)])
+        if len(logs) < 2:
+            return None
+        q25, q75 = np.percentile(logs, [25, 75])
+        return float(np.exp(q75 - q25))
+
+    @property
+    def agreeing(self) -> int:
+        """Runs whose suggestion is within a factor ``AGREE_FACTOR`` of the consensus."""
+        consensus = self.suggested_lr
+        if consensus is None:
+            return 0
+        ratios = self.suggestions[np.isfinite(self.suggestions)] / consensus
+        return int(np.sum((ratios <= AGREE_FACTOR) & (ratios >= 1 / AGREE_FACTOR)))
+
+    @property
+    def diagnosis(self) -> str:
+        """The runs' diagnoses in words, e.g. "3 of 16 runs exploded immediately: ..."."""
+        n = len(self.runs)
+        counts = Counter(r.diagnosis.kind for r in self.runs)
+        lines = [f"{count} of {n} runs {_KIND_WORDS[kind]}" for kind, count in counts.items() if kind in _KIND_WORDS]
+        good = counts.get("good", 0)
+        if good:
+            lines.insert(0, f"{good} of {n} runs show a clean descent")
+        return "; ".join(lines) + "."
+
+    def summary(self) -> str:
+        """The consensus, its spread and agreement, the diagnosis, and one line per run."""
+        if self.suggested_lr is None:
+            head = f"No run suggested an LR ({len(self.runs)} runs)."
+        else:
+            spread = "n/a" if self.spread is None else f"x{self.spread:.2g}"
+            head = (
+                f"Consensus LR: {self.suggested_lr:.2e} (median of {np.isfinite(self.suggestions).sum()} "
+                f"suggestions; spread {spread}; {self.agreeing} of {len(self.runs)} runs within x{AGREE_FACTOR:g})"
+            )
+        rows = [head, self.diagnosis]
+        for seed, r in zip(self.seeds, self.runs, strict=True):
+            lr = "none" if r.suggested_lr is None else f"{r.suggested_lr:.2e}"
+            stop = "ran to max_lr" if r.stop_reason is None else f"stopped at step {r.stop_index} ({r.stop_reason})"
+            rows.append(f"  seed {seed:>4}: suggested {lr:>8}, {len(r.lrs):>4} points, {stop}, {r.diagnosis.kind}")
+        return "\n".join(rows)
+
+    def plot(self, ax: Axes | None = None, path: str | os.PathLike[str] | None = None) -> Axes:
+        """Every run's smoothed curve faintly, the median curve, the band of the middle half of
+        the suggestions, and the consensus; log-x. ``path`` saves the figure. Returns the axes."""
+        from lrfind.plot import new_axes, save_figure
+
+        if ax is None:
+            ax = new_axes(use_pyplot=path is None)
+        for r in self.runs:
+            ax.plot(r.lrs, r.smoothed_losses, color="tab:blue", alpha=0.2, linewidth=0.8)
+        lrs, median = self.median_curve()
+        if len(lrs):
+            ax.plot(lrs, median, color="tab:blue", linewidth=2, label="median smoothed loss")
+        finite = self.suggestions[np.isfinite(self.suggestions)]
+        if len(finite) >= 2:
+            lo, hi = np.exp(np.percentile(np.log(finite), [25, 75]))
+            ax.axvspan(lo, hi, color="tab:green", alpha=0.15, label="middle half of suggestions")
+        if self.suggested_lr is not None:
+            ax.axvline(self.suggested_lr, color="tab:red", label=f"consensus {self.suggested_lr:.2e}")
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("loss")
+        spread = "" if self.spread is None else f", spread x{self.spread:.2g}"
+        ax.set_title(f"{len(self.runs)} parallel range tests{spread}")
+        ax.legend(fontsize="small")
+        if path is not None:
+            save_figure(ax, path)
+        return ax
+
+    def median_curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """The pointwise median of the smoothed curves over the LRs every run reached (runs that
+        share a ladder); empty arrays if the runs' ladders differ."""
+        length = min((len(r.lrs) for r in self.runs), default=0)
+        if length == 0 or any(not np.array_equal(r.lrs[:length], self.runs[0].lrs[:length]) for r in self.runs):
+            return np.empty(0), np.empty(0)
+        curves = np.stack([r.smoothed_losses[:length] for r in self.runs])
+        return self.runs[0].lrs[:length], np.median(curves, axis=0)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write every run (``RangeTestResult.to_dict``) and the seeds as strict JSON."""
+        doc = {
+            "format": FILE_FORMAT,
+            "version": FILE_VERSION,
+            "seeds": list(self.seeds),
+            "runs": [r.to_dict() for r in self.runs],
+        }
+        Path(path).write_text(json.dumps(doc, allow_nan=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ParallelResult:
+        """Read a file written by ``save``; errors name the file and the key."""
+        try:
+            doc: Any = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{path}: not a readable JSON file: {e}") from e
+        if not isinstance(doc, dict):
+            raise ValueError(f"{path}: expected a JSON object, got {type(doc).__name__}")
+        for key, want in (("format", FILE_FORMAT), ("version", FILE_VERSION)):
+            if doc.get(key) != want:
+                raise ValueError(f"{path}: key {key!r} is {doc.get(key)!r}, expected {want!r}")
+        runs, seeds = doc.get("runs"), doc.get("seeds")
+        if not isinstance(runs, list) or not isinstance(seeds, list) or len(runs) != len(seeds):
+            raise ValueError(f"{path}: keys 'runs' and 'seeds' must be lists of the same length")
+        return cls(runs=[RangeTestResult.from_dict(r, f"{path} run {i}") for i, r in enumerate(runs)], seeds=seeds)

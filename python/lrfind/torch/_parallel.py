@@ -1,0 +1,284 @@
+"""K range tests side by side on one device: ``torch.func`` + ``vmap`` over stacked copies."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.func import functional_call, grad_and_value, stack_module_state, vmap
+
+from lrfind import _core
+from lrfind.parallel import ParallelResult
+from lrfind.result import RangeTestResult
+from lrfind.torch._range_test import CHECK_EVERY, _batches, _check_positive_int, _device_of, _progress_bar, _to_device
+from lrfind.torch._stacked_optim import StackedOptimizer
+from lrfind.torch._state import Snapshot
+
+#: Share of free GPU memory the default chunk size may plan for.
+GPU_MEMORY_SHARE = 0.5
+
+
+def parallel_range_test(
+    model: torch.nn.Module,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    data: Any,
+    *,
+    num_runs: int = 16,
+    optimizer: str = "adamw",
+    optimizer_kwargs: Mapping[str, Any] | None = None,
+    min_lr: float | Sequence[float] = 1e-7,
+    max_lr: float | Sequence[float] = 10.0,
+    num_steps: int = 100,
+    mode: str = "exp",
+    seeds: Sequence[int] | None = None,
+    init: str = "reinit",
+    data_order: str = "shared",
+    chunk_size: int | None = None,
+    smooth_factor: float = 0.05,
+    diverge_threshold: float = 10.0,
+    watch: str = "raw",
+    patience: int = 1,
+    check_every: int = CHECK_EVERY,
+    methods: str | Sequence[str] | Mapping[str, Any] | None = None,
+    suggest_on: str = "raw",
+    arch: str | None = None,
+    progress: bool = True,
+) -> ParallelResult:
+    """Run ``num_runs`` range tests at once, in one vmapped forward/backward per step.
+
+    Each run is a copy of ``model`` trained by its own optimizer over its own LR sweep; a run
+    that diverges is frozen (its updates masked) while the others go on, and its curve is cut
+    at its own stop. The user's model is never trained (and the RNGs come back as they were).
+
+    Args:
+        model: the model to copy; ``(inputs, targets)`` batches, ``loss_fn(model(inputs), targets)``.
+            Modules that update buffers in place (BatchNorm with running statistics) cannot be
+            vmapped: see the error for what to do.
+        loss_fn: the loss, a function of (outputs, targets).
+        data: a DataLoader, an iterable of batches or one fixed batch, as ``range_test``.
+        num_runs: K, the number of sweeps (default 16).
+        optimizer: ``"sgd"``, ``"adam"`` or ``"adamw"`` (default), applied to each run exactly as
+            ``torch.optim`` would; ``optimizer_kwargs`` are its hyperparameters (not ``lr``).
+        min_lr, max_lr: each run's sweep ends (defaults 1e-7, 10.0): one value for all runs, or
+            one per run.
+        num_steps, mode: steps per sweep (default 100) and ``"exp"``/``"linear"`` spacing.
+        seeds: one seed per run (default ``0..K-1``): the run's initialisation and data order.
+        init: ``"reinit"`` (default) gives each run its own initialisation from its seed
+            (``reset_parameters()`` of every module); ``"copy"`` starts every run from the
+            user's weights.
+        data_order: ``"shared"`` (default) feeds the same batches to every run; ``"shuffled"``
+            gives each run its own order (``data`` must then be a DataLoader).
+        chunk_size: runs per vmapped chunk when K runs do not fit at once (default: all K on the
+            CPU; on CUDA, as many as half the free memory allows, by the size of parameters,
+            gradients and optimizer state, times 4 for activations).
+        smooth_factor, diverge_threshold, watch, patience, check_every, methods, suggest_on,
+        arch, progress: as ``range_test``.
+
+    Returns:
+        a ``ParallelResult``: ``runs`` (one ``RangeTestResult`` each), the consensus
+        ``suggested_lr``, its ``spread``, ``agreeing`` and ``diagnosis``.
+    """
+    _check_positive_int("num_runs", num_runs)
+    _check_positive_int("check_every", check_every)
+    if init not in ("reinit", "copy"):
+        raise ValueError(f'init must be "reinit" or "copy", got {init!r}')
+    if data_order not in ("shared", "shuffled"):
+        raise ValueError(f'data_order must be "shared" or "shuffled", got {data_order!r}')
+    if data_order == "shuffled" and not isinstance(data, torch.utils.data.DataLoader):
+        raise TypeError(f'data_order="shuffled" needs a DataLoader as data, got {type(data).__name__}')
+    seeds = list(range(num_runs)) if seeds is None else [int(s) for s in seeds]
+    if len(seeds) != num_runs:
+        raise ValueError(f"seeds must hold num_runs={num_runs} values, got {len(seeds)}")
+    lrs = np.stack([_core.sweep_lrs(lo, hi, num_steps, mode) for lo, hi in _per_run(min_lr, max_lr, num_runs)])
+    kwargs = dict(optimizer_kwargs or {})
+    if "lr" in kwargs:
+        raise ValueError("optimizer_kwargs must not hold 'lr': the sweep sets it")
+    _check_vmappable(model)
+    device = _device_of(model)
+    options: dict[str, Any] = dict(
+        methods=methods,
+        threshold=diverge_threshold,
+        watch=watch,
+        alpha=smooth_factor,
+        patience=patience,
+        suggest_on=suggest_on,
+        arch=arch,
+    )
+    # Validate the optimizer settings on one run's worth of parameters before any work.
+    StackedOptimizer({"probe": torch.zeros(1, 1)}, optimizer, **kwargs)
+    if chunk_size is not None:
+        _check_positive_int("chunk_size", chunk_size)
+    chunk = chunk_size or _default_chunk(model, num_runs, device, optimizer)
+
+    snapshot = Snapshot(model, data=(data,))  # reinit and shuffling draw on the RNGs
+    runs: list[RangeTestResult] = []
+    bar = _progress_bar(num_runs * num_steps, progress)
+    try:
+        for start in range(0, num_runs, chunk):
+            snapshot.restore()  # every chunk starts from the same RNG and data order
+            ids = list(range(start, min(start + chunk, num_runs)))
+            sweep = _Chunk(model, loss_fn, [seeds[k] for k in ids], init, device, optimizer, kwargs)
+            batches = _chunk_batches(data, data_order, [seeds[k] for k in ids], device)
+            detectors = [_core.DivergenceDetector(diverge_threshold, watch, smooth_factor, patience) for _ in ids]
+            losses, norms, recorded = sweep.run(lrs[ids], batches, detectors, check_every, bar)
+            for j, k in enumerate(ids):
+                n = recorded[j]
+                result = RangeTestResult.from_sweep(lrs[k, :n], losses[j, :n], **options)
+                runs.append(dataclasses.replace(result, grad_norms=norms[j, : len(result.lrs)]))
+    finally:
+        if bar is not None:
+            bar.close()
+        snapshot.restore()
+        snapshot.close()
+    return ParallelResult(runs=runs, seeds=seeds)
+
+
+class _Chunk:
+    """Stacked copies of the model, their optimizer, and the loop over the sweep."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        seeds: list[int],
+        init: str,
+        device: torch.device,
+        optimizer: str,
+        kwargs: dict[str, Any],
+    ) -> None:
+        copies = [_copy(model, seed, init) for seed in seeds]
+        params, buffers = stack_module_state(copies)
+        self.params = {k: v.detach() for k, v in params.items()}
+        self.buffers = buffers
+        self.k = len(seeds)
+        self.device = device
+        self.optimizer = StackedOptimizer(self.params, optimizer, **kwargs)
+        base = copy.deepcopy(copies[0]).to("meta")
+
+        def loss_of(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: Any, y: Any) -> torch.Tensor:
+            return loss_fn(functional_call(base, (p, b), (x,)), y)
+
+        self.loss_of = loss_of
+
+    def run(
+        self,
+        lrs: np.ndarray,
+        batches: tuple[Iterator[Any], bool],
+        detectors: list[_core.DivergenceDetector],
+        check_every: int,
+        bar: Any,
+    ) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """The sweep; returns host losses and grad norms (K, steps) and each run's recorded
+        length (its explosion point included)."""
+        iterator, stacked = batches
+        in_dims = (0, 0, 0 if stacked else None, 0 if stacked else None)
+        step_fn = vmap(grad_and_value(self.loss_of), in_dims=in_dims, randomness="different")
+        num_steps = lrs.shape[1]
+        lr_dev = torch.tensor(lrs, dtype=torch.float32, device=self.device)
+        active = torch.ones(self.k, dtype=torch.bool, device=self.device)
+        host = np.full((2, self.k, num_steps), np.nan)
+        recorded = [num_steps] * self.k
+        done = [False] * self.k
+        pending: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+        checked = 0
+        for i in range(num_steps):
+            x, y = next(iterator)
+            grads, loss = step_fn(self.params, self.buffers, x, y)
+            norm = torch.sqrt(sum((g.reshape(self.k, -1).float() ** 2).sum(1) for g in grads.values()))
+            self.optimizer.step(grads, lr_dev[:, i], active)
+            pending.append((i, loss.detach().float(), norm))
+            if (i + 1) % check_every and i + 1 < num_steps:
+                continue
+            values = torch.stack([t for _, loss_i, norm_i in pending for t in (loss_i, norm_i)]).double().cpu().numpy()
+            steps = [s for s, _, _ in pending]
+            host[0][:, steps] = values[0::2].T
+            host[1][:, steps] = values[1::2].T
+            pending.clear()
+            for r in range(self.k):
+                if done[r]:
+                    continue
+                for j in range(checked, i + 1):
+                    if detectors[r].update(float(host[0, r, j])):
+                        done[r], recorded[r] = True, j + 1
+                        break
+            if bar is not None:
+                bar.update((i + 1 - checked) * self.k)
+            checked = i + 1
+            if all(done):
+                break
+            active = torch.tensor([not d for d in done], dtype=torch.bool, device=self.device)
+        return host[0], host[1], recorded
+
+
+def _per_run(min_lr: Any, max_lr: Any, k: int) -> list[tuple[float, float]]:
+    def expand(name: str, v: Any) -> list[float]:
+        if isinstance(v, (int, float)):
+            return [float(v)] * k
+        values = [float(x) for x in v]
+        if len(values) != k:
+            raise ValueError(f"{name} must be one value or num_runs={k} values, got {len(values)}")
+        return values
+
+    return list(zip(expand("min_lr", min_lr), expand("max_lr", max_lr), strict=True))
+
+
+def _copy(model: torch.nn.Module, seed: int, init: str) -> torch.nn.Module:
+    m = copy.deepcopy(model)
+    if init == "reinit":
+        torch.manual_seed(seed)
+        for module in m.modules():
+            reset = getattr(module, "reset_parameters", None)
+            if callable(reset):
+                reset()
+    return m
+
+
+def _check_vmappable(model: torch.nn.Module) -> None:
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and module.track_running_stats:
+            raise ValueError(
+                f"parallel_range_test cannot vmap {name or 'the model'} ({type(module).__name__}): it updates its "
+                "running statistics in place. Call torch.func.replace_all_batch_norm_modules_(model) (or build it "
+                "with track_running_stats=False) before the parallel test, or run lrfind.torch.range_test per seed."
+            )
+
+
+def _chunk_batches(data: Any, order: str, seeds: list[int], device: torch.device) -> tuple[Iterator[Any], bool]:
+    """Batches for a chunk: the same for every run (not stacked), or one order per run,
+    stacked along a new leading dimension."""
+    if order == "shared":
+        shared = _batches(data)
+        return (_to_device(b, device) for b in shared), False
+    loaders = [
+        torch.utils.data.DataLoader(
+            data.dataset,
+            batch_size=data.batch_size,
+            shuffle=True,
+            drop_last=True,  # every run's batch must have the same shape to stack
+            collate_fn=data.collate_fn,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        for seed in seeds
+    ]
+    iterators = [_batches(loader) for loader in loaders]
+
+    def stacked() -> Iterator[Any]:
+        while True:
+            parts = [next(it) for it in iterators]
+            yield tuple(torch.stack([_to_device(p[j], device) for p in parts]) for j in range(2))
+
+    return stacked(), True
+
+
+def _default_chunk(model: torch.nn.Module, k: int, device: torch.device, optimizer: str) -> int:
+    if device.type != "cuda":
+        return k
+    per_run = sum(p.numel() * p.element_size() for p in model.parameters())
+    state = 1 if optimizer == "sgd" else 2
+    need = per_run * (2 + state) * 4  # params + grads + optimizer state, x4 for activations
+    free, _ = torch.cuda.mem_get_info(device)
+    return max(1, min(k, int(GPU_MEMORY_SHARE * free // max(need, 1))))

@@ -1,0 +1,174 @@
+"""Parallel range tests: K vmapped sweeps against K single range tests on real data."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import lrfind
+from lrfind.torch import parallel_range_test, range_test
+
+STEPS = 40
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def digits(batch_size=64, seed=0):
+    x, y = load_digits(return_X_y=True)
+    x = torch.tensor((x - x.mean(0)) / (x.std(0) + 1e-6), dtype=torch.float32)
+    data = TensorDataset(x, torch.tensor(y))
+    return DataLoader(data, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
+
+
+def mlp(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+
+
+def single(model, lo, hi, data, optimizer=torch.optim.AdamW, **kwargs):
+    """One ordinary range test of a copy of ``model``, for comparison."""
+    import copy
+
+    m = copy.deepcopy(model)
+    return range_test(
+        m, optimizer(m.parameters(), lr=1.0, **kwargs), nn.functional.cross_entropy, data,
+        min_lr=lo, max_lr=hi, num_steps=STEPS, progress=False,
+    )  # fmt: skip
+
+
+def test_copy_runs_equal_single_range_tests_per_run_ranges():
+    """init="copy", shared data: run k is the single range test over run k's LR range."""
+    model = mlp()
+    ranges = [(1e-5, 1.0), (1e-4, 10.0), (1e-6, 0.1)]
+    batch = next(iter(digits()))
+    batch = (batch[0], batch[1])  # one fixed batch: both paths see identical data
+    par = parallel_range_test(
+        model, nn.functional.cross_entropy, batch, num_runs=3, init="copy",
+        min_lr=[r[0] for r in ranges], max_lr=[r[1] for r in ranges], num_steps=STEPS, progress=False,
+    )  # fmt: skip
+    for run, (lo, hi) in zip(par.runs, ranges, strict=True):
+        ref = single(model, lo, hi, batch)
+        np.testing.assert_array_equal(run.lrs, ref.lrs)
+        assert run.stop_index == ref.stop_index
+        np.testing.assert_allclose(run.losses, ref.losses, rtol=2e-4, atol=1e-5)
+        np.testing.assert_allclose(run.grad_norms, ref.grad_norms, rtol=2e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("optimizer, kwargs", [("sgd", dict(momentum=0.9)), ("adam", dict(weight_decay=1e-4))])
+def test_other_optimizers_match_torch_optim(optimizer, kwargs):
+    model = mlp()
+    batch = tuple(next(iter(digits())))
+    par = parallel_range_test(
+        model, nn.functional.cross_entropy, batch, num_runs=2, init="copy", optimizer=optimizer,
+        optimizer_kwargs=kwargs, min_lr=1e-4, max_lr=1.0, num_steps=STEPS, progress=False,
+    )  # fmt: skip
+    torch_opt = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}[optimizer]
+    ref = single(model, 1e-4, 1.0, batch, torch_opt, **kwargs)
+    for run in par.runs:
+        np.testing.assert_allclose(run.losses, ref.losses, rtol=2e-4, atol=1e-5)
+
+
+def test_diverged_runs_are_frozen_and_cut_at_their_own_stop():
+    model = mlp()
+    batch = tuple(next(iter(digits())))
+    par = parallel_range_test(
+        model, nn.functional.cross_entropy, batch, num_runs=2, init="copy", optimizer="sgd",
+        min_lr=[1e-3, 1e-3], max_lr=[1e4, 1.0], num_steps=STEPS, check_every=7, progress=False,
+    )  # fmt: skip
+    fast, slow = par.runs
+    assert fast.stop_index >= 0 and len(fast.lrs) < len(slow.lrs)
+    ref = single(model, 1e-3, 1.0, batch, torch.optim.SGD)
+    np.testing.assert_allclose(slow.losses, ref.losses, rtol=2e-4, atol=1e-5)
+    assert slow.stop_index == ref.stop_index
+
+
+def test_reinit_seeds_and_chunks():
+    model = mlp()
+    data = digits()
+    kw = dict(num_runs=4, min_lr=1e-5, max_lr=10.0, num_steps=STEPS, progress=False)
+    a = parallel_range_test(model, nn.functional.cross_entropy, data, seeds=[3, 4, 5, 6], **kw)
+    b = parallel_range_test(model, nn.functional.cross_entropy, data, seeds=[3, 4, 5, 6], chunk_size=2, **kw)
+    assert a.seeds == [3, 4, 5, 6]
+    for ra, rb in zip(a.runs, b.runs, strict=True):
+        np.testing.assert_allclose(ra.losses, rb.losses, rtol=1e-5)
+    assert not np.allclose(a.runs[0].losses[:5], a.runs[1].losses[:5]), "reinit gives each run its own weights"
+
+
+def test_shuffled_order_is_each_runs_own_loader():
+    model = mlp()
+    data = digits()
+    par = parallel_range_test(
+        model, nn.functional.cross_entropy, data, num_runs=2, init="copy", data_order="shuffled",
+        seeds=[7, 8], min_lr=1e-5, max_lr=1.0, num_steps=STEPS, progress=False,
+    )  # fmt: skip
+    own = DataLoader(
+        data.dataset, batch_size=64, shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(7)
+    )
+    ref = single(model, 1e-5, 1.0, own)
+    np.testing.assert_allclose(par.runs[0].losses, ref.losses, rtol=2e-4, atol=1e-5)
+    assert not np.allclose(par.runs[0].losses, par.runs[1].losses)
+
+
+def test_user_model_and_rng_untouched():
+    model = mlp()
+    before = [p.detach().clone() for p in model.parameters()]
+    rng = torch.get_rng_state()
+    parallel_range_test(model, nn.functional.cross_entropy, digits(), num_runs=2, num_steps=10, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert torch.equal(rng, torch.get_rng_state())
+
+
+def test_batchnorm_gets_a_clear_error():
+    model = nn.Sequential(nn.Linear(64, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 10))
+    with pytest.raises(ValueError, match="replace_all_batch_norm_modules_"):
+        parallel_range_test(model, nn.functional.cross_entropy, digits(), num_runs=2, num_steps=10, progress=False)
+    torch.func.replace_all_batch_norm_modules_(model)
+    par = parallel_range_test(model, nn.functional.cross_entropy, digits(), num_runs=2, num_steps=10, progress=False)
+    assert len(par.runs) == 2
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(num_runs=0), ValueError, "num_runs must be an int >= 1, got 0"),
+        (dict(init="zeros"), ValueError, 'init must be "reinit" or "copy", got \'zeros\''),
+        (dict(data_order="random"), ValueError, "data_order must be"),
+        (dict(seeds=[1, 2, 3]), ValueError, "seeds must hold num_runs=2 values, got 3"),
+        (dict(optimizer="lion"), ValueError, "lion"),
+        (dict(optimizer_kwargs={"lr": 1.0}), ValueError, "optimizer_kwargs must not hold 'lr'"),
+        (dict(min_lr=[1e-5, 1e-4, 1e-3]), ValueError, "min_lr must be one value or num_runs=2 values, got 3"),
+        (dict(chunk_size=0), ValueError, "chunk_size must be an int >= 1, got 0"),
+    ],
+)
+def test_bad_input(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        parallel_range_test(mlp(), nn.functional.cross_entropy, digits(), **{"num_runs": 2, **kwargs})
+
+
+def test_consensus_spread_agreement_and_files(tmp_path):
+    par = parallel_range_test(mlp(), nn.functional.cross_entropy, digits(), num_runs=6, num_steps=60, progress=False)
+    lrs = np.array([r.suggested_lr for r in par.runs if r.suggested_lr is not None])
+    assert par.suggested_lr == pytest.approx(np.exp(np.median(np.log(lrs))), rel=1e-12)
+    q25, q75 = np.percentile(np.log(lrs), [25, 75])
+    assert par.spread == pytest.approx(np.exp(q75 - q25), rel=1e-12)
+    assert par.agreeing == int(np.sum(np.abs(np.log(lrs / par.suggested_lr)) <= np.log(2)))
+    assert "Consensus LR" in par.summary() and "of 6 runs" in par.diagnosis
+    par.save(tmp_path / "par.json")
+    back = lrfind.ParallelResult.load(tmp_path / "par.json")
+    assert back.suggested_lr == par.suggested_lr and back.seeds == par.seeds
+    for a, b in zip(par.runs, back.runs, strict=True):
+        np.testing.assert_array_equal(a.losses, b.losses)
+    ax = par.plot(path=tmp_path / "par.png")
+    assert (tmp_path / "par.png").read_bytes()[:4] == b"\x89PNG" and len(ax.lines) >= 7
