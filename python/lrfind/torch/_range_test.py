@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import itertools
+import math
+import numbers
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
@@ -11,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from lrfind import _core
 from lrfind.result import RangeTestResult
@@ -55,6 +59,7 @@ def range_test(
     suggest_on: str = "raw",
     arch: str | None = None,
     progress: bool = True,
+    dist_timeout: float = 300.0,
 ) -> RangeTestResult:
     """Run the LR range test: one optimizer step per LR, from ``min_lr`` to ``max_lr``.
 
@@ -98,7 +103,22 @@ def range_test(
         state_cache: where the snapshot lives: ``"cpu"`` memory (default, never GPU memory) or
             ``"disk"`` (a temporary directory, removed afterwards).
         methods, suggest_on, arch: as ``lrfind.analyze``.
-        progress: a tqdm bar (step, LR, smoothed loss) on a terminal (default True).
+        progress: a tqdm bar (step, LR, smoothed loss) on a terminal (default True); in a
+            distributed run, on rank 0 only.
+        dist_timeout: in a distributed run, the seconds a host check waits for the other ranks'
+            losses before it raises ``StoppedRankError`` (default 300.0), so that a rank whose
+            peer raised, exited or hung does not wait forever.
+
+    Distributed runs (``torch.distributed`` initialised; typically a ``DistributedDataParallel``
+    model, every rank calling ``range_test`` with the same settings on its own share of each
+    batch): every rank records each loss and validation loss averaged over the ranks (those of
+    the DDP model's process group, else of the default group), summed by an asynchronous
+    ``all_reduce`` that the host waits for only at its checks, so every rank records the same
+    curve and stops at the same step. Only rank 0 draws the progress bar; every rank restores
+    its own state. Waits outside lrfind (DDP's gradient all-reduce on gloo, a host copy queued
+    behind a stuck NCCL collective) end with the process group's timeout instead
+    (``init_process_group(timeout=...)``); gloo fails at once when a peer's process exits. An
+    exception that leaves a distributed range test carries a note naming its rank (Python 3.11+).
 
     torch-lr-finder users: ``start_lr`` is ``min_lr``, ``end_lr`` is ``max_lr``, ``num_iter``
     is ``num_steps``, ``step_mode`` is ``mode``, ``smooth_f`` is ``smooth_factor``,
@@ -132,6 +152,8 @@ def range_test(
         raise ValueError(f'group_lrs must be "ratio" or "same", got {group_lrs!r}')
     if max_grad_norm is not None and not max_grad_norm > 0:
         raise ValueError(f"max_grad_norm must be > 0 or None, got {max_grad_norm!r}")
+    if isinstance(dist_timeout, bool) or not isinstance(dist_timeout, numbers.Real) or not 0 < dist_timeout < math.inf:
+        raise ValueError(f"dist_timeout must be a finite number of seconds > 0, got {dist_timeout!r}")
     if loss_fn is None and step_fn is None:
         step = _model_loss
     else:
@@ -144,10 +166,19 @@ def range_test(
     scaler = grad_scaler
     if amp == "fp16" and scaler is None:
         scaler = torch.amp.GradScaler(device.type)
-    run = _Run(model, optimizer, step, device, amp, scaler, max_grad_norm, accumulation_steps, num_steps)
+    ranks = _Ranks.of(model, dist_timeout)
+    run = _Run(model, optimizer, step, device, amp, scaler, max_grad_norm, accumulation_steps, num_steps, ranks)
     snapshot = Snapshot(model, optimizer, grad_scaler, state_cache, data=(data, val_data))
     try:
         run.sweep(lrs, ratios, data, val_data, val_every, val_batches, detector, check_every, progress)
+    except Exception as err:
+        # Interleaved logs of many ranks: say which one this is (StoppedRankError already does).
+        if ranks is not None and not isinstance(err, StoppedRankError) and sys.version_info >= (3, 11):
+            err.add_note(
+                f"lrfind.torch.range_test: raised on rank {ranks.rank} of {ranks.size} (an error in a "
+                "collective usually means that another rank failed first: its log has the cause)"
+            )
+        raise
     finally:
         if restore:
             snapshot.restore()
@@ -199,6 +230,51 @@ class LRFinder:
         return self.result
 
 
+class StoppedRankError(RuntimeError):
+    """Another rank of a distributed range test stopped responding: it raised, exited or hung."""
+
+
+class _Ranks:
+    """The ranks of a distributed range test, which record the mean of their losses."""
+
+    def __init__(self, group: Any, timeout: float) -> None:
+        self.group, self.timeout = group, timeout
+        self.rank, self.size = dist.get_rank(group), dist.get_world_size(group)
+        self.works: list[dist.Work] = []
+
+    @classmethod
+    def of(cls, model: torch.nn.Module, timeout: float) -> _Ranks | None:
+        """The ranks to average over (a DDP model's group, else the default one); None when
+        ``torch.distributed`` is not in use."""
+        if not (dist.is_available() and dist.is_initialized()):
+            return None
+        group = model.process_group if isinstance(model, torch.nn.parallel.DistributedDataParallel) else None
+        return cls(group, timeout)
+
+    def sum(self, value: torch.Tensor) -> torch.Tensor:
+        """A copy of ``value`` that holds its sum over the ranks once ``wait`` has returned.
+
+        The all-reduce runs asynchronously (on NCCL, in stream order), so no step waits for it;
+        gloo has no ``ReduceOp.AVG``, hence a sum, divided on the host.
+        """
+        total = value.clone()  # the step's loss may be the user's own tensor: reduce a copy
+        self.works.append(dist.all_reduce(total, group=self.group, async_op=True))
+        return total
+
+    def wait(self) -> None:
+        """Wait for every sum launched since the last call, each at most ``timeout`` seconds."""
+        try:
+            for work in self.works:
+                work.wait(datetime.timedelta(seconds=self.timeout))
+        except RuntimeError as err:  # a timeout, or the peer's connection closed
+            raise StoppedRankError(
+                f"lrfind: rank {self.rank}: another rank stopped responding during the range test "
+                f"(timeout {self.timeout:g} s, set by dist_timeout): it most likely raised or exited, "
+                "and its log has the cause"
+            ) from err
+        self.works.clear()
+
+
 class _Run:
     """One sweep's loop and its records: 0-d device tensors until the host reads them."""
 
@@ -213,8 +289,10 @@ class _Run:
         max_grad_norm: float | None,
         accumulation_steps: int,
         num_steps: int,
+        ranks: _Ranks | None,
     ) -> None:
         self.model, self.optimizer, self.step, self.device = model, optimizer, step, device
+        self.ranks = ranks
         self.amp, self.scaler, self.max_grad_norm, self.k = amp, scaler, max_grad_norm, accumulation_steps
         self.autocast = (
             torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
@@ -248,7 +326,7 @@ class _Run:
     ) -> None:
         batches = _batches(data)
         val = _batches(val_data) if val_data is not None else None
-        bar = _progress_bar(len(lrs), progress)
+        bar = _progress_bar(len(lrs), progress and (self.ranks is None or self.ranks.rank == 0))
         self.model.train()
         i = 0
         try:
@@ -263,7 +341,7 @@ class _Run:
                     if self.consecutive_skips < MAX_CONSECUTIVE_SKIPS:
                         continue
                     nan = torch.tensor(float("nan"), device=self.device)
-                    self.pending.append((i, nan, nan))
+                    self._record(i, nan, nan)
                 self.consecutive_skips = 0
                 if val is not None and (i + 1) % val_every == 0:
                     self._validate(i, val, val_batches)
@@ -301,8 +379,16 @@ class _Run:
                 return False
         else:
             self.optimizer.step()
-        self.pending.append((i, total / self.k if self.k > 1 else total, norm))
+        self._record(i, total / self.k if self.k > 1 else total, norm)
         return True
+
+    def _record(self, i: int, loss: torch.Tensor, norm: torch.Tensor) -> None:
+        # DDP averages the gradients, so the norm is the same on every rank already.
+        self.pending.append((i, self._summed(loss), norm))
+
+    def _summed(self, value: torch.Tensor) -> torch.Tensor:
+        """``value`` itself, or in a distributed run its sum over the ranks (``_check`` divides)."""
+        return value if self.ranks is None else self.ranks.sum(value)
 
     @torch.no_grad()
     def _validate(self, i: int, val: Iterator[Any], n: int) -> None:
@@ -310,21 +396,25 @@ class _Run:
         total = torch.zeros((), device=self.device)
         for _ in range(n):
             total += self.step(self.model, _to_device(next(val), self.device)).detach().float()
-        self.pending_val.append((i, total / n))
+        self.pending_val.append((i, self._summed(total / n)))
         self.model.train()
 
     def _check(self, end: int, detector: _core.DivergenceDetector, bar: Any) -> bool:
         """Read steps ``recorded..end`` on the host (one sync) and feed the detector; True if
         it stopped, with ``recorded`` cut just after the explosion point."""
         start = self.recorded
+        if self.ranks is not None:
+            self.ranks.wait()  # before any read of the summed losses
         tensors = [t.float() for _, loss, norm in self.pending for t in (loss, norm)]
         tensors += [v for _, v in self.pending_val]
         if tensors:
             values = torch.stack(tensors).double().cpu().numpy()
             m = len(self.pending)
             steps = [i for i, _, _ in self.pending]
-            self.host[0, steps], self.host[1, steps] = values[0 : 2 * m : 2], values[1 : 2 * m : 2]
-            self.host[2, [i for i, _ in self.pending_val]] = values[2 * m :]
+            # Losses are sums over the ranks in a distributed run: their mean, the same on every rank.
+            size = self.ranks.size if self.ranks is not None else 1
+            self.host[0, steps], self.host[1, steps] = values[0 : 2 * m : 2] / size, values[1 : 2 * m : 2]
+            self.host[2, [i for i, _ in self.pending_val]] = values[2 * m :] / size
         self.pending.clear()
         self.pending_val.clear()
         for j in range(start, end):

@@ -1,0 +1,164 @@
+"""``lrfind.torch.range_test`` under ``torch.distributed``: two CPU processes over gloo, each with a
+``DistributedDataParallel`` MLP on scikit-learn's digits and an even half of every global batch.
+
+The reference is a single-process range test on the same global batches: DDP averages the two
+halves' gradients, which is the gradient of the global batch's mean loss, and lrfind records the
+mean of the two halves' losses, which is that mean loss. Then a rank raises: the other one must
+fail, not hang, whether the failed rank's process exits or lingers. The rank side is ``ddp_worker.py``.
+"""
+
+import queue
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+from sklearn.datasets import load_digits
+from sklearn.preprocessing import StandardScaler
+
+from lrfind.torch import StoppedRankError, range_test
+
+from ddp_worker import RAISE_AT, RESULT_FIELDS, SETTINGS, main, mlp, sgd, warm_up
+
+pytestmark = pytest.mark.skipif(
+    not (dist.is_available() and dist.is_gloo_available()), reason="needs torch.distributed with gloo"
+)
+
+WORLD = 2
+#: Seconds a test may take, spawning included, before it fails (and its processes are ended).
+DEADLINE = 40
+
+
+def global_batches():
+    """(training, validation) global batches of 64 standardised digits, in a fixed shuffled order."""
+    x, y = load_digits(return_X_y=True)
+    x = torch.tensor(StandardScaler().fit_transform(x), dtype=torch.float32)
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    batches = [(x[i], torch.tensor(y)[i]) for i in order[: len(x) // 64 * 64].split(64)]
+    return batches[:-2], batches[-2:]
+
+
+def spawn(tmp_path, scenario, dist_timeout=10.0):
+    """Run ``ddp_worker.main`` on ``WORLD`` fresh processes: {rank: report}. Every process has ended
+    when it returns or raises."""
+    ctx = mp.get_context("spawn")
+    reports, release = ctx.Queue(), ctx.Event()
+    batches, val = global_batches()
+    init = f"file://{tmp_path / 'rendezvous'}"
+    args = (WORLD, init, scenario, batches, val, dist_timeout, reports, release)
+    procs = [ctx.Process(target=main, args=(rank, *args), daemon=True) for rank in range(WORLD)]
+    deadline = time.monotonic() + DEADLINE
+    for p in procs:
+        p.start()
+    try:
+        found, gone = {}, False
+        while len(found) < WORLD:
+            try:
+                rank, report = reports.get(timeout=1.0)
+            except queue.Empty:
+                silent = [r for r in range(WORLD) if r not in found]
+                if gone or time.monotonic() > deadline:
+                    pytest.fail(f"{scenario}: ranks {silent} reported nothing ({'died' if gone else 'too slow'})")
+                # A rank that died without reporting: one more wait, for a report still in the pipe.
+                gone = not any(procs[r].is_alive() for r in silent)
+                continue
+            found[rank] = report
+        return found
+    finally:
+        release.set()
+        for p in procs:
+            p.join(timeout=max(deadline - time.monotonic(), 1.0))
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join()
+
+
+@pytest.fixture(scope="module")
+def curve(tmp_path_factory):
+    """Both ranks' reports of a range test that runs to its divergence."""
+    return spawn(tmp_path_factory.mktemp("curve"), "curve")
+
+
+def test_both_ranks_stop_at_the_same_step_with_the_same_curve(curve):
+    for rank, report in curve.items():
+        assert "error" not in report, f"rank {rank}: {report['error']}"
+    a, b = curve[0]["result"], curve[1]["result"]
+    assert 0 < a["stop_index"] < SETTINGS["num_steps"] - 1
+    for field in RESULT_FIELDS:
+        np.testing.assert_array_equal(a[field], b[field], err_msg=field)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """As on the ranks: the same float reductions."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_the_curve_is_a_single_process_run_on_the_global_batches(curve, one_torch_thread):
+    batches, val = global_batches()
+    model = mlp()
+    optimizer = sgd(model)
+    warm_up(model, optimizer, batches[-1])
+    single = range_test(model, optimizer, F.cross_entropy, batches, val_data=val, progress=False, **SETTINGS)
+    ddp = curve[0]["result"]
+    assert (ddp["stop_index"], ddp["stop_reason"]) == (single.stop_index, single.stop_reason)
+    np.testing.assert_array_equal(ddp["lrs"], single.lrs)
+    for field in ("losses", "smoothed_losses", "grad_norms", "val_losses"):
+        np.testing.assert_allclose(ddp[field], getattr(single, field), rtol=1e-5, err_msg=field)
+    assert np.isfinite(ddp["val_losses"][4::5]).all()
+
+
+def test_every_rank_restores_its_model_and_only_rank_0_asks_for_a_bar(curve):
+    assert [curve[rank]["restored"] for rank in range(WORLD)] == [True] * WORLD
+    assert [curve[rank]["bar_wanted"] for rank in range(WORLD)] == [[True], [False]]
+
+
+def test_ddp_training_goes_on_as_if_no_range_test_ran(curve, one_torch_thread):
+    batches, _ = global_batches()
+    model = mlp()
+    optimizer = sgd(model)
+    warm_up(model, optimizer, batches[-1])
+    warm_up(model, optimizer, batches[0])
+    for name, p in model.named_parameters():
+        ranks = [curve[rank]["trained"][f"module.{name}"] for rank in range(WORLD)]  # DDP's names
+        np.testing.assert_array_equal(ranks[0], ranks[1], err_msg=name)
+        np.testing.assert_allclose(ranks[0], p.detach().numpy(), rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+def assert_names_the_rank(text, rank):
+    if sys.version_info >= (3, 11):  # the note (PEP 678)
+        assert f"lrfind.torch.range_test: raised on rank {rank} of {WORLD}" in text, text
+
+
+def test_a_rank_that_raises_and_exits_fails_the_other_at_once(tmp_path):
+    reports = spawn(tmp_path, "raise")
+    failed, other = reports[1], reports[0]
+    assert failed["error"][0] is ValueError and f"bad batch at step {RAISE_AT}" in failed["error"][1]
+    assert_names_the_rank(failed["error"][1], 1)
+    # Rank 0 waits in DDP's gradient all-reduce of that step; gloo fails it when rank 1's process exits.
+    assert issubclass(other["error"][0], RuntimeError), other["error"]
+    assert_names_the_rank(other["error"][1], 0)
+    assert other["seconds"] < 10.0  # dist_timeout
+    assert failed["restored"] and other["restored"]
+
+
+def test_a_rank_that_raises_and_lingers_fails_the_other_after_dist_timeout(tmp_path):
+    reports = spawn(tmp_path, "linger", dist_timeout=3.0)
+    failed, other = reports[1], reports[0]
+    assert failed["error"][0] is ValueError and "bad update" in failed["error"][1]
+    # Rank 0 finishes the step, all-reduces its loss alone and waits for it at its next host check.
+    assert other["error"][0] is StoppedRankError and issubclass(StoppedRankError, RuntimeError)
+    assert (
+        "lrfind: rank 0: another rank stopped responding during the range test (timeout 3 s, set by dist_timeout)"
+        in other["error"][1]
+    ), other["error"][1]
+    assert 3.0 <= other["seconds"] < 15.0
+    assert failed["restored"] and other["restored"]
