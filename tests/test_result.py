@@ -323,3 +323,17 @@ def test_scheduler_names_the_extra_without_torch(numpy_result, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.optim.lr_scheduler", None)
     with pytest.raises(ImportError, match=re.escape("pip install 'lrfind[torch]'")):
         numpy_result.scheduler(None, total_steps=10)
+
+
+def test_summary_marks_the_seed_good_table():
+    """The seed's "Good Result" table: learning starts around 1e-4..1e-3, best zone 1e-2,
+    too fast beyond, then the explosion."""
+    from seed import seed_good_curve
+
+    result = lrfind.LearningRateFinder().range_test(lambda lr: float(seed_good_curve(np.array([lr]))[0]))
+    low, high = result.diagnosis.range
+    rows = {line.split("  Loss")[0]: line for line in result.summary().splitlines() if line.startswith("LR:")}
+    assert rows[f"LR: {10 ** np.floor(np.log10(low)):.0e}"].endswith("<- starting to learn")
+    assert rows[f"LR: {10 ** np.floor(np.log10(high)):.0e}"].endswith("<- best zone")
+    assert any(line.endswith("<- too fast") for line in rows.values())
+    assert "stop (threshold)" in result.summary()

@@ -98,13 +98,16 @@ class RangeTestResult:
         return iter(self.keys())
 
     def summary(self) -> str:
-        """The seed's "Interpreting Results" table (one row per decade), the suggestion and the
-        diagnosis, as text."""
+        """The seed's "Interpreting Results" table as text: one row per decade of LR with the
+        loss, marked (from the diagnosis range) where the model starts to learn, where the loss
+        is lowest and where it is past its best, then the stop, the suggestion and the diagnosis."""
         rows = []
         decades = np.floor(np.log10(self.lrs)) if len(self.lrs) else np.empty(0)
+        marks = self._decade_marks(decades)
         for d in np.unique(decades):
             i = int(np.flatnonzero(decades == d)[0])
-            rows.append(f"LR: {self.lrs[i]:.0e}  Loss: {self.losses[i]:.4g}")
+            mark = f"  <- {marks[i]}" if i in marks else ""
+            rows.append(f"LR: {self.lrs[i]:.0e}  Loss: {self.losses[i]:.4g}{mark}")
         if self.explosion_lr is not None:
             rows.append(f"LR: {self.explosion_lr:.0e}  Loss: {self.explosion_loss:.4g}  <- stop ({self.stop_reason})")
         main = next(iter(self.suggestions.values()), None)
@@ -114,6 +117,23 @@ class RangeTestResult:
             rows.append(f"No suggestion: {main.reason if main else 'no method'}")
         rows.append(self.diagnosis.message)
         return "\n".join(rows)
+
+    def _decade_marks(self, decades: np.ndarray) -> dict[int, str]:
+        """Labels for the first point of some decades, from the diagnosis range: where the loss
+        starts to fall (its low end), where it is lowest (its high end), and past it."""
+        if self.diagnosis.range is None:
+            return {}
+        low, high = np.floor(np.log10(self.diagnosis.range))
+        marks: dict[int, str] = {}
+        for d in np.unique(decades):
+            i = int(np.flatnonzero(decades == d)[0])
+            if d == low and d < high:
+                marks[i] = "starting to learn"
+            elif d == high:
+                marks[i] = "best zone"
+            elif d > high:
+                marks[i] = "too fast"
+        return marks
 
     def plot(
         self,
