@@ -1,0 +1,355 @@
+"""read_sweeps: round trips for every format, real lrfind and torch-lr-finder files, and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import lrfind
+from lrfind.io import Rejected, Sweeps, read_sweeps
+
+RNG = np.random.default_rng(0)
+
+
+def ragged(n: int = 5) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """n sweeps of different lengths, with an explosion (inf, NaN) in some losses."""
+    lrs, losses = [], []
+    for i in range(n):
+        length = 3 + 4 * i
+        lrs.append(np.sort(RNG.uniform(1e-6, 1.0, length)))
+        loss = RNG.normal(2.0, 0.3, length)
+        if i % 2:
+            loss[-1] = math.inf if i % 4 == 1 else math.nan
+        losses.append(loss)
+    return lrs, losses
+
+
+def assert_sweeps(s: Sweeps, lrs: list[np.ndarray], losses: list[np.ndarray]) -> None:
+    assert len(s) == len(lrs)
+    assert s.offsets.dtype == np.int64 and len(s.offsets) == len(s) + 1
+    assert s.lrs.dtype == np.float64 and s.losses.dtype == np.float64
+    for i, (a, b) in enumerate(zip(lrs, losses, strict=True)):
+        got_lr, got_loss = s.sweep(i)
+        np.testing.assert_array_equal(got_lr, a)
+        np.testing.assert_array_equal(got_loss, b)  # NaNs compare equal here
+        assert np.shares_memory(got_lr, s.lrs)
+
+
+def sources(s: Sweeps) -> list[str]:
+    return [r.source for r in s.rejected]
+
+
+# --- round trips ---------------------------------------------------------------------------------
+
+
+def test_csv_long_groups_runs_in_order_of_first_appearance(tmp_path: Path) -> None:
+    lrs, losses = ragged(3)
+    rows = [(f"r{i}", lr, loss) for i in range(3) for lr, loss in zip(lrs[i].tolist(), losses[i].tolist(), strict=True)]
+    rank = {id(row): k for i in range(3) for k, row in enumerate(r for r in rows if r[0] == f"r{i}")}
+    rows.sort(key=lambda row: rank[id(row)])  # interleave the runs; each run's rows stay in order
+    path = tmp_path / "long.csv"
+    lines = ["Run,LR,Loss,extra"] + [f"{r},{lr!r},{loss!r},x" for r, lr, loss in rows]
+    path.write_text("\n".join(lines) + "\n")
+    s = read_sweeps([path])
+    assert s.rejected == [] and s.files_read == 1
+    first = list(dict.fromkeys(r for r, _, _ in rows))
+    order = [int(r[1:]) for r in first]
+    assert s.names == [f"long/{r}" for r in first]
+    assert s.sources == [str(path)] * 3
+    assert_sweeps(s, [lrs[i] for i in order], [losses[i] for i in order])
+
+
+def test_csv_single_sweep(tmp_path: Path) -> None:
+    lrs, losses = ragged(2)
+    path = tmp_path / "one.csv"
+    path.write_text(
+        "lr,loss\n" + "".join(f"{a!r},{b!r}\n" for a, b in zip(lrs[1].tolist(), losses[1].tolist(), strict=True))
+    )
+    s = read_sweeps([str(path)])
+    assert s.names == ["one"] and s.rejected == []
+    assert_sweeps(s, lrs[1:], losses[1:])
+
+
+def test_json_history_list_dict_and_jsonl(tmp_path: Path) -> None:
+    lrs, losses = ragged(3)
+    hist = [{"lr": a.tolist(), "loss": b.tolist()} for a, b in zip(lrs, losses, strict=True)]
+    (tmp_path / "one.json").write_text(json.dumps(hist[0]))
+    (tmp_path / "list.json").write_text(json.dumps(hist))
+    (tmp_path / "named.json").write_text(json.dumps({"a": hist[0], "b": hist[1]}))
+    (tmp_path / "lines.jsonl").write_text(json.dumps({**hist[2], "name": "x"}) + "\n\n" + json.dumps(hist[0]) + "\n")
+    s = read_sweeps([tmp_path])
+    assert s.rejected == [] and s.files_read == 4
+    assert s.names == ["lines/x", "lines/3", "list/0", "list/1", "list/2", "named/a", "named/b", "one"]
+    assert_sweeps(
+        s, [lrs[2], lrs[0], *lrs, lrs[0], lrs[1], lrs[0]], [losses[2], losses[0], *losses, *losses[:2], losses[0]]
+    )
+
+
+def test_npz_with_and_without_offsets(tmp_path: Path) -> None:
+    lrs, losses = ragged(4)
+    offsets = np.cumsum([0] + [len(x) for x in lrs])
+    np.savez(tmp_path / "many.npz", lrs=np.concatenate(lrs), losses=np.concatenate(losses), offsets=offsets)
+    np.savez_compressed(tmp_path / "named.npz", lrs=np.concatenate(lrs[:2]), losses=np.concatenate(losses[:2]),
+                        offsets=offsets[:3], names=np.array(["a", "b"]))  # fmt: skip
+    np.savez(tmp_path / "one.npz", lrs=lrs[0].astype(np.float32), losses=losses[0])
+    s = read_sweeps([tmp_path / "many.npz", tmp_path / "named.npz", tmp_path / "one.npz"])
+    assert s.rejected == []
+    assert s.names == ["many/0", "many/1", "many/2", "many/3", "named/a", "named/b", "one"]
+    assert_sweeps(s, [*lrs, *lrs[:2], lrs[0].astype(np.float32)], [*losses, *losses[:2], losses[0]])
+
+
+def test_parquet_long_and_lists(tmp_path: Path) -> None:
+    lrs, losses = ragged(3)
+    run = np.repeat([7, 3, 5], [len(x) for x in lrs])
+    pq.write_table(
+        pa.table({"run": run, "lr": np.concatenate(lrs), "loss": np.concatenate(losses)}), tmp_path / "l.parquet"
+    )
+    lists = pa.table({"name": ["a", "b", "c"], "LR": [x.tolist() for x in lrs], "loss": [x.tolist() for x in losses]})
+    pq.write_table(lists, tmp_path / "w.parquet", row_group_size=2)  # two chunks
+    s = read_sweeps([tmp_path / "*.parquet"])
+    assert s.rejected == []
+    assert s.names == ["l/7", "l/3", "l/5", "w/a", "w/b", "w/c"]
+    assert_sweeps(s, lrs + lrs, losses + losses)
+
+
+def test_range_test_result_and_parallel_result_files(tmp_path: Path) -> None:
+    finder = lrfind.LearningRateFinder(num_steps=30)
+    result = finder.range_test(lambda lr: 1.0 / (1.0 + lr) if lr < 1.0 else math.inf)
+    assert result.explosion_lr is not None  # the saved file keeps the explosion point last
+    result.save(tmp_path / "single.json")
+    doc = {"format": "lrfind.ParallelResult", "version": 1, "seeds": [4, 9], "runs": [result.to_dict()] * 2}
+    (tmp_path / "par.json").write_text(json.dumps(doc))
+    s = read_sweeps([tmp_path / "single.json", tmp_path / "par.json"])
+    assert s.rejected == []
+    assert s.names == ["single", "par/seed4", "par/seed9"]
+    want_lrs = np.append(result.lrs, result.explosion_lr)
+    want_losses = np.append(result.losses, result.explosion_loss)
+    assert_sweeps(s, [want_lrs] * 3, [want_losses] * 3)
+    assert math.isinf(s.losses[s.offsets[1] - 1])
+
+
+def test_torch_lr_finder_history(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from torch_lr_finder import LRFinder
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    data = torch.utils.data.TensorDataset(torch.randn(64, 4), torch.randn(64, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-7)
+    finder = LRFinder(model, optimizer, torch.nn.MSELoss())
+    finder.range_test(torch.utils.data.DataLoader(data, batch_size=8), end_lr=10, num_iter=20, diverge_th=1e9)
+    (tmp_path / "tlf.json").write_text(json.dumps(finder.history))
+    s = read_sweeps([tmp_path / "tlf.json"])
+    assert s.rejected == [] and s.names == ["tlf"]
+    assert_sweeps(s, [np.array(finder.history["lr"])], [np.array(finder.history["loss"])])
+
+
+def test_output_goes_straight_into_analyze_batch(tmp_path: Path) -> None:
+    lrs = np.geomspace(1e-6, 1.0, 60)
+    losses = 2.0 - np.tanh(np.log10(lrs) + 4) + np.where(lrs > 0.1, 100 * lrs, 0)
+    np.savez(tmp_path / "a.npz", lrs=np.tile(lrs, 3), losses=np.tile(losses, 3), offsets=np.arange(4) * 60)
+    s = read_sweeps([tmp_path])
+    batch = lrfind.analyze_batch(s.lrs, s.losses, s.offsets)
+    single = lrfind.analyze(lrs, losses)
+    assert len(batch) == 3
+    np.testing.assert_array_equal(batch.stop_index, [single.stop_index] * 3)
+
+
+# --- paths ---------------------------------------------------------------------------------------
+
+
+def test_directories_recursive_sorted_and_globs(tmp_path: Path) -> None:
+    (tmp_path / "sub" / "deep").mkdir(parents=True)
+    sweep = {"lr": [1e-3, 1e-2], "loss": [1.0, 0.5]}
+    for rel in ("b.json", "sub/a.json", "sub/deep/c.json", "sub/deep/a.json"):
+        (tmp_path / rel).write_text(json.dumps(sweep))
+    (tmp_path / "notes.txt").write_text("ignored: not a sweep extension")
+    s = read_sweeps([tmp_path])
+    assert s.files_read == 4 and s.rejected == []
+    assert s.sources == sorted(
+        str(tmp_path / p) for p in ("b.json", "sub/a.json", "sub/deep/c.json", "sub/deep/a.json")
+    )
+    assert s.names == ["b", "a", "a#2", "c"]  # same stems made unique
+    g = read_sweeps([str(tmp_path / "**" / "a.json"), tmp_path / "sub" / "a.json"])  # a file named twice is read once
+    assert g.files_read == 2 and len(g) == 2
+
+
+def test_missing_path_and_unknown_extension(tmp_path: Path) -> None:
+    (tmp_path / "good.json").write_text(json.dumps({"lr": [1.0], "loss": [2.0]}))
+    (tmp_path / "x.txt").write_text("lr,loss\n1,2\n")
+    s = read_sweeps([tmp_path / "nope.csv", str(tmp_path / "none*.json"), tmp_path / "x.txt", tmp_path / "good.json"])
+    assert s.rejected[:2] == [
+        Rejected(str(tmp_path / "nope.csv"), "no such file or directory"),
+        Rejected(str(tmp_path / "none*.json"), "no such file or directory"),
+    ]
+    assert s.rejected[2].source == str(tmp_path / "x.txt") and "unknown extension '.txt'" in s.rejected[2].reason
+    assert s.names == ["good"] and s.files_read == 1
+
+
+def test_nothing_to_read() -> None:
+    s = read_sweeps([])
+    assert len(s) == 0 and list(s.offsets) == [0] and s.files_read == 0 and s.rejected == []
+
+
+# --- bad data: each reported with its file, the good files still read ----------------------------
+
+
+GOOD = {"lr": [1e-3, 1e-2, 1e-1], "loss": [1.0, 0.5, "NaN"]}
+
+
+def read_with_good(tmp_path: Path, name: str, content: str | bytes) -> Sweeps:
+    (tmp_path / "good.json").write_text(json.dumps(GOOD))
+    bad = tmp_path / name
+    bad.write_bytes(content if isinstance(content, bytes) else content.encode())
+    s = read_sweeps([tmp_path / "good.json", bad])
+    assert s.names[0] == "good", s.rejected
+    assert s.files_read == 2
+    np.testing.assert_array_equal(s.sweep(0)[1], [1.0, 0.5, np.nan])
+    return s
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "where", "words"),
+    [
+        ("t.json", '{"lr": [1e-3, 1e-2], "loss": [1.0,', "", "not a readable JSON"),
+        ("nan.json", '{"lr": [1e-3, NaN], "loss": [1.0, 2.0]}', "", "lr at point 1 is nan,"),
+        ("down.json", '{"lr": [1e-3, 1e-2, 1e-2], "loss": [1, 2, 3]}', "", "not strictly increasing: point 2"),
+        ("neg.json", '{"lr": [-1e-3, 1e-2], "loss": [1, 2]}', "", "not a finite positive"),
+        ("len.json", '{"lr": [1e-3, 1e-2], "loss": [1]}', "", "2 values in 'lr' but 1 in 'loss'"),
+        ("key.json", '{"lr": [1e-3], "losses": [1]}', "", "not a sweep"),
+        ("str.json", '{"lr": [1e-3, "big"], "loss": [1, 2]}', "[lr]", "value 1 is 'big'"),
+        ("fmt.json", '{"format": "lrfind.RangeTestResult", "version": 2}', "", "version 2"),
+        ("empty.json", '{"lr": [], "loss": []}', "", "no points"),
+        ("list.json", '[{"lr": [1e-3], "loss": [1]}, {"lr": [2, 1], "loss": [1, 2]}]', " run 1", "increasing"),
+        ("dict.json", '{"a": {"lr": [1e-3], "loss": [1]}, "b": {"lr": 3, "loss": [1]}}', "[b][lr]", "expected a list"),
+        ("par.json", '{"format": "lrfind.ParallelResult", "version": 1, "runs": 3}', "[runs]", "list of runs"),
+        ("bad.jsonl", '{"lr": [1e-3], "loss": [1]}\n{"lr": [1e-3], "loss"\n', ":2", "not JSON"),
+        ("arr.jsonl", "[1, 2]\n", ":1", "not an object"),
+        ("h.csv", "learning_rate,loss\n1e-3,1\n", "", "lacks column lr"),
+        ("e.csv", "", "", "lacks column lr and loss"),
+        ("n.csv", "lr,loss\n1e-3,1\nnan,2\n", "", "lr at point 1 is nan,"),
+        ("d.csv", "run,lr,loss\na,1e-3,1\nb,1e-3,1\na,1e-4,2\n", " run a", "not strictly increasing"),
+        ("x.csv", "lr,loss\n1e-3,1\nabc,2\n", "", "could not convert string 'abc'"),
+        ("s.csv", "lr,loss\n1e-3,1\n2e-3\n", "", "malformed CSV"),
+        ("t.npz", b"PK\x03\x04 truncated", "", "not a readable NPZ"),
+        ("p.parquet", b"PAR1 truncated", "", "not a readable Parquet"),
+    ],
+)
+def test_malformed_file_is_rejected_with_where_and_why(
+    tmp_path: Path, name: str, content: str, where: str, words: str
+) -> None:
+    s = read_with_good(tmp_path, name, content)
+    assert [r.source for r in s.rejected] == [str(tmp_path / name) + where]
+    assert words in s.rejected[0].reason
+
+
+def test_list_rejects_one_sweep_keeps_the_other(tmp_path: Path) -> None:
+    (tmp_path / "l.json").write_text(json.dumps([GOOD, {"lr": [2, 1], "loss": [1, 2]}, GOOD]))
+    s = read_sweeps([tmp_path / "l.json"])
+    assert s.names == ["l/0", "l/2"] and sources(s) == [f"{tmp_path / 'l.json'} run 1"]
+    assert list(s.offsets) == [0, 3, 6]
+
+
+def npz(tmp_path: Path, name: str = "b.npz", **arrays: object) -> Path:
+    path = tmp_path / name
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("offsets", "words"),
+    [
+        ([0, 2, 1, 4], "decrease at index 2"),
+        ([0, 2, 5], "must run from 0 to 4"),
+        ([1, 4], "must run from 0 to 4"),
+        ([0.0, 4.0], "integer"),
+        ([[0, 4]], "1-D"),
+    ],
+)
+def test_npz_bad_offsets(tmp_path: Path, offsets: list[float], words: str) -> None:
+    lrs = np.array([1e-3, 1e-2, 1e-3, 1e-2])
+    path = npz(tmp_path, lrs=lrs, losses=lrs, offsets=np.array(offsets))
+    s = read_sweeps([path])
+    assert sources(s) == [f"{path}[offsets]"] and words in s.rejected[0].reason and len(s) == 0
+
+
+def test_npz_bad_keys_and_lengths(tmp_path: Path) -> None:
+    lrs = np.array([1e-3, 1e-2])
+    paths = [
+        npz(tmp_path, "a.npz", lrs=lrs),
+        npz(tmp_path, "b.npz", lrs=lrs, losses=lrs[:1]),
+        npz(tmp_path, "c.npz", lrs=lrs, losses=lrs, offsets=np.array([0, 1, 2]), names=np.array(["x"])),
+        npz(tmp_path, "d.npz", lrs=np.array(["a", "b"]), losses=lrs),
+    ]
+    np.save(tmp_path / "e.npy", lrs)
+    (tmp_path / "e.npy").rename(tmp_path / "e.npz")
+    s = read_sweeps([*paths, tmp_path / "e.npz"])
+    assert sources(s) == [
+        f"{paths[0]}[losses]",
+        str(paths[1]),
+        f"{paths[2]}[names]",
+        f"{paths[3]}[lrs]",
+        str(tmp_path / "e.npz"),
+    ]
+    assert "1 losses" in s.rejected[1].reason and "a single array" in s.rejected[4].reason
+
+
+def test_npz_rejects_bad_sweeps_by_segment(tmp_path: Path) -> None:
+    good = np.geomspace(1e-5, 1.0, 5)
+    bad_nan, bad_down = good.copy(), good[::-1].copy()
+    bad_nan[2] = np.nan
+    sweeps = [good, bad_nan, good, bad_down, np.empty(0), good]
+    offsets = np.cumsum([0] + [len(x) for x in sweeps])
+    path = npz(tmp_path, lrs=np.concatenate(sweeps), losses=np.concatenate(sweeps) * 2, offsets=offsets)
+    s = read_sweeps([path])
+    assert s.names == ["b/0", "b/2", "b/5"]
+    assert sources(s) == [f"{path} run 1", f"{path} run 3", f"{path} run 4"]
+    assert [r.reason.split(":")[0].split(" is")[0] for r in s.rejected] == [
+        "lr at point 2",
+        "lrs not strictly increasing",
+        "no points",
+    ]
+    assert_sweeps(s, [good] * 3, [good * 2] * 3)
+
+
+def test_parquet_bad_rows_and_columns(tmp_path: Path) -> None:
+    t = pa.table(
+        {"run": ["a", "b", "c"], "lr": [[1e-3, 1e-2], [1e-3], [1e-3, 1e-3]], "loss": [[1.0, 2.0], [], [1.0, 2.0]]}
+    )
+    pq.write_table(t, tmp_path / "rows.parquet")
+    pq.write_table(pa.table({"lr": [1.0], "value": [2.0]}), tmp_path / "cols.parquet")
+    pq.write_table(pa.table({"lr": [[1.0]], "loss": [2.0]}), tmp_path / "mixed.parquet")
+    s = read_sweeps([tmp_path / "rows.parquet", tmp_path / "cols.parquet", tmp_path / "mixed.parquet"])
+    rows = tmp_path / "rows.parquet"
+    assert s.names == ["rows/a"]
+    assert sources(s) == [
+        f"{rows} run b",
+        f"{rows} run c",
+        str(tmp_path / "cols.parquet"),
+        str(tmp_path / "mixed.parquet"),
+    ]
+    assert "1 lrs but 0 losses" in s.rejected[0].reason and "lack column loss" in s.rejected[2].reason
+
+
+# --- scale ----------------------------------------------------------------------------------------
+
+
+def test_large_npz_and_parquet_keep_the_good_sweeps(tmp_path: Path) -> None:
+    n, length = 100_000, 80
+    lrs = np.tile(np.geomspace(1e-7, 10.0, length), n)
+    losses = RNG.normal(size=n * length)
+    lrs[5 * length + 3] = np.nan  # one bad sweep among them
+    offsets = np.arange(n + 1, dtype=np.int64) * length
+    np.savez(tmp_path / "big.npz", lrs=lrs, losses=losses, offsets=offsets)
+    run = np.repeat(np.arange(n), length)
+    pq.write_table(pa.table({"run": run, "lr": lrs, "loss": losses}), tmp_path / "big.parquet")
+    for name in ("big.npz", "big.parquet"):
+        s = read_sweeps([tmp_path / name])  # speed is measured in benches/, not asserted here
+        assert len(s) == n - 1 and len(s.lrs) == (n - 1) * length
+        assert sources(s) == [f"{tmp_path / name} run 5"]
