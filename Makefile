@@ -35,7 +35,7 @@ test: install lint
 	$(PY) -m pytest
 
 demo: install
-	$(PY) -m lrfind.demo
+	$(VENV)/bin/lrfind demo
 
 bench: install
 	cargo bench --bench core

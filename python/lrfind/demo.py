@@ -1,7 +1,7 @@
 """End-to-end demo: a real PyTorch range test on scikit-learn's digits.
 
-Run ``python -m lrfind.demo`` (``make demo``). Needs the ``demo`` extra (torch, scikit-learn);
-nothing is downloaded: the digits ship inside scikit-learn.
+Run ``lrfind demo`` (``make demo``; ``lrfind demo --help`` lists the options). Needs the ``demo``
+extra (torch, scikit-learn); nothing is downloaded: the digits ship inside scikit-learn.
 """
 
 from __future__ import annotations
@@ -14,6 +14,15 @@ import numpy as np
 
 import lrfind
 
+MODELS = ("mlp", "cnn")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+DEVICES = ("cpu", "cuda")
+
+#: Hyperparameters besides the LR, the same for ``torch.optim`` and the parallel test's optimizers.
+_OPTIMIZER_KWARGS: dict[str, dict[str, Any]] = {"sgd": {"momentum": 0.9}, "adam": {}, "adamw": {}}
+_OPTIMIZER_NAMES = {"sgd": "SGD (momentum 0.9)", "adam": "Adam", "adamw": "AdamW"}
+_MODEL_NAMES = {"mlp": "MLP 64-64-64-10", "cnn": "CNN (2 conv layers, no BatchNorm)"}
+
 
 def _require(module: str, extra: str) -> Any:
     try:
@@ -22,24 +31,94 @@ def _require(module: str, extra: str) -> Any:
         raise ImportError(f"the demo needs {module}: pip install 'lrfind[{extra}]'") from None
 
 
-def run(seed: int = 0, batch_size: int = 64) -> lrfind.RangeTestResult:
-    """A real range test of an MLP (64-64-64-10, AdamW) on the digits, one batch per LR step."""
-    torch = _require("torch", "demo")
-    datasets = _require("sklearn.datasets", "demo")
-    from lrfind.torch import range_test
+def _check(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
 
+
+def _setup(model: str, device: str, seed: int, batch_size: int) -> tuple[Any, Any, Any]:
+    """The digits as a shuffled DataLoader on ``device``, and a fresh model there."""
+    _check("model", model, MODELS)
+    _check("device", device, DEVICES)
+    torch = _require("torch", "demo")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: CUDA is not available here (use --device cpu)")
+    datasets = _require("sklearn.datasets", "demo")
     torch.manual_seed(seed)
     x, y = datasets.load_digits(return_X_y=True)
     x = (x - x.mean(0)) / (x.std(0) + 1e-6)
-    dataset = torch.utils.data.TensorDataset(torch.tensor(x, dtype=torch.float32), torch.tensor(y))
+    inputs = torch.tensor(x, dtype=torch.float32, device=device)
+    if model == "cnn":
+        inputs = inputs.reshape(-1, 1, 8, 8)  # the digits are 8x8 greyscale images
+    dataset = torch.utils.data.TensorDataset(inputs, torch.tensor(y, device=device))
     data = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
     )
-    model = torch.nn.Sequential(
-        torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10)
+    nn = torch.nn
+    if model == "mlp":
+        net = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    else:
+        # No BatchNorm: its running statistics are updated in place, which the parallel test cannot vmap.
+        net = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(32 * 4 * 4, 10),
+        )
+    return torch, data, net.to(device)
+
+
+def run(
+    seed: int = 0,
+    batch_size: int = 64,
+    *,
+    model: str = "mlp",
+    optimizer: str = "adamw",
+    device: str = "cpu",
+    num_steps: int = 100,
+) -> lrfind.RangeTestResult:
+    """A real range test of ``model`` (``"mlp"``: 64-64-64-10, or ``"cnn"``) on the digits with
+    ``optimizer`` (``"sgd"``, ``"adam"`` or ``"adamw"``), one batch per LR step, LR 1e-7 -> 10."""
+    _check("optimizer", optimizer, OPTIMIZERS)
+    torch, data, net = _setup(model, device, seed, batch_size)
+    from lrfind.torch import range_test
+
+    optim_class = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[optimizer]
+    # The LR given here is a placeholder: the range test sets it at every step.
+    optim = optim_class(net.parameters(), lr=1e-3, **_OPTIMIZER_KWARGS[optimizer])
+    return range_test(net, optim, torch.nn.functional.cross_entropy, data, num_steps=num_steps, arch=model)
+
+
+def run_parallel(
+    num_runs: int,
+    seed: int = 0,
+    batch_size: int = 64,
+    *,
+    model: str = "mlp",
+    optimizer: str = "adamw",
+    device: str = "cpu",
+    num_steps: int = 100,
+) -> lrfind.ParallelResult:
+    """``num_runs`` range tests of ``run``'s setup at once (``lrfind.torch.parallel_range_test``),
+    each run with its own initialisation, seeds ``seed .. seed + num_runs - 1``."""
+    _check("optimizer", optimizer, OPTIMIZERS)
+    torch, data, net = _setup(model, device, seed, batch_size)
+    from lrfind.torch import parallel_range_test
+
+    return parallel_range_test(
+        net,
+        torch.nn.functional.cross_entropy,
+        data,
+        num_runs=num_runs,
+        optimizer=optimizer,
+        optimizer_kwargs=_OPTIMIZER_KWARGS[optimizer],
+        num_steps=num_steps,
+        seeds=range(seed, seed + num_runs),
+        arch=model,
     )
-    optimizer = torch.optim.AdamW(model.parameters())
-    return range_test(model, optimizer, torch.nn.functional.cross_entropy, data, arch="mlp")
 
 
 def terminal_plot(lrs: np.ndarray, losses: np.ndarray, width: int = 64, height: int = 14) -> str:
@@ -60,27 +139,46 @@ def terminal_plot(lrs: np.ndarray, losses: np.ndarray, width: int = 64, height: 
     return "\n".join(lines)
 
 
-def main(out_dir: str = "lrfind-demo") -> None:
+def main(
+    out_dir: str = "lrfind-demo",
+    *,
+    model: str = "mlp",
+    optimizer: str = "adamw",
+    device: str = "cpu",
+    parallel: int | None = None,
+    num_steps: int = 100,
+) -> None:
     """Print the curve, the suggestion, the diagnosis and a one-cycle schedule built from it,
-    and write the plot (PNG) and the result (JSON) to ``out_dir``."""
-    result = run()
-    print("Range test: MLP on scikit-learn digits, AdamW, batch 64, LR 1e-7 -> 10\n")
-    print(result.summary(), "\n")
-    print(terminal_plot(result.lrs, result.smoothed_losses), "\n")
+    and write the plot (PNG) and the result (JSON) to ``out_dir``.
+
+    ``parallel=K`` runs K range tests at once and reports their consensus instead of one test.
+    """
+    options = dict(model=model, optimizer=optimizer, device=device, num_steps=num_steps)
+    setup = f"{_MODEL_NAMES.get(model, model)} on scikit-learn digits, {_OPTIMIZER_NAMES.get(optimizer, optimizer)}"
+    setup += f", batch 64, LR 1e-7 -> 10 in {num_steps} steps, {device}"
+    result: lrfind.RangeTestResult | lrfind.ParallelResult
+    if parallel is None:
+        result = run(**options)
+        print(f"Range test: {setup}\n")
+        print(result.summary(), "\n")
+        print(terminal_plot(result.lrs, result.smoothed_losses), "\n")
+    else:
+        result = run_parallel(parallel, **options)
+        print(f"{parallel} parallel range tests: {setup}\n")
+        print(result.summary(), "\n")
+        lrs, median = result.median_curve()
+        print("Median smoothed loss of the runs:")
+        print(terminal_plot(lrs, median), "\n")
     if result.suggested_lr is not None:
         total = 1000
         schedule = lrfind.one_cycle(total, result.suggested_lr / 10, result.suggested_lr)
         marks = ", ".join(f"step {s}: {schedule[s]:.2e}" for s in (0, 150, 300, 650, 999))
         print(f"One-cycle over {total} steps peaking at the suggested LR: {marks}")
     out = Path(out_dir)
-    out.mkdir(exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     result.save(out / "result.json")
     try:
         result.plot(path=out / "range_test.png")
         print(f"\nWrote {out / 'range_test.png'} and {out / 'result.json'}")
     except ImportError as e:  # matplotlib is the plot extra
         print(f"\nWrote {out / 'result.json'} (no plot: {e})")
-
-
-if __name__ == "__main__":
-    main()

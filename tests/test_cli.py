@@ -1,0 +1,240 @@
+"""The ``lrfind`` command line, run as a user runs it: the installed console script in a subprocess."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lrfind
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+N = 80
+
+
+def lrfind_command() -> tuple[list[str], dict[str, str]]:
+    """The installed ``lrfind`` script next to this Python (``make install`` puts it there), or,
+    before installation, ``python -m lrfind`` on the source tree."""
+    script = Path(sys.executable).parent / "lrfind"
+    env = dict(os.environ)
+    if script.exists():
+        return [str(script)], env
+    source = str(Path(__file__).resolve().parents[1] / "python")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [source, env.get("PYTHONPATH")]))
+    return [sys.executable, "-m", "lrfind"], env
+
+
+def run(*args: str | Path, cwd: Path | None = None, **env_vars: str) -> subprocess.CompletedProcess[str]:
+    """``lrfind ARGS...``, checked never to show a traceback."""
+    command, env = lrfind_command()
+    env.update(env_vars)
+    done = subprocess.run([*command, *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+    assert "Traceback" not in done.stderr, done.stderr
+    return done
+
+
+def _good_loss() -> np.ndarray:
+    loss = np.exp(-np.arange(N) / 20) + 0.01 * np.sin(np.arange(N))
+    loss[60:] += np.linspace(0, 30, N - 60) ** 2  # the explosion
+    return loss
+
+
+LRS = lrfind.sweep_lrs(1e-6, 10.0, N)
+#: The sweeps the files below hold, by the names the reader gives them.
+SWEEPS = {"a/r1": _good_loss(), "a/r2": np.full(N, 2.3), "b": 1.5 * _good_loss()}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """a.csv (two runs, long format), b.json (torch-lr-finder's history) and bad.csv (no lr column)."""
+    root = tmp_path_factory.mktemp("sweeps")
+    rows = [
+        f"{run[2:]},{lr!r},{loss!r}"
+        for run in ("a/r1", "a/r2")
+        for lr, loss in zip(LRS.tolist(), SWEEPS[run].tolist(), strict=True)
+    ]
+    (root / "a.csv").write_text("run,lr,loss\n" + "\n".join(rows) + "\n")
+    (root / "b.json").write_text(json.dumps({"lr": LRS.tolist(), "loss": SWEEPS["b"].tolist()}))
+    (root / "bad.csv").write_text("foo,bar\n1,2\n")
+    return root
+
+
+def test_analyze_table(data: Path) -> None:
+    done = run("analyze", data / "a.csv", data / "b.json")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["name", "points", "stop", *lrfind.METHODS, "range", "diagnosis"]
+    by_name = {line.split()[0]: line.split() for line in lines[1:4]}
+    assert set(by_name) == set(SWEEPS)
+    for name, loss in SWEEPS.items():
+        a = lrfind.analyze(LRS, loss)
+        row = by_name[name]
+        assert row[1] == str(N) and row[-1] == a.diagnosis.kind
+        lrs = ["-" if s.lr is None else f"{s.lr:.2e}" for s in a.suggestions.values()]
+        assert row[-2 - len(lrs) : -2] == lrs
+    assert "3 sweep(s) from 2 file(s); 0 input(s) rejected" in done.stdout
+    assert lines[-1] == "diagnoses: good 2, flat 1"
+
+
+def test_analyze_json_matches_analyze(data: Path) -> None:
+    done = run("analyze", data / "a.csv", data / "b.json", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["rejected"] == []
+    assert doc["summary"] == {
+        "files_read": 2,
+        "sweeps_read": 3,
+        "analysed": 3,
+        "rejected": 0,
+        "diagnoses": {"good": 2, "flat": 1},
+    }
+    assert [s["name"] for s in doc["sweeps"]] == list(SWEEPS)
+    for sweep in doc["sweeps"]:
+        a = lrfind.analyze(LRS, SWEEPS[sweep["name"]])
+        assert sweep["source"].endswith(".csv" if sweep["name"].startswith("a/") else ".json")
+        assert sweep["points"] == N
+        assert sweep["stop_index"] == (a.stop_index if a.stop_index >= 0 else None)
+        assert sweep["stop_reason"] == a.stop_reason
+        assert list(sweep["suggestions"]) == lrfind.METHODS  # steepest first
+        for method, s in a.suggestions.items():
+            assert sweep["suggestions"][method] == {"lr": s.lr, "index": s.index, "reason": s.reason}
+        d = a.diagnosis
+        assert sweep["diagnosis"] == {"kind": d.kind, "message": d.message, "range": d.range and list(d.range)}
+    assert doc["sweeps"][1]["stop_index"] is None and doc["sweeps"][1]["diagnosis"]["range"] is None
+
+
+def test_analyze_csv_with_chosen_methods(data: Path) -> None:
+    done = run("analyze", data / "a.csv", "--format", "csv", "--method", "valley", "--method", "steepest")
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(io.StringIO(done.stdout)))
+    assert list(rows[0]) == [
+        *("name", "source", "points", "stop_index", "stop_reason", "lr_valley", "lr_steepest"),
+        *("range_low", "range_high", "diagnosis"),
+    ]
+    assert [r["name"] for r in rows] == ["a/r1", "a/r2"]
+    for row in rows:
+        a = lrfind.analyze(LRS, SWEEPS[row["name"]], methods=["valley", "steepest"])
+        for method in ("valley", "steepest"):
+            lr = a.suggestions[method].lr
+            assert row[f"lr_{method}"] == ("" if lr is None else repr(lr))
+        assert row["diagnosis"] == a.diagnosis.kind
+        assert row["stop_reason"] == (a.stop_reason or "")
+    assert rows[1]["stop_index"] == rows[1]["range_low"] == ""  # the flat sweep: no stop, no range
+
+
+def test_analyze_out_and_plot(data: Path, tmp_path: Path) -> None:
+    done = run("analyze", data / "a.csv", data / "b.json", "--format", "json", "--out", tmp_path / "r.json")
+    assert done.returncode == 0 and done.stdout == ""
+    assert len(json.loads((tmp_path / "r.json").read_text())["sweeps"]) == 3
+
+    done = run("analyze", data / "a.csv", data / "b.json", "--plot", tmp_path / "plots")
+    assert done.returncode == 0, done.stderr
+    pngs = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert pngs == ["a_r1.png", "a_r2.png", "b.png"]  # "/" is not safe in a file name
+    assert all((tmp_path / "plots" / p).read_bytes()[:8] == PNG_MAGIC for p in pngs)
+
+
+def test_rejected_input_exits_1_and_reports_the_rest(data: Path) -> None:
+    done = run("analyze", data / "a.csv", data / "bad.csv", data / "b.json")
+    assert done.returncode == 1
+    assert "rejected" in done.stderr and "bad.csv" in done.stderr
+    assert "3 sweep(s) from 3 file(s); 1 input(s) rejected" in done.stdout
+
+    done = run("analyze", data / "a.csv", data / "bad.csv", "--format", "json")
+    assert done.returncode == 1
+    doc = json.loads(done.stdout)
+    assert [r["source"] for r in doc["rejected"]] == [str(data / "bad.csv")]
+    assert doc["summary"]["rejected"] == 1 and doc["summary"]["analysed"] == 2
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["analyze"],
+        ["analyze", "{data}/a.csv", "--format", "xml"],
+        ["analyze", "{data}/a.csv", "--method", "bogus"],
+        ["analyze", "{data}/missing.csv"],  # no sweeps at all
+        ["schedule", "--policy", "one_cycle", "--total-steps", "100", "--base-lr", "1e-3"],  # no --max-lr
+        ["schedule", "--policy", "one_cycle", "--total-steps", "100", "--base-lr", "1e-3", "--max-lr", "1e-4"],
+        ["schedule", "--policy", "warmup_cosine", "--total-steps", "0", "--base-lr", "1e-3"],
+        ["demo", "--parallel", "0"],
+    ],
+)
+def test_usage_errors_exit_2(data: Path, args: list[str]) -> None:
+    done = run(*(a.format(data=data) for a in args))
+    assert done.returncode == 2, done.stdout
+    assert "error:" in done.stderr and done.stdout == ""
+
+
+def test_demo_without_cuda_says_so(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    done = run("demo", "--device", "cuda", "--out", tmp_path, CUDA_VISIBLE_DEVICES="")  # hide any GPU
+    assert done.returncode == 2
+    assert "lrfind: error:" in done.stderr and "CUDA is not available" in done.stderr
+
+
+def test_demo_default(tmp_path: Path) -> None:
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    done = run("demo", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "MLP" in out and "AdamW" in out
+    assert "Suggested LR" in out and "One-cycle over 1000 steps" in out and "log10(LR)" in out
+    assert (tmp_path / "lrfind-demo" / "range_test.png").read_bytes()[:8] == PNG_MAGIC
+    saved = lrfind.RangeTestResult.load(tmp_path / "lrfind-demo" / "result.json")
+    assert saved.suggested_lr is not None and f"{saved.suggested_lr:.2e}" in out
+
+
+def test_demo_parallel_cnn(tmp_path: Path) -> None:
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    args = ("--model", "cnn", "--optimizer", "sgd", "--parallel", "2", "--steps", "20", "--out", tmp_path / "d")
+    done = run("demo", *args)
+    assert done.returncode == 0, done.stderr
+    assert "2 parallel range tests: CNN" in done.stdout and "Consensus LR" in done.stdout
+    saved = lrfind.ParallelResult.load(tmp_path / "d" / "result.json")
+    assert len(saved.runs) == 2 and saved.seeds == [0, 1]
+    assert (tmp_path / "d" / "range_test.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_schedule_one_cycle_matches_the_library(tmp_path: Path) -> None:
+    args = ("--total-steps", "1000", "--base-lr", "1e-3", "--max-lr", "1e-2", "--pct-start", "0.25")
+    done = run("schedule", "--policy", "one_cycle", *args, "--plot", tmp_path / "lr.png")
+    assert done.returncode == 0, done.stderr
+    expected = lrfind.one_cycle(1000, 1e-3, 1e-2, 0.25)
+    rows = [line.split() for line in done.stdout.splitlines() if line.split() and line.split()[0].isdigit()]
+    steps = [int(r[0]) for r in rows]
+    assert steps[0] == 0 and steps[-1] == 999 and len(steps) == 11  # 10 evenly spaced, and the peak
+    peak = [int(r[0]) for r in rows if "peak" in r]
+    assert peak == [int(np.argmax(expected))]
+    for row in rows:
+        assert float(row[1]) == pytest.approx(expected[int(row[0])], rel=1e-6)
+    assert (tmp_path / "lr.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_schedule_warmup_cosine() -> None:
+    done = run("schedule", "--policy", "warmup_cosine", "--total-steps", "200", "--base-lr", "1e-3", "--min-lr", "1e-5")
+    assert done.returncode == 0, done.stderr
+    expected = lrfind.warmup_cosine(200, 10, 1e-3, 1e-5)  # default warm-up: 5% of the steps
+    rows = [line.split() for line in done.stdout.splitlines() if line.split() and line.split()[0].isdigit()]
+    for row in rows:
+        assert float(row[1]) == pytest.approx(expected[int(row[0])], rel=1e-6)
+    assert ["10", f"{1e-3:.6e}", "<-", "peak"] in rows
+
+
+@pytest.mark.parametrize("command", [None, "analyze", "demo", "schedule"])
+def test_help(command: str | None) -> None:
+    done = run(*([command] if command else []), "--help")
+    assert done.returncode == 0 and done.stderr == ""
+    assert "examples:" in done.stdout and "usage: lrfind" in done.stdout
+    if command is None:
+        assert all(c in done.stdout for c in ("analyze", "demo", "schedule", "exit codes"))
