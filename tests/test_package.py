@@ -87,3 +87,37 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
 
     saved = lrfind.RangeTestResult.load(tmp_path / "result.json")
     assert saved.suggested_lr is not None and len(saved.lrs) > 10
+
+
+def test_readme_command_line_examples_run(tmp_path):
+    """Every `lrfind ...` line of the README's bash blocks runs as written (exit code 0), in a
+    folder holding the files the examples name."""
+    import json
+    import re
+    import shlex
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import lrfind
+
+    lrs = lrfind.sweep_lrs(1e-7, 10.0, 80)
+    loss = 2.3 - np.tanh(np.log10(lrs) + 3) + np.exp(np.log10(lrs) - 0.5)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "logs").mkdir()
+    np.savetxt(tmp_path / "runs" / "a.csv", np.c_[lrs, loss], delimiter=",", header="lr,loss", comments="")
+    (tmp_path / "logs" / "b.jsonl").write_text(json.dumps({"lr": lrs.tolist(), "loss": loss.tolist()}) + "\n")
+    (tmp_path / "history.json").write_text(json.dumps({"lr": lrs.tolist(), "loss": loss.tolist()}))
+    pq.write_table(pa.table({"run": np.zeros(80, dtype=int), "lr": lrs, "loss": loss}), tmp_path / "sweeps.parquet")
+    np.savez(tmp_path / "sweeps.npz", lrs=lrs, losses=loss, offsets=np.array([0, 80]))
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    lines = [line.split("#")[0].strip() for block in blocks for line in block.splitlines()]
+    commands = [line for line in lines if line.startswith("lrfind ")]
+    assert len(commands) >= 4
+    script = Path(sys.executable).parent / "lrfind"
+    for command in commands:
+        args = shlex.split(command)[1:]
+        run = [str(script), *args] if script.exists() else [sys.executable, "-m", "lrfind", *args]
+        done = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0, (command, done.stderr[-2000:])
