@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from lrfind import _core
-from lrfind.result import RangeTestResult
+from lrfind.result import RangeTestResult, detector, sweep_options
 
 
 class LearningRateFinder:
@@ -45,20 +45,19 @@ class LearningRateFinder:
         suggest_on: str = "raw",
         arch: str | None = None,
     ) -> None:
-        # Validate everything now, not after the user's first training step.
         self.lrs = _core.sweep_lrs(min_lr, max_lr, num_steps, mode)
-        _core.DivergenceDetector(diverge_threshold, watch, smooth_factor, patience)
         self.min_lr, self.max_lr, self.num_steps, self.mode = min_lr, max_lr, num_steps, mode
         self.smooth_factor = smooth_factor
-        self.options: dict[str, Any] = dict(
+        self.options = sweep_options(
             methods=methods,
-            threshold=diverge_threshold,
+            diverge_threshold=diverge_threshold,
             watch=watch,
-            alpha=smooth_factor,
+            smooth_factor=smooth_factor,
             patience=patience,
             suggest_on=suggest_on,
             arch=arch,
         )
+        detector(self.options)  # checks the divergence rule before the first training step
 
     def range_test(self, train_fn: Callable[[float], Any]) -> RangeTestResult:
         """Call ``train_fn(lr)`` once per LR of the sweep until the loss explodes.
@@ -68,8 +67,7 @@ class LearningRateFinder:
         Rust detector, so the bookkeeping costs well under a microsecond per step. Returns a
         ``RangeTestResult``; ``result["suggested_lr"]`` works as in the seed.
         """
-        o = self.options
-        detector = _core.DivergenceDetector(o["threshold"], o["watch"], o["alpha"], o["patience"])
+        stop = detector(self.options)
         losses: list[float] = []
         for lr in self.lrs.tolist():
             loss = train_fn(lr)
@@ -78,6 +76,6 @@ class LearningRateFinder:
             except (TypeError, ValueError):
                 raise TypeError(f"train_fn must return the loss as a number, got {loss!r} at lr={lr:.3e}") from None
             losses.append(value)
-            if detector.update(value):
+            if stop.update(value):
                 break
-        return RangeTestResult.from_sweep(self.lrs[: len(losses)], losses, **o)
+        return RangeTestResult.from_sweep(self.lrs[: len(losses)], losses, **self.options)

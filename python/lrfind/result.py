@@ -28,6 +28,34 @@ FILE_VERSION = 1
 _NONFINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 
 
+def sweep_options(
+    *,
+    methods: Any,
+    diverge_threshold: float,
+    watch: str,
+    smooth_factor: float,
+    patience: int,
+    suggest_on: str,
+    arch: str | None,
+) -> dict[str, Any]:
+    """``analyze``'s keyword arguments for the range tests' settings (``diverge_threshold`` is
+    its ``threshold``, ``smooth_factor`` its ``alpha``); ``from_sweep`` takes them."""
+    return dict(
+        methods=methods,
+        threshold=diverge_threshold,
+        watch=watch,
+        alpha=smooth_factor,
+        patience=patience,
+        suggest_on=suggest_on,
+        arch=arch,
+    )
+
+
+def detector(options: dict[str, Any]) -> _core.DivergenceDetector:
+    """The streaming detector that stops a sweep by the rule ``options`` analyse it with."""
+    return _core.DivergenceDetector(options["threshold"], options["watch"], options["alpha"], options["patience"])
+
+
 @dataclass(frozen=True)
 class RangeTestResult:
     """One sweep, analysed.

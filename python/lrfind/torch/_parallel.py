@@ -13,7 +13,7 @@ from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
 from lrfind import _core
 from lrfind.parallel import ParallelResult
-from lrfind.result import RangeTestResult
+from lrfind.result import RangeTestResult, detector, sweep_options
 from lrfind.torch._range_test import CHECK_EVERY, _batches, _check_positive_int, _device_of, _progress_bar, _to_device
 from lrfind.torch._stacked_optim import StackedOptimizer
 from lrfind.torch._state import Snapshot
@@ -99,11 +99,11 @@ def parallel_range_test(
         raise ValueError("optimizer_kwargs must not hold 'lr': the sweep sets it")
     _check_vmappable(model)
     device = _device_of(model)
-    options: dict[str, Any] = dict(
+    options = sweep_options(
         methods=methods,
-        threshold=diverge_threshold,
+        diverge_threshold=diverge_threshold,
         watch=watch,
-        alpha=smooth_factor,
+        smooth_factor=smooth_factor,
         patience=patience,
         suggest_on=suggest_on,
         arch=arch,
@@ -123,7 +123,7 @@ def parallel_range_test(
             ids = list(range(start, min(start + chunk, num_runs)))
             sweep = _Chunk(model, loss_fn, [seeds[k] for k in ids], init, device, optimizer, kwargs)
             batches = _chunk_batches(data, data_order, [seeds[k] for k in ids], device)
-            detectors = [_core.DivergenceDetector(diverge_threshold, watch, smooth_factor, patience) for _ in ids]
+            detectors = [detector(options) for _ in ids]
             losses, norms, recorded = sweep.run(lrs[ids], batches, detectors, check_every, bar)
             for j, k in enumerate(ids):
                 n = recorded[j]

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 
 from lrfind import _core
-from lrfind.result import RangeTestResult
+from lrfind.result import RangeTestResult, detector, sweep_options
 from lrfind.torch._state import Snapshot
 
 StepFn = Callable[[torch.nn.Module, Any], torch.Tensor]
@@ -132,16 +132,16 @@ def range_test(
         ``suggested_lr`` and ``diagnosis``.
     """
     lrs = _core.sweep_lrs(min_lr, max_lr, num_steps, mode)
-    detector = _core.DivergenceDetector(diverge_threshold, watch, smooth_factor, patience)
-    options: dict[str, Any] = dict(
+    options = sweep_options(
         methods=methods,
-        threshold=diverge_threshold,
+        diverge_threshold=diverge_threshold,
         watch=watch,
-        alpha=smooth_factor,
+        smooth_factor=smooth_factor,
         patience=patience,
         suggest_on=suggest_on,
         arch=arch,
     )
+    stop = detector(options)
     _check_positive_int("accumulation_steps", accumulation_steps)
     _check_positive_int("check_every", check_every)
     _check_positive_int("val_every", val_every)
@@ -170,7 +170,7 @@ def range_test(
     run = _Run(model, optimizer, step, device, amp, scaler, max_grad_norm, accumulation_steps, num_steps, ranks)
     snapshot = Snapshot(model, optimizer, grad_scaler, state_cache, data=(data, val_data))
     try:
-        run.sweep(lrs, ratios, data, val_data, val_every, val_batches, detector, check_every, progress)
+        run.sweep(lrs, ratios, data, val_data, val_every, val_batches, stop, check_every, progress)
     except Exception as err:
         # Interleaved logs of many ranks: say which one this is (StoppedRankError already does).
         if ranks is not None and not isinstance(err, StoppedRankError) and sys.version_info >= (3, 11):
