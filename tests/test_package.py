@@ -26,11 +26,15 @@ def test_package_is_typed():
 
 def test_public_functions_have_docstrings():
     import lrfind
+    import lrfind.io
+    import lrfind.torch
 
-    for name in lrfind.__all__:
-        obj = getattr(lrfind, name)
-        if callable(obj):
-            assert obj.__doc__ and len(obj.__doc__.strip()) > 20, name
+    for module in (lrfind, lrfind.torch):
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if callable(obj):
+                assert obj.__doc__ and len(obj.__doc__.strip()) > 20, name
+    assert lrfind.io.read_sweeps.__doc__ and lrfind.ParallelResult.plot.__doc__
 
 
 def test_wheel_installs_and_runs_without_a_rust_toolchain(tmp_path):
