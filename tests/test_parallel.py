@@ -17,12 +17,7 @@ from lrfind.torch import parallel_range_test, range_test
 STEPS = 40
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def digits(batch_size=64, seed=0):

@@ -108,13 +108,7 @@ class MLPModule(LightningModule):
         return OPTIMIZERS[self.optimizer_name](self.parameters(), lr=1e-3)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny MLPs gain nothing from intra-op threads, which only spin when the CPUs are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module", params=TLF_CASES, ids=case_id)

@@ -52,13 +52,7 @@ CONFIGS = [
 CONFIG_IDS = [f"{kind}-{'-'.join(f'{k}={v}' for k, v in kw.items()) or 'defaults'}" for kind, kw in CONFIGS]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny MLPs gain nothing from intra-op threads, which only spin when the CPUs are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @cache

@@ -45,13 +45,7 @@ DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
 RAISE_AT = random.Random(4846).randrange(2, 40)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny MLPs gain nothing from intra-op threads, which only spin when the CPUs are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --- real data and models -------------------------------------------------------------------------
