@@ -16,6 +16,7 @@ import pytest
 import lrfind
 
 from baselines import floor, per_sweep_loop, vectorized
+from report import print_summary
 from sweeps import make_sweeps
 
 # (benchmarks enabled, disabled): sweeps in the batch, steps of the streaming tracker.
@@ -45,13 +46,7 @@ def best(request):
     """Best (minimum) time per benchmark, filled by the tests; the ratios go out at module end."""
     times = {}
     yield times
-    if times:
-        plugins = request.config.pluginmanager
-        report = plugins.get_plugin("terminalreporter")
-        with plugins.get_plugin("capturemanager").global_and_fixture_disabled():
-            report.write_sep("-", "lrfind benchmark ratios (best of N)")
-            for line in _ratios(times):
-                report.write_line(line)
+    print_summary(request, "lrfind benchmark ratios (best of N)", _ratios(times))
 
 
 def _record(best, benchmark, name):

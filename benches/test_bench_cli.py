@@ -20,6 +20,7 @@ from lrfind import cli
 from lrfind.io import read_sweeps
 
 from baselines import per_sweep_loop
+from report import print_summary
 from sweeps import make_sweeps
 
 SWEEPS = (100_000, 2_000)  # (benchmarks enabled, disabled)
@@ -47,20 +48,16 @@ def files(tmp_path_factory, request):
 def best(request):
     times = {}
     yield times
-    if times:
-        plugins = request.config.pluginmanager
-        with plugins.get_plugin("capturemanager").global_and_fixture_disabled():
-            report = plugins.get_plugin("terminalreporter")
-            report.write_sep("-", "lrfind analyze, 100,000 sweeps (best of N)")
-            for fmt in ("npz", "parquet"):
-                if {f"cli-{fmt}", f"read-{fmt}", f"pandas-{fmt}"} <= times.keys():
-                    total, read = times[f"cli-{fmt}"], times[f"read-{fmt}"]
-                    analyse = times.get("analyze", float("nan"))
-                    report.write_line(
-                        f"{fmt}: total {total:.3f} s = read {read:.3f} s + analyse {analyse:.3f} s + write and "
-                        f"the rest {total - read - analyse:.3f} s; pandas + numpy loop {times[f'pandas-{fmt}']:.2f} s "
-                        f"({times[f'pandas-{fmt}'] / total:.0f}x slower)"
-                    )
+    lines = []
+    for fmt in ("npz", "parquet"):
+        if {f"cli-{fmt}", f"read-{fmt}", f"pandas-{fmt}"} <= times.keys():
+            total, read = times[f"cli-{fmt}"], times[f"read-{fmt}"]
+            analyse, pandas = times.get("analyze", float("nan")), times[f"pandas-{fmt}"]
+            lines.append(
+                f"{fmt}: total {total:.3f} s = read {read:.3f} s + analyse {analyse:.3f} s + write and the rest "
+                f"{total - read - analyse:.3f} s; pandas + numpy loop {pandas:.2f} s ({pandas / total:.0f}x slower)"
+            )
+    print_summary(request, "lrfind analyze, 100,000 sweeps (best of N)", lines)
 
 
 def _size(benchmark):

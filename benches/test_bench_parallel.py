@@ -16,6 +16,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lrfind.torch import parallel_range_test, range_test
 
+from report import print_summary
+
 SIZES = ((16, 100), (2, 10))  # (runs, steps) with benchmarks (enabled, disabled)
 
 
@@ -52,12 +54,11 @@ def best(request):
     times = {}
     yield times
     if len(times) == 3:
-        plugins = request.config.pluginmanager
-        with plugins.get_plugin("capturemanager").global_and_fixture_disabled():
-            report = plugins.get_plugin("terminalreporter")
-            report.write_sep("-", "parallel range tests, K=16 (best of N)")
-            report.write_line(f"parallel is {times['sequential'] / times['parallel']:.1f}x faster than 16 sequential")
-            report.write_line(f"16 parallel runs cost {times['parallel'] / times['one']:.1f}x one range test")
+        lines = [
+            f"parallel is {times['sequential'] / times['parallel']:.1f}x faster than 16 sequential",
+            f"16 parallel runs cost {times['parallel'] / times['one']:.1f}x one range test",
+        ]
+        print_summary(request, "parallel range tests, K=16 (best of N)", lines)
 
 
 @pytest.mark.benchmark(group="16 range tests: MLP on digits, 100 steps, CPU", min_rounds=3)

@@ -25,6 +25,8 @@ from torch.utils.data import DataLoader, TensorDataset
 import lrfind
 from lrfind.torch import range_test
 
+from report import print_summary
+
 STEPS = (100, 10)  # (benchmarks enabled, disabled)
 MIN_LR, MAX_LR = 1e-6, 1e-2
 
@@ -86,19 +88,15 @@ RUNS = {"lrfind": run_lrfind, "bare_loop": run_bare_loop, "torch_lr_finder": run
 def best(request):
     times = {}
     yield times
+    lines = []
     if {"lrfind", "bare_loop"} <= times.keys():
-        plugins = request.config.pluginmanager
-        report = plugins.get_plugin("terminalreporter")
-        with plugins.get_plugin("capturemanager").global_and_fixture_disabled():
-            report.write_sep("-", "lrfind range test vs a bare loop (best of N)")
-            report.write_line(f"lrfind / bare loop: {times['lrfind'] / times['bare_loop']:.3f} (goal <= 1.03)")
-            if "torch_lr_finder" in times:
-                report.write_line(f"torch-lr-finder / lrfind: {times['torch_lr_finder'] / times['lrfind']:.2f}x")
+        lines.append(f"lrfind / bare loop: {times['lrfind'] / times['bare_loop']:.3f} (goal <= 1.03)")
+    if {"lrfind", "torch_lr_finder"} <= times.keys():
+        lines.append(f"torch-lr-finder / lrfind: {times['torch_lr_finder'] / times['lrfind']:.2f}x")
     if "paired" in times:
-        plugins = request.config.pluginmanager
-        with plugins.get_plugin("capturemanager").global_and_fixture_disabled():
-            line = "lrfind / bare loop, median of {} back-to-back pairs: {:.3f} (goal <= 1.03)"
-            plugins.get_plugin("terminalreporter").write_line(line.format(*times["paired"]))
+        line = "lrfind / bare loop, median of {} back-to-back pairs: {:.3f} (goal <= 1.03)"
+        lines.append(line.format(*times["paired"]))
+    print_summary(request, "lrfind range test vs a bare loop (best of N)", lines)
 
 
 @pytest.mark.benchmark(group="range test: CNN on digits, 100 steps, CPU", min_rounds=5)
