@@ -26,7 +26,7 @@ impl SuggestOn {
     }
 }
 
-/// Everything `analyze` needs to know; `Default` is the seed's pipeline.
+/// Everything `analyze` needs to know; `Default` is the seed's stop rule with `auto`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AnalyzeConfig {
     /// When the sweep stopped (the EMA settings also make `smoothed`).
@@ -40,11 +40,11 @@ pub struct AnalyzeConfig {
 }
 
 impl Default for AnalyzeConfig {
-    /// Stop at raw loss above 10x the best; `steepest` with 10% back-off on the raw points.
+    /// The seed's stop rule (raw loss above 10x the best) and `auto` on the raw points.
     fn default() -> Self {
         let detector = DivergenceConfig::default();
         Self {
-            methods: vec![Method::from_params("steepest", &[], detector).expect("defaults are valid")],
+            methods: vec![Method::from_params("auto", &[], detector).expect("defaults are valid")],
             detector,
             suggest_on: SuggestOn::Raw,
             diagnose: DiagnoseConfig::default(),
@@ -224,11 +224,20 @@ where
                         index: Some(at),
                         method: "explosion",
                         reason: Reason::Explosion { at, factor: *factor },
+                        confidence: None,
+                        range: None,
                     },
-                    None => Suggestion { lr: None, index: None, method: "explosion", reason: Reason::NeverExploded },
+                    None => Suggestion {
+                        lr: None,
+                        index: None,
+                        method: "explosion",
+                        reason: Reason::NeverExploded,
+                        confidence: None,
+                        range: None,
+                    },
                 }
             }
-            m => suggest_checked(&work.lrs, series, m, None, &mut work.suggest),
+            m => suggest_checked(&work.lrs, series, m, stop.map(|(i, _)| i), &mut work.suggest),
         };
         out.push(s);
     }
@@ -267,7 +276,8 @@ mod tests {
     #[test]
     fn seed_pipeline() {
         let (lrs, losses) = curve();
-        let a = analyze(&lrs, &losses, &AnalyzeConfig::default()).unwrap();
+        let seed = AnalyzeConfig { methods: vec![a_method("steepest")], ..Default::default() };
+        let a = analyze(&lrs, &losses, &seed).unwrap();
         let (stop, reason) = a.stop.unwrap();
         assert_eq!(reason, StopReason::Threshold);
         assert!(losses[stop] > 10.0 * losses[..stop].iter().cloned().fold(f64::INFINITY, f64::min));
@@ -277,6 +287,18 @@ mod tests {
         assert_eq!(a.suggestions[0], direct);
         assert_eq!(a.suggested_lr(), direct.lr);
         assert_eq!(a.diagnosis.kind, DiagnosisKind::Good);
+    }
+
+    #[test]
+    fn auto_is_the_default() {
+        let (lrs, losses) = curve();
+        let a = analyze(&lrs, &losses, &AnalyzeConfig::default()).unwrap();
+        let stop = a.stop.unwrap().0;
+        // The sweep exploded, so auto reads the same as on a series cut by a NaN.
+        let mut cut = losses[..stop].to_vec();
+        cut.push(f64::NAN);
+        let direct = crate::suggest(&lrs[..=stop], &cut, &a_method("auto")).unwrap();
+        assert_eq!((a.suggestions[0].method, a.suggestions[0]), ("auto", direct));
     }
 
     fn a_method(name: &str) -> Method {

@@ -26,6 +26,8 @@ pub struct BatchAnalysis {
     pub lr: Vec<Vec<f64>>,
     /// Per method (config order): the index of each suggestion (-1 if none).
     pub index: Vec<Vec<i64>>,
+    /// Per method (config order): the confidence of each suggestion (NaN if none).
+    pub confidence: Vec<Vec<f64>>,
 }
 
 /// Sweeps per task: enough to amortise rayon's scheduling, few enough to balance two cores.
@@ -54,6 +56,7 @@ where
         range_high: vec![f64::NAN; n],
         lr: vec![vec![f64::NAN; n]; m],
         index: vec![vec![-1; n]; m],
+        confidence: vec![vec![f64::NAN; n]; m],
     };
     let rows = Rows {
         first: 0,
@@ -66,6 +69,7 @@ where
         range_high: &mut out.range_high,
         lr: out.lr.iter_mut().map(|c| c.as_mut_slice()).collect(),
         index: out.index.iter_mut().map(|c| c.as_mut_slice()).collect(),
+        confidence: out.confidence.iter_mut().map(|c| c.as_mut_slice()).collect(),
     };
     fill(rows, lrs, losses, offsets, config)?;
     Ok(out)
@@ -112,12 +116,14 @@ struct Rows<'a> {
     range_high: &'a mut [f64],
     lr: Vec<&'a mut [f64]>,
     index: Vec<&'a mut [i64]>,
+    confidence: Vec<&'a mut [f64]>,
 }
 
 impl<'a> Rows<'a> {
     fn split(self, mid: usize) -> (Rows<'a>, Rows<'a>) {
         let (lr_a, lr_b): (Vec<_>, Vec<_>) = self.lr.into_iter().map(|c| c.split_at_mut(mid)).unzip();
         let (ix_a, ix_b): (Vec<_>, Vec<_>) = self.index.into_iter().map(|c| c.split_at_mut(mid)).unzip();
+        let (cf_a, cf_b): (Vec<_>, Vec<_>) = self.confidence.into_iter().map(|c| c.split_at_mut(mid)).unzip();
         let (si_a, si_b) = self.stop_index.split_at_mut(mid);
         let (sr_a, sr_b) = self.stop_reason.split_at_mut(mid);
         let (dg_a, dg_b) = self.diagnosis.split_at_mut(mid);
@@ -137,6 +143,7 @@ impl<'a> Rows<'a> {
                 range_high: rh_a,
                 lr: lr_a,
                 index: ix_a,
+                confidence: cf_a,
             },
             Rows {
                 first: self.first + mid,
@@ -149,6 +156,7 @@ impl<'a> Rows<'a> {
                 range_high: rh_b,
                 lr: lr_b,
                 index: ix_b,
+                confidence: cf_b,
             },
         )
     }
@@ -189,6 +197,7 @@ where
         for (j, sg) in suggestions.iter().enumerate() {
             rows.lr[j][r] = sg.lr.unwrap_or(f64::NAN);
             rows.index[j][r] = sg.index.map_or(-1, |i| i as i64);
+            rows.confidence[j][r] = sg.confidence.unwrap_or(f64::NAN);
         }
     }
     Ok(())
@@ -255,6 +264,8 @@ mod tests {
                 prop_assert_eq!(batch.diagnosis[k], one.diagnosis.kind.code());
                 for (j, s) in one.suggestions.iter().enumerate() {
                     prop_assert_eq!(batch.index[j][k], s.index.map_or(-1, |i| i as i64));
+                    let c = s.confidence.unwrap_or(f64::NAN);
+                    prop_assert!(batch.confidence[j][k] == c || (c.is_nan() && batch.confidence[j][k].is_nan()));
                     prop_assert!(batch.lr[j][k] == s.lr.unwrap_or(f64::NAN) || (batch.lr[j][k].is_nan() && s.lr.is_none()));
                 }
                 prop_assert!(batch.min_loss[k] == one.min_loss || (batch.min_loss[k].is_nan() && one.min_loss.is_nan()));

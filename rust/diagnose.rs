@@ -199,7 +199,10 @@ impl fmt::Display for Diagnosis {
         match self.kind {
             DiagnosisKind::Good => {
                 let (lo, hi) = self.range.unwrap_or((f64::NAN, f64::NAN));
-                write!(f, "Good: the loss falls between LR {lo:.1e} and {hi:.1e}; pick a learning rate in that range.")
+                write!(
+                    f,
+                    "Good: the loss falls between LR {lo:.1e} and {hi:.1e} before it explodes; train at the suggested LR."
+                )
             }
             DiagnosisKind::Flat => write!(
                 f,

@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 mod analyze;
+mod auto;
 mod batch;
 mod diagnose;
 mod diverge;
@@ -20,6 +21,7 @@ mod sweep;
 mod python;
 
 pub use analyze::{analyze, Analysis, AnalyzeConfig, SuggestOn};
+pub use auto::{AutoParams, AutoReading, Confidence};
 pub use batch::{analyze_batch, BatchAnalysis};
 pub use diagnose::{Arch, DiagnoseConfig, Diagnosis, DiagnosisKind};
 pub use diverge::{detect, DivergenceConfig, DivergenceDetector, StopReason, Watch};

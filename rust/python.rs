@@ -271,11 +271,22 @@ struct Suggestion {
     method: String,
     /// Why, in words.
     reason: String,
+    /// How sure the method is, in [0, 1] (auto only; None otherwise).
+    confidence: Option<f64>,
+    /// (low, high) LRs that should train about as well (auto only; None otherwise).
+    range: Option<(f64, f64)>,
 }
 
 impl From<&CoreSuggestion> for Suggestion {
     fn from(s: &CoreSuggestion) -> Self {
-        Suggestion { lr: s.lr, index: s.index, method: s.method.to_string(), reason: s.reason.to_string() }
+        Suggestion {
+            lr: s.lr,
+            index: s.index,
+            method: s.method.to_string(),
+            reason: s.reason.to_string(),
+            confidence: s.confidence,
+            range: s.range,
+        }
     }
 }
 
@@ -368,6 +379,8 @@ struct BatchAnalysis {
     lr: Py<PyDict>,
     /// Method label -> suggestion indices (-1 if none).
     index: Py<PyDict>,
+    /// Method label -> confidence in [0, 1] (NaN if none or the method gives none).
+    confidence: Py<PyDict>,
 }
 
 #[pymethods]
@@ -610,7 +623,7 @@ fn log_gradient<'py>(
 /// Suggests an LR from exactly the series given (raw or smoothed) with `method` and its
 /// keyword parameters; see the package docs for each method's parameters and defaults.
 #[pyfunction]
-#[pyo3(signature = (lrs, losses, method="steepest", **params))]
+#[pyo3(signature = (lrs, losses, method="auto", **params))]
 fn suggest(
     py: Python<'_>,
     lrs: &Bound<'_, PyAny>,
@@ -643,7 +656,7 @@ fn analysis_to_py(py: Python<'_>, labels: &[String], a: CoreAnalysis) -> PyResul
 }
 
 /// Reads one sweep: stop, smoothed curve, gradient, suggestions and diagnosis. Keyword options
-/// (defaults): methods (every method, steepest first), threshold (10.0), watch ("raw"),
+/// (defaults): methods (every method, auto first), threshold (10.0), watch ("raw"),
 /// alpha (0.05), debias (False), patience (1), min_steps (0), suggest_on ("raw"), arch (None),
 /// min_points (10), immediate_steps (5), flat_tol (0.02), noise_tol (0.25), improving_tail (0.1),
 /// range_drop (0.2); see the package docs.
@@ -680,9 +693,11 @@ fn analyze_batch(
     let b = with_slices!(lrs, losses, |x, y| detached(py, || crate::analyze_batch(x, y, offsets, &config))?);
     let lr = PyDict::new(py);
     let index = PyDict::new(py);
-    for ((label, l), i) in labels.iter().zip(b.lr).zip(b.index) {
+    let confidence = PyDict::new(py);
+    for (((label, l), i), c) in labels.iter().zip(b.lr).zip(b.index).zip(b.confidence) {
         lr.set_item(label, l.into_pyarray(py))?;
         index.set_item(label, i.into_pyarray(py))?;
+        confidence.set_item(label, c.into_pyarray(py))?;
     }
     Ok(BatchAnalysis {
         stop_index: b.stop_index.into_pyarray(py).unbind(),
@@ -694,6 +709,7 @@ fn analyze_batch(
         range_high: b.range_high.into_pyarray(py).unbind(),
         lr: lr.unbind(),
         index: index.unbind(),
+        confidence: confidence.unbind(),
     })
 }
 

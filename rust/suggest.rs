@@ -8,6 +8,7 @@
 
 use std::fmt;
 
+use crate::auto::{auto, Auto, AutoParams, AutoReading, MIN_POINTS};
 use crate::diverge::{detect, DivergenceConfig, Watch};
 use crate::error::{check_sweep, param, Result};
 use crate::gradient::{gradient_into, gradient_uniform_into};
@@ -74,6 +75,9 @@ pub enum Method {
         /// Multiplier of the found LR.
         adjust_value: f64,
     },
+    /// lrfind's default: the LR where the robustly smoothed loss has made a share of its final
+    /// descent, with a confidence and a range (see [`AutoParams`]).
+    Auto(AutoParams),
     /// The seed's rule of thumb: `factor` below the LR where the loss exploded.
     Explosion {
         /// Divisor of the LR at the explosion point.
@@ -93,7 +97,7 @@ pub enum Param<'a> {
 }
 
 /// The method names `suggest` knows, in the order `analyze` reports them by default.
-pub const METHOD_NAMES: [&str; 6] = ["steepest", "minimum", "steep", "valley", "slide", "explosion"];
+pub const METHOD_NAMES: [&str; 7] = ["auto", "steepest", "minimum", "steep", "valley", "slide", "explosion"];
 
 impl Method {
     /// The method's name as used by `suggest`.
@@ -105,6 +109,7 @@ impl Method {
             Method::Valley { .. } => "valley",
             Method::Slide { .. } => "slide",
             Method::Explosion { .. } => "explosion",
+            Method::Auto(_) => "auto",
         }
     }
 
@@ -119,10 +124,11 @@ impl Method {
             "valley" => Method::Valley { skip_start, skip_end },
             "slide" => Method::Slide { skip_start, skip_end, lr_diff: 15, thresh: 0.005, adjust_value: 1.0 },
             "explosion" => Method::Explosion { factor: 10.0, detector },
+            "auto" => Method::Auto(AutoParams::default()),
             other => {
                 return Err(param(
                     "method",
-                    "one of steepest, minimum, steep, valley, slide, explosion",
+                    "one of auto, steepest, minimum, steep, valley, slide, explosion",
                     format!("{other:?}"),
                 ))
             }
@@ -174,6 +180,14 @@ impl Method {
             }
             (Method::Slide { adjust_value, .. }, "adjust_value") => {
                 *adjust_value = number("adjust_value", value, "finite and > 0", |v| v.is_finite() && v > 0.0)?
+            }
+            (Method::Auto(p), "smooth") => {
+                p.smooth = number("smooth", value, "finite and >= 0", |v| v.is_finite() && v >= 0.0)?
+            }
+            (Method::Auto(p), "drop") => p.drop = number("drop", value, "in (0, 1]", |v| v > 0.0 && v <= 1.0)?,
+            (Method::Auto(p), "shift") => p.shift = number("shift", value, "finite", f64::is_finite)?,
+            (Method::Auto(p), "spread") => {
+                p.spread = number("spread", value, "finite and >= 0", |v| v.is_finite() && v >= 0.0)?
             }
             (Method::Explosion { detector, .. }, key) => {
                 if !set_detector(detector, key, value)? {
@@ -250,6 +264,10 @@ pub enum Reason {
     Flat,
     /// The sweep never exploded (for `explosion`).
     NeverExploded,
+    /// The smoothed loss never fell below its start (for `auto`).
+    NoDescent,
+    /// `auto`'s reading of the descent.
+    Auto(AutoReading),
     /// Steepest descent found.
     Steepest {
         /// Index of the steepest point.
@@ -300,6 +318,8 @@ impl fmt::Display for Reason {
             }
             Reason::Flat => write!(f, "the loss is flat over the window: nothing to choose from"),
             Reason::NeverExploded => write!(f, "the loss never exploded: extend max_lr to find the explosion"),
+            Reason::NoDescent => write!(f, "the smoothed loss never falls below its start: nothing was learned"),
+            Reason::Auto(reading) => write!(f, "{reading}"),
             Reason::Steepest { at, slope, backoff } => {
                 write!(
                     f,
@@ -336,6 +356,10 @@ pub struct Suggestion {
     pub method: &'static str,
     /// Why, in words (via `Display`).
     pub reason: Reason,
+    /// `auto` only: how sure it is, in [0, 1] (0.7 and up reads "high", below 0.4 "low").
+    pub confidence: Option<f64>,
+    /// `auto` only: the LRs (low, high) that should train about as well.
+    pub range: Option<(f64, f64)>,
 }
 
 /// Reusable buffers so a batch of sweeps allocates once per worker.
@@ -344,6 +368,7 @@ pub(crate) struct Scratch {
     pub x: Vec<f64>,
     pub g: Vec<f64>,
     pub lds: Vec<usize>,
+    pub auto: crate::auto::Scratch,
 }
 
 /// Suggests an LR from `losses` at `lrs` with `method`.
@@ -365,7 +390,8 @@ pub fn suggest<L: Copy + Into<f64>, F: Copy + Into<f64>>(
     Ok(suggest_checked(&lrs, &losses, method, stop, &mut Scratch::default()))
 }
 
-/// [`suggest`] on validated input; `stop` is the explosion point, used by `explosion` only.
+/// [`suggest`] on validated input; `stop` is the explosion point (`explosion` reads it, `auto`
+/// notes that there was one).
 pub(crate) fn suggest_checked(
     lrs: &[f64],
     losses: &[f64],
@@ -374,12 +400,20 @@ pub(crate) fn suggest_checked(
     s: &mut Scratch,
 ) -> Suggestion {
     let name = method.name();
-    let none = |reason| Suggestion { lr: None, index: None, method: name, reason };
-    let pick = |index: usize, lr: f64, reason| Suggestion { lr: Some(lr), index: Some(index), method: name, reason };
+    let none = |reason| Suggestion { lr: None, index: None, method: name, reason, confidence: None, range: None };
+    let pick = |index: usize, lr: f64, reason| Suggestion {
+        lr: Some(lr),
+        index: Some(index),
+        method: name,
+        reason,
+        confidence: None,
+        range: None,
+    };
     let needed = match method {
         Method::Steepest { .. } | Method::Steep { .. } => 2,
         Method::Minimum { .. } | Method::Valley { .. } => 1,
         Method::Slide { lr_diff, .. } => lr_diff + 1,
+        Method::Auto(_) => MIN_POINTS,
         Method::Explosion { factor, .. } => {
             return match stop {
                 Some(at) => pick(at, lrs[at] / factor, Reason::Explosion { at, factor: *factor }),
@@ -448,6 +482,14 @@ pub(crate) fn suggest_checked(
             }
             pick(start + cand, lrs[start + cand] * adjust_value, Reason::Slide { adjust_value })
         }
+        Method::Auto(p) => match auto(wl, wf, stop.is_some() || end < losses.len(), &p, &mut s.auto) {
+            Auto::NoDescent => none(Reason::NoDescent),
+            Auto::Found { index, lr, range, reading } => Suggestion {
+                confidence: Some(reading.confidence),
+                range: Some(range),
+                ..pick(start + index, lr, Reason::Auto(reading))
+            },
+        },
         Method::Explosion { .. } => unreachable!("handled above"),
     }
 }
@@ -460,7 +502,7 @@ fn window(losses: &[f64], method: &Method) -> (usize, usize) {
         | Method::Steep { skip_start, skip_end }
         | Method::Valley { skip_start, skip_end }
         | Method::Slide { skip_start, skip_end, .. } => (skip_start, skip_end),
-        Method::Explosion { .. } => (0, 0),
+        Method::Explosion { .. } | Method::Auto(_) => (0, 0),
     };
     let start = skip_start.min(losses.len());
     let end = losses.len().saturating_sub(skip_end).max(start);
@@ -640,7 +682,7 @@ mod tests {
         assert_eq!(err("explosion", &[("threshold", Param::Num(0.5))]), "threshold must be finite and > 1, got 0.5");
         assert_eq!(
             err("magic", &[]),
-            "method must be one of steepest, minimum, steep, valley, slide, explosion, got \"magic\""
+            "method must be one of auto, steepest, minimum, steep, valley, slide, explosion, got \"magic\""
         );
     }
 
@@ -654,7 +696,7 @@ mod tests {
         ) {
             let lrs: Vec<f64> = (0..losses.len()).map(|i| 1e-7 * 1.2f64.powi(i as i32)).collect();
             let mut params = vec![];
-            if name != "explosion" {
+            if !matches!(name, "explosion" | "auto") {
                 params = vec![("skip_start", Param::Num(skip_start as f64)), ("skip_end", Param::Num(skip_end as f64))];
             }
             let s = pick(&lrs, &losses, name, &params);

@@ -70,7 +70,7 @@ def test_analyze_table(data: Path) -> None:
     done = run("analyze", data / "a.csv", data / "b.json")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].split() == ["name", "points", "stop", *lrfind.METHODS, "range", "diagnosis"]
+    assert lines[0].split() == ["name", "points", "stop", *lrfind.METHODS, "confidence", "range", "diagnosis"]
     by_name = {line.split()[0]: line.split() for line in lines[1:4]}
     assert set(by_name) == set(SWEEPS)
     for name, loss in SWEEPS.items():
@@ -78,7 +78,7 @@ def test_analyze_table(data: Path) -> None:
         row = by_name[name]
         assert row[1] == str(N) and row[-1] == a.diagnosis.kind
         lrs = ["-" if s.lr is None else f"{s.lr:.2e}" for s in a.suggestions.values()]
-        assert row[-2 - len(lrs) : -2] == lrs
+        assert row[-3 - len(lrs) : -3] == lrs
     assert "3 sweep(s) from 2 file(s); 0 input(s) rejected" in done.stdout
     assert lines[-1] == "diagnoses: good 2, flat 1"
 
@@ -102,9 +102,10 @@ def test_analyze_json_matches_analyze(data: Path) -> None:
         assert sweep["points"] == N
         assert sweep["stop_index"] == (a.stop_index if a.stop_index >= 0 else None)
         assert sweep["stop_reason"] == a.stop_reason
-        assert list(sweep["suggestions"]) == lrfind.METHODS  # steepest first
+        assert list(sweep["suggestions"]) == lrfind.METHODS  # auto first
         for method, s in a.suggestions.items():
-            assert sweep["suggestions"][method] == {"lr": s.lr, "index": s.index, "reason": s.reason}
+            want = {"lr": s.lr, "index": s.index, "reason": s.reason, "confidence": s.confidence}
+            assert sweep["suggestions"][method] == {**want, "range": s.range and list(s.range)}
         d = a.diagnosis
         assert sweep["diagnosis"] == {"kind": d.kind, "message": d.message, "range": d.range and list(d.range)}
     assert doc["sweeps"][1]["stop_index"] is None and doc["sweeps"][1]["diagnosis"]["range"] is None
@@ -127,6 +128,19 @@ def test_analyze_csv_with_chosen_methods(data: Path) -> None:
         assert row["diagnosis"] == a.diagnosis.kind
         assert row["stop_reason"] == (a.stop_reason or "")
     assert rows[1]["stop_index"] == rows[1]["range_low"] == ""  # the flat sweep: no stop, no range
+
+
+def test_auto_confidence_column(data: Path) -> None:
+    done = run("analyze", data / "a.csv", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(done.stdout)))
+    for row in rows:
+        s = lrfind.analyze(LRS, SWEEPS[row["name"]]).suggestions["auto"]
+        assert row["confidence_auto"] == ("" if s.confidence is None else repr(s.confidence))
+    table = run("analyze", data / "a.csv").stdout.splitlines()
+    assert table[0].split()[3:5] == ["auto", "steepest"] and table[0].split()[-3] == "confidence"
+    conf = lrfind.analyze(LRS, SWEEPS["a/r1"]).suggestions["auto"].confidence
+    word = "high" if conf >= 0.7 else "medium" if conf >= 0.4 else "low"
+    assert table[1].split()[-3] == f"{word}({conf:.2f})"
 
 
 def test_analyze_out_and_plot(data: Path, tmp_path: Path) -> None:

@@ -160,6 +160,15 @@ def test_consensus_spread_agreement_and_files(tmp_path):
     assert par.spread == pytest.approx(np.exp(q75 - q25), rel=1e-12)
     assert par.agreeing == int(np.sum(np.abs(np.log(lrs / par.suggested_lr)) <= np.log(2)))
     assert "Consensus LR" in par.summary() and "of 6 runs" in par.diagnosis
+    # auto is the default main method: the consensus confidence is the runs' median confidence
+    # times the share of suggestions near the consensus.
+    confidences = [r.suggestions["auto"].confidence for r in par.runs if r.suggested_lr is not None]
+    want = np.median(confidences) * par.agreeing / len(lrs)
+    assert par.confidence == pytest.approx(want, rel=1e-12) and f"confidence {want:.2f}" in par.summary()
+    steepest = lrfind.ParallelResult(
+        runs=[lrfind.RangeTestResult.from_sweep(r.lrs, r.losses, methods="steepest") for r in par.runs], seeds=par.seeds
+    )
+    assert steepest.confidence is None and "confidence" not in steepest.summary().splitlines()[0]
     par.save(tmp_path / "par.json")
     back = lrfind.ParallelResult.load(tmp_path / "par.json")
     assert back.suggested_lr == par.suggested_lr and back.seeds == par.seeds

@@ -87,13 +87,20 @@ def with_lr(result):
 def test_plot_draws_curve_suggestions_stop_and_range(numpy_result):
     ax = numpy_result.plot()
     n = len(with_lr(numpy_result))
+    ranged = [s for s in with_lr(numpy_result) if s.range is not None]
+    assert [s.method for s in ranged] == ["auto"]
     assert numpy_result.diagnosis.range is not None and numpy_result.explosion_lr is not None
-    assert len(ax.lines) == 2 + n + 1  # raw, smoothed, one marker each, the stop line
+    # raw, smoothed, one marker each, the stop line, and the two caps of auto's range bar
+    assert len(ax.lines) == 2 + n + 1 + 2
+    low, high = ranged[0].range
+    caps = sorted(float(line.get_xdata()[0]) for line in ax.lines if line.get_marker() == "|")
+    np.testing.assert_allclose(caps, [low, high], rtol=1e-12)
     assert len(ax.patches) == 1  # the diagnosis range
     assert ax.get_xscale() == "log" and ax.get_title() == f"LR range test: {numpy_result.diagnosis.kind}"
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     for s in with_lr(numpy_result):
-        assert f"{s.method}: {s.lr:.2e}" in labels
+        extra = "" if s.range is None else f" (range {s.range[0]:.1e} to {s.range[1]:.1e})"
+        assert f"{s.method}: {s.lr:.2e}{extra}" in labels
     assert any(label.startswith("stop (threshold)") for label in labels)
 
 
@@ -310,7 +317,7 @@ def test_scheduler_without_a_suggestion_says_why():
     flat = lrfind.LearningRateFinder(num_steps=30).range_test(lambda lr: 1.0)
     assert flat.suggested_lr is None
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
-    reason = flat.suggestions["steepest"].reason
+    reason = flat.suggestions["auto"].reason
     with pytest.raises(ValueError, match=re.escape(f"no suggested LR to schedule from ({reason})")):
         flat.scheduler(optimizer, total_steps=10)
     with pytest.raises(ValueError, match="pass base_lr="):

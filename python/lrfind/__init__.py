@@ -1,9 +1,11 @@
 """lrfind: the LR range test (Leslie Smith, 2017) with a Rust core.
 
 Sweep the learning rate exponentially from ``min_lr`` to ``max_lr``, one training step per LR,
-record the loss, stop when it explodes, suggest the LR where the loss falls fastest (with a safety
-back-off), and diagnose the curve. The numerics run in Rust over numpy buffers, for one sweep or a
-million. ``import lrfind`` needs only numpy; the PyTorch layer lives in ``lrfind.torch``.
+record the loss, stop when it explodes, suggest an LR (``auto``, the method that trains best on
+lrfind's quality benchmark, with a confidence and a range; the seed's steepest descent with a
+safety back-off and the peers' rules are there too), and diagnose the curve. The numerics run
+in Rust over numpy buffers, for one sweep or a million. ``import lrfind`` needs only numpy; the
+PyTorch layer lives in ``lrfind.torch``.
 """
 
 from lrfind._core import (

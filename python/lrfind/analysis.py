@@ -34,10 +34,10 @@ def diagnose(lrs: Any, losses: Any, **options: Any) -> _core.Diagnosis:
 
     Takes ``analyze``'s keyword arguments (the thresholds ``min_points=10``, ``immediate_steps=5``,
     ``flat_tol=0.02``, ``noise_tol=0.25``, ``improving_tail=0.1``, ``range_drop=0.2``, and the
-    ``arch`` hint among them); the main suggestion defaults to ``"steepest"``. Returns the
+    ``arch`` hint among them); the main suggestion defaults to ``"auto"``. Returns the
     ``Diagnosis`` (``kind``, ``message``, ``range``).
     """
-    options.setdefault("methods", "steepest")
+    options.setdefault("methods", "auto")
     return _core.analyze(lrs, losses, **options).diagnosis
 
 

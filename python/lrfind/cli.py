@@ -28,8 +28,8 @@ import numpy as np
 import lrfind
 from lrfind import demo
 
-#: Every suggestion method, ``"steepest"`` (the main suggestion) first.
-DEFAULT_METHODS = ["steepest", *(m for m in lrfind.METHODS if m != "steepest")]
+#: Every suggestion method, ``"auto"`` (the main suggestion) first.
+DEFAULT_METHODS = list(lrfind.METHODS)
 
 #: ``--plot`` writes one PNG per sweep up to this many sweeps, else one grid of the first this many.
 MAX_PLOTS = 20
@@ -103,7 +103,8 @@ def _index(i: int) -> int | None:
 def _table(sweeps: Any, batch: lrfind.BatchAnalysis, methods: list[str]) -> str:
     """One aligned row per sweep, then the sweeps' count per diagnosis."""
     points = _points(sweeps)
-    header = ["name", "points", "stop", *methods, "range", "diagnosis"]
+    confident = "auto" in methods  # auto's confidence gets a column
+    header = ["name", "points", "stop", *methods, *(["confidence"] if confident else []), "range", "diagnosis"]
     rows = []
     for i, name in enumerate(sweeps.names):
         reason = _stop_reason(int(batch.stop_reason[i]))
@@ -114,12 +115,13 @@ def _table(sweeps: Any, batch: lrfind.BatchAnalysis, methods: list[str]) -> str:
                 str(points[i]),
                 "-" if reason is None else f"{batch.stop_index[i]} {reason}",
                 *(_lr_text(batch.lr[m][i]) for m in methods),
+                *([_confidence_text(batch.confidence["auto"][i])] if confident else []),
                 f"{low:.2e}..{high:.2e}" if math.isfinite(low) else "-",
                 _DIAGNOSES[batch.diagnosis[i]],
             ]
         )
     widths = [max(len(row[c]) for row in [header, *rows]) for c in range(len(header))]
-    numeric = {1, *range(3, 3 + len(methods))}  # right-aligned columns
+    numeric = {1, *range(3, 3 + len(methods) + confident)}  # right-aligned columns
     lines = [
         "  ".join(
             cell.rjust(w) if c in numeric else cell.ljust(w)
@@ -136,6 +138,14 @@ def _table(sweeps: Any, batch: lrfind.BatchAnalysis, methods: list[str]) -> str:
 
 def _lr_text(lr: float) -> str:
     return f"{lr:.2e}" if math.isfinite(lr) else "-"
+
+
+def _confidence_text(confidence: float) -> str:
+    """``high(0.85)``: the word (0.7 and up high, below 0.4 low) and the score, one token."""
+    if not math.isfinite(confidence):
+        return "-"
+    word = "high" if confidence >= 0.7 else "medium" if confidence >= 0.4 else "low"
+    return f"{word}({confidence:.2f})"
 
 
 def _diagnosis_counts(batch: lrfind.BatchAnalysis) -> dict[str, int]:
@@ -165,6 +175,8 @@ def _json(sweeps: Any, batch: lrfind.BatchAnalysis, methods: list[str]) -> str:
                         "lr": _float(batch.lr[m][i]),
                         "index": _index(batch.index[m][i]),
                         "reason": one.suggestions[m].reason,
+                        "confidence": _float(batch.confidence[m][i]),
+                        "range": None if one.suggestions[m].range is None else list(one.suggestions[m].range),
                     }
                     for m in methods
                 },
@@ -197,7 +209,17 @@ def _csv(sweeps: Any, batch: lrfind.BatchAnalysis, methods: list[str]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     header = ["name", "source", "points", "stop_index", "stop_reason"]
-    writer.writerow([*header, *(f"lr_{m}" for m in methods), "range_low", "range_high", "diagnosis"])
+    confidence = [m for m in methods if m == "auto"]
+    writer.writerow(
+        [
+            *header,
+            *(f"lr_{m}" for m in methods),
+            *(f"confidence_{m}" for m in confidence),
+            "range_low",
+            "range_high",
+            "diagnosis",
+        ]
+    )
     reasons = ["", *batch.STOP_REASONS]
     columns = [
         sweeps.names,
@@ -206,6 +228,7 @@ def _csv(sweeps: Any, batch: lrfind.BatchAnalysis, methods: list[str]) -> str:
         ["" if i < 0 else i for i in batch.stop_index.tolist()],
         [reasons[c] for c in batch.stop_reason.tolist()],
         *(_csv_floats(batch.lr[m]) for m in methods),
+        *(_csv_floats(batch.confidence[m]) for m in confidence),
         _csv_floats(batch.range_low),
         _csv_floats(batch.range_high),
         [_DIAGNOSES[c] for c in batch.diagnosis.tolist()],
@@ -365,19 +388,21 @@ exit codes: 0 success; 1 some inputs rejected (the rest reported) or an output n
 _ANALYZE_HELP = f"""\
 Read recorded range-test sweeps (CSV, JSON, JSONL, NPZ or Parquet files, directories of them,
 or globs), analyse them all in one batch, and report one row per sweep: its points, where and
-why it stopped, the suggested LR of each method, the diagnosis range and kind, then the count
-of sweeps per diagnosis. Unreadable inputs are rejected (listed on stderr, or under
+why it stopped, the suggested LR of each method (auto, the default, first), auto's confidence
+(0 to 1: 0.7 and up is high, below 0.4 low), the diagnosis range and kind, then the count of
+sweeps per diagnosis. Unreadable inputs are rejected (listed on stderr, or under
 "rejected" in JSON) and the exit code is 1; the other sweeps are still reported.
 
 --format json prints one object:
   {{"sweeps": [{{"name", "source", "points", "stop_index", "stop_reason",
-               "suggestions": {{METHOD: {{"lr", "index", "reason"}}}},
+               "suggestions": {{METHOD: {{"lr", "index", "reason", "confidence", "range"}}}},
                "diagnosis": {{"kind", "message", "range": [low, high]}}}}],
    "rejected": [{{"source", "reason"}}],
    "summary": {{"files_read", "sweeps_read", "analysed", "rejected", "diagnoses": {{KIND: COUNT}}}}}}
   with null where there is no value.
---format csv writes name, source, points, stop_index, stop_reason, lr_METHOD..., range_low,
-  range_high, diagnosis; empty where there is no value.
+--format csv writes name, source, points, stop_index, stop_reason, lr_METHOD...,
+  confidence_auto (when auto is among the methods), range_low, range_high, diagnosis; empty
+  where there is no value. "confidence" and "range" are auto's (null for the other methods).
 --plot DIR writes one PNG per sweep, named after the sweep, for up to {MAX_PLOTS} sweeps;
   with more, one grid of the first {MAX_PLOTS} (sweeps.png).
 
@@ -442,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         choices=lrfind.METHODS,
         metavar="M",
-        help=f"a suggestion method, repeatable: {', '.join(lrfind.METHODS)} (default: all, steepest first)",
+        help=f"a suggestion method, repeatable: {', '.join(lrfind.METHODS)} (default: all, auto first)",
     )
     analyze.add_argument("--format", choices=_FORMATS, default="table", help="output format (default: table)")
     analyze.add_argument("--out", metavar="FILE", help="write the report to FILE instead of stdout")

@@ -23,8 +23,8 @@ class LearningRateFinder:
             the seed's; the rule is ``best + (threshold - 1) * |best|``, sound for losses <= 0).
         watch: ``"raw"`` (default, the seed's) or ``"smoothed"`` loss for the stop rule.
         patience: consecutive violations before stopping (default 1).
-        methods: suggestion methods, the first is the main one (default: every method, with the
-            seed's ``"steepest"`` first); see ``lrfind.analyze``.
+        methods: suggestion methods, the first is the main one (default: every method, with
+            ``"auto"``, the winner of lrfind's quality benchmark, first); see ``lrfind.analyze``.
         suggest_on: ``"raw"`` (default, the seed's) or ``"smoothed"`` losses for the suggestions.
         arch: optional architecture hint (``"mlp"``, ``"cnn"``, ``"transformer"``,
             ``"fine-tuning"``, ``"large-batch"``) checked against the seed's table of LR ranges.

@@ -35,7 +35,8 @@ _KIND_WORDS = {
 class ParallelResult:
     """K sweeps of one setup (``runs``, one ``RangeTestResult`` each, with their ``seeds``).
 
-    ``suggested_lr`` is the consensus: the median of the runs' suggestions in log space.
+    ``suggested_lr`` is the consensus: the median of the runs' suggestions in log space (on the
+    quality benchmark, ``benches/quality``, this beat reading ``auto`` off the runs' median curve).
     ``spread`` is their interquartile range as a factor (1.6 means the middle half of the runs
     lie within x1.6), ``agreeing`` counts runs within a factor 2 of the consensus, and
     ``diagnosis`` says in words what the runs' diagnoses add up to.
@@ -54,6 +55,16 @@ class ParallelResult:
         """Median of the runs' suggestions in log space; None if no run has one."""
         logs = np.log(self.suggestions[np.isfinite(self.suggestions)])
         return float(np.exp(np.median(logs))) if len(logs) else None
+
+    @property
+    def confidence(self) -> float | None:
+        """Median of the runs' confidences in their main suggestion (``auto`` gives one, in
+        [0, 1]), scaled down by the share of runs that disagree with the consensus (beyond a
+        factor ``AGREE_FACTOR``); None when the main method gives no confidence."""
+        scores = [s for r in self.runs if (s := _confidence(r)) is not None]
+        if not scores or self.suggested_lr is None:
+            return None
+        return float(np.median(scores)) * self.agreeing / np.isfinite(self.suggestions).sum()
 
     @property
     def spread(self) -> float | None:
@@ -90,9 +101,11 @@ class ParallelResult:
             head = f"No run suggested an LR ({len(self.runs)} runs)."
         else:
             spread = "n/a" if self.spread is None else f"x{self.spread:.2g}"
+            confidence = "" if self.confidence is None else f"; confidence {self.confidence:.2f}"
             head = (
                 f"Consensus LR: {self.suggested_lr:.2e} (median of {np.isfinite(self.suggestions).sum()} "
-                f"suggestions; spread {spread}; {self.agreeing} of {len(self.runs)} runs within x{AGREE_FACTOR:g})"
+                f"suggestions; spread {spread}; {self.agreeing} of {len(self.runs)} runs within x{AGREE_FACTOR:g}"
+                f"{confidence})"
             )
         rows = [head, self.diagnosis]
         for seed, r in zip(self.seeds, self.runs, strict=True):
@@ -164,3 +177,9 @@ class ParallelResult:
         if not isinstance(runs, list) or not isinstance(seeds, list) or len(runs) != len(seeds):
             raise ValueError(f"{path}: keys 'runs' and 'seeds' must be lists of the same length")
         return cls(runs=[RangeTestResult.from_dict(r, f"{path} run {i}") for i, r in enumerate(runs)], seeds=seeds)
+
+
+def _confidence(run: RangeTestResult) -> float | None:
+    """The confidence of a run's main suggestion, if its method gives one."""
+    main = next(iter(run.suggestions.values()), None)
+    return None if main is None or main.lr is None else main.confidence

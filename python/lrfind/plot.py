@@ -16,6 +16,7 @@ except ImportError:  # pragma: no cover - exercised in an environment without ma
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
+    from lrfind._core import Suggestion
     from lrfind.result import RangeTestResult
 
 #: The y-axis stops at ``start + TOP_SCALES * max(|start|, start - lowest)`` (three times a
@@ -72,8 +73,8 @@ def _plot_val_losses(ax: Axes, result: RangeTestResult) -> None:
         ax.plot(result.lrs[measured], result.val_losses[measured], color="C1", marker=".", label="validation loss")
 
 
-def _selected(result: RangeTestResult, methods: str | Sequence[str] | None) -> list[tuple[str, float]]:
-    """The (method, LR) of the suggestions to mark: those named (all when None) with an LR."""
+def _selected(result: RangeTestResult, methods: str | Sequence[str] | None) -> list[Suggestion]:
+    """The suggestions to mark: those named (all when None) that have an LR."""
     if methods is None:
         chosen = list(result.suggestions.values())
     else:
@@ -82,21 +83,30 @@ def _selected(result: RangeTestResult, methods: str | Sequence[str] | None) -> l
         if unknown:
             raise ValueError(f"no suggestion {unknown[0]!r}: this result has {', '.join(result.suggestions)}")
         chosen = [result.suggestions[n] for n in names]
-    return [(s.method, s.lr) for s in chosen if s.lr is not None]
+    return [s for s in chosen if s.lr is not None]
 
 
-def _mark_suggestions(ax: Axes, result: RangeTestResult, suggestions: list[tuple[str, float]]) -> None:
+def _mark_suggestions(ax: Axes, result: RangeTestResult, suggestions: list[Suggestion]) -> None:
     """One marker per suggestion at its LR, on the curve the suggestions were read from (raw
-    losses unless ``suggest_on="smoothed"``), interpolated in log LR."""
+    losses unless ``suggest_on="smoothed"``), interpolated in log LR; a suggestion with a range
+    (``auto``) gets it as a horizontal bar through the marker."""
     if not len(result.lrs):
         return
     smoothed = result.options.get("suggest_on") == "smoothed"
     curve = result.smoothed_losses if smoothed else result.losses
     log_lrs = np.log(result.lrs)
-    for i, (method, lr) in enumerate(suggestions):
+    for i, s in enumerate(suggestions):
+        lr = float(s.lr or 0.0)  # _selected keeps only suggestions with an LR
         y = np.interp(np.log(lr), log_lrs, curve)
         color = MARKER_COLORS[i % len(MARKER_COLORS)]
-        ax.plot([lr], [y], "o", color=color, markersize=7, zorder=3, label=f"{method}: {lr:.2e}")
+        label = f"{s.method}: {lr:.2e}"
+        if s.range is None:
+            ax.plot([lr], [y], "o", color=color, markersize=7, zorder=3, label=label)
+        else:
+            low, high = s.range
+            label += f" (range {low:.1e} to {high:.1e})"
+            xerr = [[lr - low], [high - lr]]
+            ax.errorbar([lr], [y], xerr=xerr, fmt="o", color=color, markersize=7, capsize=4, zorder=3, label=label)
 
 
 def _mark_stop_and_range(ax: Axes, result: RangeTestResult) -> None:

@@ -141,6 +141,8 @@ class RangeTestResult:
         main = next(iter(self.suggestions.values()), None)
         if self.suggested_lr is not None and main is not None:
             rows.append(f"Suggested LR: {self.suggested_lr:.2e} ({main.method}: {main.reason})")
+            if main.range is not None:
+                rows.append(f"Suggested range: {main.range[0]:.2e} to {main.range[1]:.2e}")
         else:
             rows.append(f"No suggestion: {main.reason if main else 'no method'}")
         rows.append(self.diagnosis.message)

@@ -1,0 +1,412 @@
+//! `auto`: lrfind's default suggestion, chosen and tuned on the quality benchmark
+//! (`benches/quality/`), with a confidence and a range.
+//!
+//! The peers read a slope or a minimum off an EMA, which lags and lets one spike or wiggle move
+//! the pick. `auto` smooths without lag and without letting single points through (a 5-point
+//! running median, then a Gaussian kernel in log10(LR)), measures the final descent (from the
+//! highest loss before the lowest one down to the lowest), and reads the LR where the loss has
+//! made a share `drop` of that descent, moved `shift` decades down for safety. Reading a level
+//! crossing instead of a slope makes the pick insensitive to where exactly the slope peaks.
+
+use std::fmt;
+
+/// Tunable parameters of `auto`; the defaults were fitted on half of the benchmark's tasks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AutoParams {
+    /// Standard deviation of the Gaussian smoothing kernel, in decades of LR (0 = median only).
+    pub smooth: f64,
+    /// Share of the descent made at the suggested point, in (0, 1]; 1 is the lowest point.
+    pub drop: f64,
+    /// Decades subtracted from the crossing point's log10(LR) (negative moves up).
+    pub shift: f64,
+    /// Half-width of the suggested range around the suggestion, in decades.
+    pub spread: f64,
+}
+
+impl Default for AutoParams {
+    fn default() -> Self {
+        // Fitted by benches/quality/fit.py on half of the tasks; `spread` is the 10th-90th
+        // percentile of the oracle LR's distance from the suggestion on those tasks.
+        Self { smooth: 0.25, drop: 0.95, shift: 0.75, spread: 0.75 }
+    }
+}
+
+/// How sure `auto` is, in words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confidence {
+    /// A clean descent, far above the noise, that turns up before the sweep ends.
+    High,
+    /// A readable descent with some noise or ambiguity.
+    Medium,
+    /// A shallow or noisy descent, or one still going at the end of the sweep.
+    Low,
+}
+
+impl Confidence {
+    /// From the score in [0, 1].
+    pub fn from_score(score: f64) -> Self {
+        if score >= 0.7 {
+            Confidence::High
+        } else if score >= 0.4 {
+            Confidence::Medium
+        } else {
+            Confidence::Low
+        }
+    }
+
+    /// "high", "medium" or "low".
+    pub fn name(self) -> &'static str {
+        match self {
+            Confidence::High => "high",
+            Confidence::Medium => "medium",
+            Confidence::Low => "low",
+        }
+    }
+}
+
+/// What `auto` read off the curve.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AutoReading {
+    /// Confidence score in [0, 1].
+    pub confidence: f64,
+    /// Share of the starting loss that the descent removes.
+    pub drop_share: f64,
+    /// Width of the descent (10% to 100% of it) in decades of LR.
+    pub width: f64,
+    /// The descent over the noise (robust standard deviation of the raw loss about the smoothed).
+    pub snr: f64,
+    /// Whether the smoothed loss was lowest at the end of a sweep that did not explode.
+    pub still_falling: bool,
+    /// Decades from the suggestion up to the last point before the explosion: how far the edge
+    /// is (None when the sweep did not explode).
+    pub margin: Option<f64>,
+    /// Index of the lowest smoothed loss.
+    pub at_min: usize,
+}
+
+impl fmt::Display for AutoReading {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let level = Confidence::from_score(self.confidence).name();
+        write!(
+            f,
+            "{level} confidence ({:.2}): the loss falls {:.0}% over {:.1} decade(s), {:.0}x the noise",
+            self.confidence,
+            100.0 * self.drop_share,
+            self.width,
+            self.snr
+        )?;
+        if self.still_falling {
+            write!(f, ", and is still falling at the end of the sweep (raise max_lr)")
+        } else if self.snr < 10.0 {
+            write!(f, "; a noisy curve: a larger batch or parallel runs would sharpen it")
+        } else if let Some(margin) = self.margin.filter(|&m| m < SAFE_MARGIN && self.confidence < 0.7) {
+            write!(
+                f,
+                "; the loss blows up {margin:.1} decade(s) above the suggestion: a sharp edge, where a somewhat \
+                 higher LR costs much"
+            )
+        } else {
+            write!(f, ", then turns up at point {}", self.at_min)
+        }
+    }
+}
+
+/// The outcome of `auto` on a window with at least [`MIN_POINTS`] finite points.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Auto {
+    /// The smoothed loss never falls below its start.
+    NoDescent,
+    /// A suggestion: `lr` read at point `index`, a range, and the reading.
+    Found { index: usize, lr: f64, range: (f64, f64), reading: AutoReading },
+}
+
+/// Decades between the suggestion and the explosion from which the edge no longer lowers the
+/// confidence; at half of it or less the confidence is halved (a clean curve then reads "medium").
+/// Set on the fit half of
+/// the quality benchmark, where the runs with an edge under 1.5 decades away had the large regrets.
+const SAFE_MARGIN: f64 = 2.0;
+
+/// Points `auto` needs.
+pub(crate) const MIN_POINTS: usize = 5;
+
+/// Reusable buffers.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    x: Vec<f64>,
+    median: Vec<f64>,
+    smooth: Vec<f64>,
+    resid: Vec<f64>,
+    weights: Vec<f64>,
+}
+
+/// Runs `auto` on finite `losses` at `lrs` (validated, `MIN_POINTS` or more); `exploded` says
+/// whether the sweep ended in an explosion (then a minimum at the end is no sign of a range too low).
+pub(crate) fn auto(lrs: &[f64], losses: &[f64], exploded: bool, p: &AutoParams, s: &mut Scratch) -> Auto {
+    let n = losses.len();
+    debug_assert!(n >= MIN_POINTS && lrs.len() == n);
+    s.x.clear();
+    s.x.extend(lrs.iter().map(|v| v.log10()));
+    running_median5(losses, &mut s.median);
+    gaussian(&s.x, &s.median, p.smooth, &mut s.weights, &mut s.smooth);
+    let (x, sm) = (&s.x, &s.smooth);
+
+    let at_min = argmin(sm);
+    let start = argmax(&sm[..=at_min]);
+    let (top, bottom) = (sm[start], sm[at_min]);
+    let depth = top - bottom;
+    // Smoothing a constant can leave an ulp of wiggle: a drop must stand out of rounding.
+    if depth <= 1e-9 * top.abs().max(bottom.abs()) {
+        return Auto::NoDescent;
+    }
+    let crossing = |share: f64| crossing(x, sm, start, at_min, top - share * depth);
+    let (index, x_pick) = crossing(p.drop);
+    let (_, x_10) = crossing(0.1);
+
+    // Noise: robust spread of the raw loss about the smoothed one, up to the minimum.
+    s.resid.clear();
+    s.resid.extend(losses[..=at_min].iter().zip(&sm[..=at_min]).map(|(a, b)| a - b));
+    let noise = 1.4826 * mad(&mut s.resid);
+    let snr = depth / noise.max(1e-12 * top.abs().max(1e-300));
+    let still_falling = !exploded && at_min + (n / 20).max(2) >= n;
+    let width = x[at_min] - x_10;
+    let x_lr = x_pick - p.shift;
+    let margin = exploded.then_some(x[n - 1] - x_lr);
+    // 3x the noise scores 0, 30x scores 1; a descent still going at the end is worth less, and
+    // so is one whose explosion lies close above the suggestion.
+    let clean = ((snr / 3.0).ln() / 10f64.ln()).clamp(0.0, 1.0);
+    let edge = margin.map_or(1.0, |m| (m / SAFE_MARGIN).clamp(0.5, 1.0));
+    let score = clean * edge * if still_falling { 0.5 } else { 1.0 };
+    let reading = AutoReading {
+        confidence: score,
+        drop_share: if top != 0.0 { depth / top.abs() } else { f64::INFINITY },
+        width,
+        snr,
+        still_falling,
+        margin,
+        at_min,
+    };
+    let range = (10f64.powf(x_lr - p.spread), 10f64.powf(x_lr + p.spread));
+    let lr = 10f64.powf(x_lr);
+    Auto::Found { index, lr, range, reading }
+}
+
+/// The last point in `[start, end)` at or above `level`, and the log10 LR where the line from it
+/// to the next point crosses `level`. `sm[start] >= level > sm[end]` must hold.
+fn crossing(x: &[f64], sm: &[f64], start: usize, end: usize, level: f64) -> (usize, f64) {
+    let j = (start..end).rev().find(|&j| sm[j] >= level).unwrap_or(start);
+    let t = ((sm[j] - level) / (sm[j] - sm[j + 1])).clamp(0.0, 1.0);
+    (j, x[j] + t * (x[j + 1] - x[j]))
+}
+
+/// Median of each point and its two neighbours either side (fewer at the ends).
+fn running_median5(v: &[f64], out: &mut Vec<f64>) {
+    out.clear();
+    let n = v.len();
+    let mut w = [0.0; 5];
+    for i in 0..n {
+        let (lo, hi) = (i.saturating_sub(2), (i + 2).min(n - 1));
+        let k = hi - lo + 1;
+        w[..k].copy_from_slice(&v[lo..=hi]);
+        w[..k].sort_unstable_by(f64::total_cmp);
+        out.push(if k % 2 == 1 { w[k / 2] } else { 0.5 * (w[k / 2 - 1] + w[k / 2]) });
+    }
+}
+
+/// Gaussian kernel smoothing of `y` over increasing `x`, `sigma` wide, cut at 3 sigma, weights
+/// renormalised at the ends (so there is no lag and no pull towards zero).
+fn gaussian(x: &[f64], y: &[f64], sigma: f64, weights: &mut Vec<f64>, out: &mut Vec<f64>) {
+    out.clear();
+    if sigma <= 0.0 {
+        out.extend_from_slice(y);
+        return;
+    }
+    let (reach, inv) = (3.0 * sigma, -0.5 / (sigma * sigma));
+    if inv.is_infinite() {
+        // sigma so small that sigma^2 underflows: the kernel is the point itself.
+        out.extend_from_slice(y);
+        return;
+    }
+    let n = x.len();
+    let step = (x[n - 1] - x[0]) / (n - 1).max(1) as f64;
+    if n >= 2 && x.windows(2).all(|w| (w[1] - w[0] - step).abs() <= 1e-9 * step) {
+        // An exponential sweep is evenly spaced in log LR: the same weights at every point, one
+        // `exp` per offset instead of one per pair (6x faster on 100-point sweeps).
+        weights.clear();
+        weights.extend((0..n).map(|d| d as f64 * step).take_while(|&d| d <= reach).map(|d| (d * d * inv).exp()));
+        let k = weights.len() - 1;
+        for i in 0..n {
+            let (mut num, mut den) = (0.0, 0.0);
+            for j in i.saturating_sub(k)..=(i + k).min(n - 1) {
+                let w = weights[i.abs_diff(j)];
+                num += w * y[j];
+                den += w;
+            }
+            out.push(num / den);
+        }
+        return;
+    }
+    let mut lo = 0;
+    for i in 0..x.len() {
+        while x[i] - x[lo] > reach {
+            lo += 1;
+        }
+        let (mut num, mut den) = (0.0, 0.0);
+        for j in lo..x.len() {
+            let d = x[j] - x[i];
+            if d > reach {
+                break;
+            }
+            let w = (d * d * inv).exp();
+            num += w * y[j];
+            den += w;
+        }
+        out.push(num / den);
+    }
+}
+
+fn argmin(v: &[f64]) -> usize {
+    (0..v.len()).fold(0, |b, i| if v[i] < v[b] { i } else { b })
+}
+
+/// Index of the last largest value (the descent starts after it).
+fn argmax(v: &[f64]) -> usize {
+    (0..v.len()).fold(0, |b, i| if v[i] >= v[b] { i } else { b })
+}
+
+/// Median absolute deviation from the median (reorders `v`).
+fn mad(v: &mut [f64]) -> f64 {
+    let med = median(v);
+    for a in v.iter_mut() {
+        *a = (*a - med).abs();
+    }
+    median(v)
+}
+
+/// Median by selection, O(n) (reorders `v`, which must not be empty).
+fn median(v: &mut [f64]) -> f64 {
+    let n = v.len();
+    let (below, &mut upper, _) = v.select_nth_unstable_by(n / 2, f64::total_cmp);
+    if n % 2 == 1 {
+        upper
+    } else {
+        0.5 * (below.iter().copied().fold(f64::NEG_INFINITY, f64::max) + upper)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sigmoid_curve(n: usize, noise: f64) -> (Vec<f64>, Vec<f64>) {
+        // Loss 2.0 falling to 0.5 around lr 1e-3 (log10 -3), rising after 1e-1; deterministic noise.
+        let lrs: Vec<f64> = (0..n).map(|i| 1e-7 * 10f64.powf(7.0 * i as f64 / (n - 1) as f64)).collect();
+        let losses = lrs
+            .iter()
+            .enumerate()
+            .map(|(i, &lr)| {
+                let x = lr.log10();
+                let base = 0.5 + 1.5 / (1.0 + ((x + 3.0) * 3.0).exp()) + if x > -1.0 { 3.0 * (x + 1.0) } else { 0.0 };
+                base + noise * ((i as f64 * 12.9898).sin() * 43758.5453).fract()
+            })
+            .collect();
+        (lrs, losses)
+    }
+
+    #[test]
+    fn reads_the_middle_of_a_clean_descent() {
+        let (lrs, losses) = sigmoid_curve(141, 0.0);
+        let p = AutoParams { smooth: 0.0, drop: 0.5, shift: 0.0, spread: 0.5 };
+        let Auto::Found { lr, range, reading, .. } = auto(&lrs, &losses, false, &p, &mut Scratch::default()) else {
+            panic!()
+        };
+        // The logistic's midpoint is at 1e-3 exactly; the curve starts at 2.0 and bottoms out
+        // near 0.5 just before the rise at 1e-1, so the 50% crossing sits near 1e-3.
+        assert!((lr.log10() + 3.0).abs() < 0.1, "{lr}");
+        assert!((range.0 * 10f64.sqrt() / lr - 1.0).abs() < 1e-12 && (range.1 / 10f64.sqrt() / lr - 1.0).abs() < 1e-12);
+        assert!(!reading.still_falling && reading.confidence == 1.0);
+        let shifted = AutoParams { shift: 1.0, ..p };
+        let Auto::Found { lr: lr2, .. } = auto(&lrs, &losses, false, &shifted, &mut Scratch::default()) else {
+            panic!()
+        };
+        assert!((lr2 * 10.0 / lr - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_single_spike_does_not_move_it() {
+        let (lrs, mut losses) = sigmoid_curve(100, 0.02);
+        let p = AutoParams::default();
+        let Auto::Found { lr: before, .. } = auto(&lrs, &losses, false, &p, &mut Scratch::default()) else { panic!() };
+        losses[30] = 50.0; // one early spike, far above everything
+        let Auto::Found { lr: after, .. } = auto(&lrs, &losses, false, &p, &mut Scratch::default()) else { panic!() };
+        assert!((after / before - 1.0).abs() < 0.05, "{before} -> {after}");
+    }
+
+    #[test]
+    fn rising_and_falling_curves() {
+        let lrs: Vec<f64> = (0..20).map(|i| 1e-4 * 1.5f64.powi(i)).collect();
+        let rising: Vec<f64> = (0..20).map(|i| 1.0 + 0.1 * i as f64).collect();
+        assert_eq!(auto(&lrs, &rising, false, &AutoParams::default(), &mut Scratch::default()), Auto::NoDescent);
+        // Smoothing a constant rounds to a few ulps of wiggle, which is no descent.
+        let flat = vec![0.01171875; 20];
+        assert_eq!(auto(&lrs, &flat, false, &AutoParams::default(), &mut Scratch::default()), Auto::NoDescent);
+        let falling: Vec<f64> = (0..20).map(|i| 2.0 - 0.05 * i as f64).collect();
+        let read = |exploded| match auto(&lrs, &falling, exploded, &AutoParams::default(), &mut Scratch::default()) {
+            Auto::Found { reading, .. } => reading,
+            Auto::NoDescent => panic!(),
+        };
+        assert!(read(false).still_falling && read(false).confidence <= 0.5);
+        assert!(!read(true).still_falling, "a minimum right before the explosion is no range too low");
+    }
+
+    #[test]
+    fn noise_lowers_the_confidence() {
+        let (lrs, clean) = sigmoid_curve(100, 0.01);
+        let (_, noisy) = sigmoid_curve(100, 1.0);
+        let conf = |l: &[f64]| match auto(&lrs, l, false, &AutoParams::default(), &mut Scratch::default()) {
+            Auto::Found { reading, .. } => reading.confidence,
+            Auto::NoDescent => panic!(),
+        };
+        assert!(conf(&clean) > 0.9 && conf(&noisy) < conf(&clean), "{} {}", conf(&clean), conf(&noisy));
+    }
+
+    #[test]
+    fn median_and_gaussian_helpers() {
+        let mut out = vec![];
+        running_median5(&[5.0, 1.0, 9.0, 2.0, 3.0, 100.0, 4.0], &mut out);
+        assert_eq!(out, vec![5.0, 3.5, 3.0, 3.0, 4.0, 3.5, 4.0]);
+        let mut w = vec![];
+        let x = [0.0, 0.1, 0.2, 0.3];
+        gaussian(&x, &[1.0, 1.0, 1.0, 1.0], 0.2, &mut w, &mut out);
+        assert!(out.iter().all(|v| (v - 1.0).abs() < 1e-15), "a constant stays constant at the ends too");
+        gaussian(&x, &[0.0, 1.0, 2.0, 3.0], 0.05, &mut w, &mut out);
+        assert!((out[1] - 1.0).abs() < 1e-12 && out[0] > 0.0 && out[3] < 3.0, "symmetric inside, pulled at ends");
+        // The even-spacing shortcut equals the general sum (one x nudged off the grid forces it).
+        let even: Vec<f64> = (0..60).map(|i| -7.0 + 0.1 * i as f64).collect();
+        let y: Vec<f64> = (0..60).map(|i| (i as f64 * 0.37).sin() + 0.01 * i as f64).collect();
+        let mut nudged = even.clone();
+        nudged[59] += 1e-7;
+        let (mut a, mut b) = (vec![], vec![]);
+        gaussian(&even, &y, 0.25, &mut w, &mut a);
+        gaussian(&nudged, &y, 0.25, &mut w, &mut b);
+        assert!(a.iter().zip(&b).take(50).all(|(p, q)| (p - q).abs() < 1e-12), "{a:?} {b:?}");
+    }
+
+    proptest! {
+        #[test]
+        fn pick_and_range_lie_in_order(losses in prop::collection::vec(0.0f64..10.0, MIN_POINTS..150)) {
+            let lrs: Vec<f64> = (0..losses.len()).map(|i| 1e-6 * 1.2f64.powi(i as i32)).collect();
+            match auto(&lrs, &losses, false, &AutoParams::default(), &mut Scratch::default()) {
+                Auto::NoDescent => {}
+                Auto::Found { index, lr, range, reading } => {
+                    prop_assert!(index < losses.len());
+                    // The crossing lies inside the sweep; the suggestion is `shift` decades below it.
+                    let read = lr * 10f64.powf(AutoParams::default().shift);
+                    prop_assert!(read >= lrs[0] * (1.0 - 1e-12) && read <= lrs[losses.len() - 1] * (1.0 + 1e-12));
+                    prop_assert!(range.0 <= lr && lr <= range.1);
+                    prop_assert!((0.0..=1.0).contains(&reading.confidence));
+                }
+            }
+        }
+    }
+}
