@@ -1,4 +1,4 @@
-//! criterion benches of the core: `analyze` on one realistic 100-point sweep (default config
+//! criterion benches of the core: `analyze` on one realistic 100-point sweep (the seed's pipeline
 //! and each method), `analyze_batch` on 100,000 ragged sweeps of 60-100 points (seed pipeline),
 //! and the per-point parts of the batch (one read, `ln`, the detector) over the same 8M points.
 //!
@@ -198,7 +198,9 @@ fn config(methods: &[&str]) -> AnalyzeConfig {
 fn bench_one(c: &mut Criterion) {
     let (lrs, losses) = one_sweep();
     let mut g = c.benchmark_group("analyze_100pts");
-    g.bench_function("default", |b| b.iter(|| analyze(black_box(&lrs), black_box(&losses), &AnalyzeConfig::default())));
+    // "default" keeps its figures comparable across versions: the seed's pipeline, steepest.
+    let seed = config(&["steepest"]);
+    g.bench_function("default", |b| b.iter(|| analyze(black_box(&lrs), black_box(&losses), &seed)));
     let mut all = vec![("all", config(&METHOD_NAMES))];
     all.extend(METHOD_NAMES.iter().map(|&m| (m, config(&[m]))));
     for (name, cfg) in &all {
@@ -209,7 +211,7 @@ fn bench_one(c: &mut Criterion) {
 
 fn bench_batch(c: &mut Criterion) {
     let (lrs, losses, offsets) = ragged_sweeps(100_000, 1);
-    let cfg = AnalyzeConfig::default();
+    let cfg = config(&["steepest"]); // the seed's pipeline, as the Python baselines
     println!(
         "batch_100k: {} sweeps, {} points, {} before the stop",
         offsets.len() - 1,
