@@ -80,7 +80,9 @@ def test_analyze_table(data: Path) -> None:
         lrs = ["-" if s.lr is None else f"{s.lr:.2e}" for s in a.suggestions.values()]
         assert row[-3 - len(lrs) : -3] == lrs
     assert "3 sweep(s) from 2 file(s); 0 input(s) rejected" in done.stdout
-    assert lines[-1] == "diagnoses: good 2, flat 1"
+    assert lines[-2] == "diagnoses: good 2, flat 1"
+    levels = [_level(lrfind.analyze(LRS, loss).suggestions["auto"].confidence) for loss in SWEEPS.values()]
+    assert lines[-1] == "auto confidence: " + ", ".join(f"{k} {levels.count(k)}" for k in ("high", "medium", "low"))
 
 
 def test_analyze_json_matches_analyze(data: Path) -> None:
@@ -88,12 +90,14 @@ def test_analyze_json_matches_analyze(data: Path) -> None:
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     assert doc["rejected"] == []
+    levels = [_level(lrfind.analyze(LRS, loss).suggestions["auto"].confidence) for loss in SWEEPS.values()]
     assert doc["summary"] == {
         "files_read": 2,
         "sweeps_read": 3,
         "analysed": 3,
         "rejected": 0,
         "diagnoses": {"good": 2, "flat": 1},
+        "auto_confidence": {level: levels.count(level) for level in ("high", "medium", "low")},
     }
     assert [s["name"] for s in doc["sweeps"]] == list(SWEEPS)
     for sweep in doc["sweeps"]:
@@ -130,6 +134,13 @@ def test_analyze_csv_with_chosen_methods(data: Path) -> None:
     assert rows[1]["stop_index"] == rows[1]["range_low"] == ""  # the flat sweep: no stop, no range
 
 
+def _level(confidence: float | None) -> str | None:
+    """auto's words for its confidence, written out here: 0.7 and up high, below 0.4 low."""
+    if confidence is None:
+        return None
+    return "high" if confidence >= 0.7 else "medium" if confidence >= 0.4 else "low"
+
+
 def test_auto_confidence_column(data: Path) -> None:
     done = run("analyze", data / "a.csv", "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(done.stdout)))
@@ -139,8 +150,7 @@ def test_auto_confidence_column(data: Path) -> None:
     table = run("analyze", data / "a.csv").stdout.splitlines()
     assert table[0].split()[3:5] == ["auto", "steepest"] and table[0].split()[-3] == "confidence"
     conf = lrfind.analyze(LRS, SWEEPS["a/r1"]).suggestions["auto"].confidence
-    word = "high" if conf >= 0.7 else "medium" if conf >= 0.4 else "low"
-    assert table[1].split()[-3] == f"{word}({conf:.2f})"
+    assert table[1].split()[-3] == f"{_level(conf)}({conf:.2f})"
 
 
 def test_analyze_out_and_plot(data: Path, tmp_path: Path) -> None:

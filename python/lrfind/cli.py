@@ -133,6 +133,9 @@ def _table(sweeps: Any, batch: lrfind.BatchAnalysis, methods: list[str]) -> str:
     lines.append("")
     lines.append(f"{len(batch)} sweep(s) from {sweeps.files_read} file(s); {len(sweeps.rejected)} input(s) rejected")
     lines.append("diagnoses: " + ", ".join(f"{kind} {n}" for kind, n in counts.items()))
+    if confident:
+        levels = _confidence_counts(batch)
+        lines.append("auto confidence: " + ", ".join(f"{level} {n}" for level, n in levels.items()))
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
@@ -141,11 +144,19 @@ def _lr_text(lr: float) -> str:
 
 
 def _confidence_text(confidence: float) -> str:
-    """``high(0.85)``: the word (0.7 and up high, below 0.4 low) and the score, one token."""
-    if not math.isfinite(confidence):
-        return "-"
-    word = "high" if confidence >= 0.7 else "medium" if confidence >= 0.4 else "low"
-    return f"{word}({confidence:.2f})"
+    """``high(0.85)``: the word and the score, one token."""
+    return f"{_confidence_word(confidence)}({confidence:.2f})" if math.isfinite(confidence) else "-"
+
+
+def _confidence_word(confidence: float) -> str:
+    """0.7 and up is high, below 0.4 low (as ``auto``'s reason says)."""
+    return "high" if confidence >= 0.7 else "medium" if confidence >= 0.4 else "low"
+
+
+def _confidence_counts(batch: lrfind.BatchAnalysis) -> dict[str, int]:
+    """Sweeps per level of auto's confidence (sweeps without a suggestion are left out)."""
+    counts = Counter(_confidence_word(c) for c in batch.confidence["auto"].tolist() if math.isfinite(c))
+    return {level: counts[level] for level in ("high", "medium", "low")}
 
 
 def _diagnosis_counts(batch: lrfind.BatchAnalysis) -> dict[str, int]:
@@ -196,6 +207,7 @@ def _json(sweeps: Any, batch: lrfind.BatchAnalysis, methods: list[str]) -> str:
             "analysed": len(batch),
             "rejected": len(sweeps.rejected),
             "diagnoses": _diagnosis_counts(batch),
+            **({"auto_confidence": _confidence_counts(batch)} if "auto" in methods else {}),
         },
     }
     return json.dumps(doc, indent=2, allow_nan=False) + "\n"
@@ -398,7 +410,8 @@ sweeps per diagnosis. Unreadable inputs are rejected (listed on stderr, or under
                "suggestions": {{METHOD: {{"lr", "index", "reason", "confidence", "range"}}}},
                "diagnosis": {{"kind", "message", "range": [low, high]}}}}],
    "rejected": [{{"source", "reason"}}],
-   "summary": {{"files_read", "sweeps_read", "analysed", "rejected", "diagnoses": {{KIND: COUNT}}}}}}
+   "summary": {{"files_read", "sweeps_read", "analysed", "rejected", "diagnoses": {{KIND: COUNT}},
+               "auto_confidence": {{"high", "medium", "low"}} (when auto is among the methods)}}}}
   with null where there is no value.
 --format csv writes name, source, points, stop_index, stop_reason, lr_METHOD...,
   confidence_auto (when auto is among the methods), range_low, range_high, diagnosis; empty
