@@ -122,8 +122,8 @@ pub(crate) enum Auto {
 
 /// Decades between the suggestion and the explosion from which the edge no longer lowers the
 /// confidence; at half of it or less the confidence is halved (a clean curve then reads "medium").
-/// Set on the fit half of
-/// the quality benchmark, where the runs with an edge under 1.5 decades away had the large regrets.
+/// Set on the fit half of the quality benchmark, where the runs with an edge under 1.5 decades
+/// away had the large regrets.
 const SAFE_MARGIN: f64 = 2.0;
 
 /// Points `auto` needs.
