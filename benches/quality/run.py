@@ -194,16 +194,26 @@ def score(cache: Cache, cases: list[tuple[str, int]], grids: dict[tuple[str, int
             "fit": row([c for c in cases if c[0] in FIT_TASKS]),
             "held_out": row([c for c in cases if c[0] not in FIT_TASKS]),
             "cases": {f"{t}/{s}": v for (t, s), v in per_case.items()},
+            "seed_spread": seed_spread(p),
         }
     return table
+
+
+def seed_spread(picks: dict[tuple[str, int], float | None]) -> float:
+    """Median over tasks of how far apart (in decades) the seeds' suggestions lie: how much one
+    range test's answer depends on its seed (fastai #3295). NaN if a task lacks a suggestion."""
+    tasks: dict[str, list[float]] = {}
+    for (task, _), lr in picks.items():
+        tasks.setdefault(task, []).append(math.nan if lr is None else math.log10(lr))
+    return float(np.median([max(logs) - min(logs) for logs in tasks.values()]))
 
 
 def markdown(table: dict[str, Any]) -> str:
     """The README table, sorted by median regret over all runs."""
     head = (
         "| method | median regret | regret < 5% | regret < 20% | median decades off | diverged | no LR "
-        "| median regret, fit tasks | median regret, held-out tasks |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        "| median regret, fit tasks | median regret, held-out tasks | seed spread (decades) |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     rows = []
     order = sorted(table, key=lambda m: (table[m]["all"]["median_regret"], -table[m]["all"]["under_20"]))
@@ -212,7 +222,8 @@ def markdown(table: dict[str, Any]) -> str:
         rows.append(
             f"| {m} | {pct(a['median_regret'])} | {a['under_5']:.0%} | {a['under_20']:.0%} "
             f"| {a['median_decades']:.2f} | {a['diverged']}/{a['runs']} | {a['no_suggestion']} "
-            f"| {pct(f['median_regret'])} | {pct(h['median_regret'])} |"
+            f"| {pct(f['median_regret'])} | {pct(h['median_regret'])} "
+            f"| {'-' if m in (POOLED_MEDIAN_CURVE, POOLED_MEDIAN_PICK) else format(table[m]['seed_spread'], '.2f')} |"
         )
     return head + "\n".join(rows) + "\n"
 
