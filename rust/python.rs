@@ -607,6 +607,16 @@ fn ema<'py>(
     Ok(out.into_pyarray(py))
 }
 
+/// The word for an `auto` confidence in [0, 1]: "high" from 0.7, "low" below 0.4, else "medium".
+#[pyfunction]
+fn confidence_level(confidence: Real) -> PyResult<&'static str> {
+    let c = confidence.0;
+    if !(0.0..=1.0).contains(&c) {
+        return Err(PyValueError::new_err(format!("confidence must be a number in [0, 1], got {c}")));
+    }
+    Ok(crate::Confidence::from_score(c).name())
+}
+
 /// `np.gradient(losses, np.log(lrs))`: slope of the loss per e-fold of the LR, float64.
 /// LRs must be positive and strictly increasing; at least 2 points.
 #[pyfunction]
@@ -718,8 +728,8 @@ fn analyze_batch(
 mod _core {
     #[pymodule_export]
     use super::{
-        analyze, analyze_batch, ema, log_gradient, one_cycle, one_cycle_at, suggest, sweep_lrs, warmup_cosine,
-        warmup_cosine_at, Analysis, BatchAnalysis, Diagnosis, DivergenceDetector, Ema, Suggestion,
+        analyze, analyze_batch, confidence_level, ema, log_gradient, one_cycle, one_cycle_at, suggest, sweep_lrs,
+        warmup_cosine, warmup_cosine_at, Analysis, BatchAnalysis, Diagnosis, DivergenceDetector, Ema, Suggestion,
     };
 
     #[pymodule_init]

@@ -384,6 +384,15 @@ def test_a_spike_moves_auto_less_than_steepest():
 # 4. Confidence and reason
 
 
+def test_confidence_level_is_the_word_in_the_reason():
+    # The documented thresholds: high from 0.7, low below 0.4.
+    for score, word in [(1.0, "high"), (0.7, "high"), (0.6999, "medium"), (0.4, "medium"), (0.3999, "low"), (0, "low")]:
+        assert lrfind.confidence_level(score) == word
+    for lrs, losses in SWEEPS.values():
+        s = lrfind.suggest(lrs, losses, "auto")
+        assert s.reason.startswith(f"{lrfind.confidence_level(s.confidence)} confidence ({s.confidence:.2f})")
+
+
 def test_confidence_of_clean_noisy_and_unfinished_curves():
     lrs, clean = logistic_curve(1e-3)
     c = lrfind.suggest(lrs, clean, "auto")

@@ -100,6 +100,7 @@ def test_suggest_and_gradient(lrs, losses, method, data):
     out = check(lambda: lrfind.log_gradient(lrs, losses))
     no_new_nan(out, lrs, losses)
     keys = ["skip_start", "skip_end", "backoff", "space", "factor", "lr_diff", "thresh", "adjust_value", "threshold"]
+    keys += ["smooth", "drop", "shift", "spread"]  # auto's
     params = data.draw(st.dictionaries(st.sampled_from(keys), anything, max_size=3))
     s = check(lambda: lrfind.suggest(lrs, losses, method, **params))
     if s is not None:
@@ -168,6 +169,10 @@ def test_learning_rate_finder(args, fn_result):
         ),
         (lambda: lrfind.suggest([1.0], [1.0], "steepest", space=[1]), TypeError, "space must be a number, bool or str"),
         (lambda: lrfind.ema(np.ones(4)[::2]), ValueError, r"values must be contiguous.*np.ascontiguousarray\(values\)"),
+        (lambda: lrfind.suggest([1.0], [1.0], "auto", drop=0), ValueError, r"drop must be in \(0, 1\], got 0"),
+        (lambda: lrfind.suggest([1.0], [1.0], "auto", smooth=-1), ValueError, "smooth must be finite and >= 0, got -1"),
+        (lambda: lrfind.confidence_level(1.5), ValueError, r"confidence must be a number in \[0, 1\], got 1.5"),
+        (lambda: lrfind.confidence_level("high"), TypeError, "confidence"),
     ],
 )
 def test_bad_input_messages_name_the_parameter(call, error, message):

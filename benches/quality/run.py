@@ -238,7 +238,7 @@ def auto_reading(cache: Cache, cases: list[tuple[str, int]], grids: dict, table:
         if s.lr is None or s.confidence is None or s.range is None:
             continue
         best_lr, _ = oracle(cache, c, grids[c])
-        level = "high" if s.confidence >= 0.7 else "medium" if s.confidence >= 0.4 else "low"
+        level = lrfind.confidence_level(s.confidence)
         levels[level].append(table["auto"]["cases"][f"{c[0]}/{c[1]}"][0])
         half = 10 ** (GRID_STEP / 2)
         inside.append(s.range[0] <= best_lr * half and best_lr / half <= s.range[1])

@@ -145,17 +145,12 @@ def _lr_text(lr: float) -> str:
 
 def _confidence_text(confidence: float) -> str:
     """``high(0.85)``: the word and the score, one token."""
-    return f"{_confidence_word(confidence)}({confidence:.2f})" if math.isfinite(confidence) else "-"
-
-
-def _confidence_word(confidence: float) -> str:
-    """0.7 and up is high, below 0.4 low (as ``auto``'s reason says)."""
-    return "high" if confidence >= 0.7 else "medium" if confidence >= 0.4 else "low"
+    return f"{lrfind.confidence_level(confidence)}({confidence:.2f})" if math.isfinite(confidence) else "-"
 
 
 def _confidence_counts(batch: lrfind.BatchAnalysis) -> dict[str, int]:
     """Sweeps per level of auto's confidence (sweeps without a suggestion are left out)."""
-    counts = Counter(_confidence_word(c) for c in batch.confidence["auto"].tolist() if math.isfinite(c))
+    counts = Counter(lrfind.confidence_level(c) for c in batch.confidence["auto"].tolist() if math.isfinite(c))
     return {level: counts[level] for level in ("high", "medium", "low")}
 
 
