@@ -1,10 +1,13 @@
 //! One sweep, all at once: stop, smoothing, gradient, every suggestion and the diagnosis.
 
+use crate::cancel::Cancel;
 use crate::diagnose::{diagnose_checked, Arch, DiagnoseConfig, Diagnosis};
 use crate::diverge::{detect, DivergenceConfig, DivergenceDetector, StopReason};
 use crate::error::{check_sweep, param, Result};
 use crate::gradient::gradient_into;
-use crate::suggest::{count, number, set_detector, show, suggest_checked, Method, Param, Reason, Scratch, Suggestion};
+use crate::suggest::{
+    count, number, set_detector, suggest_checked, text, usable, Method, Param, Reason, Scratch, Suggestion,
+};
 
 /// Which series the suggestions (and `min_loss`) read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,15 +64,11 @@ impl AnalyzeConfig {
         if set_detector(&mut self.detector, key, value)? {
             return Ok(true);
         }
-        let text = |name: &'static str, expected: &'static str| match value {
-            Param::Str(s) => Ok(s),
-            other => Err(param(name, expected, show(other))),
-        };
         let share = |name: &'static str| number(name, value, "in (0, 1)", |v| v > 0.0 && v < 1.0);
         let d = &mut self.diagnose;
         match key {
-            "suggest_on" => self.suggest_on = SuggestOn::parse(text("suggest_on", "\"raw\" or \"smoothed\"")?)?,
-            "arch" => d.arch = Some(Arch::parse(text("arch", "an architecture name")?)?),
+            "suggest_on" => self.suggest_on = SuggestOn::parse(text("suggest_on", value, "\"raw\" or \"smoothed\"")?)?,
+            "arch" => d.arch = Some(Arch::parse(text("arch", value, "an architecture name")?)?),
             "min_points" => d.min_points = count("min_points", value, 0)?,
             "immediate_steps" => d.immediate_steps = count("immediate_steps", value, 0)?,
             "flat_tol" => d.flat_tol = share("flat_tol")?,
@@ -147,7 +146,18 @@ impl Work {
 }
 
 /// Reads one sweep: LRs finite, positive and strictly increasing; losses may hold NaN/inf.
+/// Linear or n log n time in the sweep's length, whatever the methods.
 pub fn analyze<L, F>(lrs: &[L], losses: &[F], config: &AnalyzeConfig) -> Result<Analysis>
+where
+    L: Copy + Into<f64>,
+    F: Copy + Into<f64>,
+{
+    analyze_cancellable(lrs, losses, config, &Cancel::new())
+}
+
+/// [`analyze`] that stops with [`Error::Interrupted`](crate::Error::Interrupted) when `cancel`
+/// is set.
+pub fn analyze_cancellable<L, F>(lrs: &[L], losses: &[F], config: &AnalyzeConfig, cancel: &Cancel) -> Result<Analysis>
 where
     L: Copy + Into<f64>,
     F: Copy + Into<f64>,
@@ -155,7 +165,7 @@ where
     config.validate()?;
     let mut work = Work::default();
     let mut suggestions = Vec::with_capacity(config.methods.len());
-    let summary = analyze_into(lrs, losses, config, &mut work, &mut suggestions)?;
+    let summary = analyze_into(lrs, losses, config, &mut work, &mut suggestions, cancel)?;
     let series = work.series(config.suggest_on);
     let mut gradient = vec![0.0; series.len()];
     if series.len() >= 2 {
@@ -183,6 +193,7 @@ pub(crate) fn analyze_into<L, F>(
     config: &AnalyzeConfig,
     work: &mut Work,
     out: &mut Vec<Suggestion>,
+    cancel: &Cancel,
 ) -> Result<Summary>
 where
     L: Copy + Into<f64>,
@@ -214,11 +225,12 @@ where
         SuggestOn::Smoothed => &work.smoothed,
     };
     for method in &config.methods {
+        cancel.check()?;
         let s = match method {
             Method::Explosion { factor, detector: own } => {
                 let at =
                     if own == &config.detector { stop.map(|(i, _)| i) } else { detect(losses, *own)?.map(|(i, _)| i) };
-                match at {
+                usable(match at {
                     Some(at) => Suggestion {
                         lr: Some(lrs[at].into() / factor),
                         index: Some(at),
@@ -235,9 +247,9 @@ where
                         confidence: None,
                         range: None,
                     },
-                }
+                })
             }
-            m => suggest_checked(&work.lrs, series, m, stop.map(|(i, _)| i), &mut work.suggest),
+            m => suggest_checked(&work.lrs, series, m, stop.map(|(i, _)| i), &mut work.suggest, cancel)?,
         };
         out.push(s);
     }

@@ -10,6 +10,10 @@
 
 use std::fmt;
 
+use crate::cancel::Cancel;
+use crate::error::Result;
+use crate::kernel::gaussian;
+
 /// Tunable parameters of `auto`; the defaults were fitted on half of the benchmark's tasks.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AutoParams {
@@ -136,18 +140,26 @@ pub(crate) struct Scratch {
     median: Vec<f64>,
     smooth: Vec<f64>,
     resid: Vec<f64>,
-    weights: Vec<f64>,
+    kernel: crate::kernel::Scratch,
 }
 
 /// Runs `auto` on finite `losses` at `lrs` (validated, `MIN_POINTS` or more); `exploded` says
 /// whether the sweep ended in an explosion (then a minimum at the end is no sign of a range too low).
-pub(crate) fn auto(lrs: &[f64], losses: &[f64], exploded: bool, p: &AutoParams, s: &mut Scratch) -> Auto {
+/// Linear time; only a cancelled call fails.
+pub(crate) fn auto(
+    lrs: &[f64],
+    losses: &[f64],
+    exploded: bool,
+    p: &AutoParams,
+    s: &mut Scratch,
+    cancel: &Cancel,
+) -> Result<Auto> {
     let n = losses.len();
     debug_assert!(n >= MIN_POINTS && lrs.len() == n);
     s.x.clear();
     s.x.extend(lrs.iter().map(|v| v.log10()));
-    running_median5(losses, &mut s.median);
-    gaussian(&s.x, &s.median, p.smooth, &mut s.weights, &mut s.smooth);
+    running_median5(losses, &mut s.median, cancel)?;
+    gaussian(&s.x, &s.median, p.smooth, &mut s.kernel, &mut s.smooth, cancel)?;
     let (x, sm) = (&s.x, &s.smooth);
 
     let at_min = argmin(sm);
@@ -156,7 +168,7 @@ pub(crate) fn auto(lrs: &[f64], losses: &[f64], exploded: bool, p: &AutoParams, 
     let depth = top - bottom;
     // Smoothing a constant can leave an ulp of wiggle: a drop must stand out of rounding.
     if depth <= 1e-9 * top.abs().max(bottom.abs()) {
-        return Auto::NoDescent;
+        return Ok(Auto::NoDescent);
     }
     let crossing = |share: f64| crossing(x, sm, start, at_min, top - share * depth);
     let (index, x_pick) = crossing(p.drop);
@@ -187,7 +199,7 @@ pub(crate) fn auto(lrs: &[f64], losses: &[f64], exploded: bool, p: &AutoParams, 
     };
     let range = (10f64.powf(x_lr - p.spread), 10f64.powf(x_lr + p.spread));
     let lr = 10f64.powf(x_lr);
-    Auto::Found { index, lr, range, reading }
+    Ok(Auto::Found { index, lr, range, reading })
 }
 
 /// The last point in `[start, end)` at or above `level`, and the log10 LR where the line from it
@@ -199,69 +211,19 @@ fn crossing(x: &[f64], sm: &[f64], start: usize, end: usize, level: f64) -> (usi
 }
 
 /// Median of each point and its two neighbours either side (fewer at the ends).
-fn running_median5(v: &[f64], out: &mut Vec<f64>) {
+fn running_median5(v: &[f64], out: &mut Vec<f64>, cancel: &Cancel) -> Result<()> {
     out.clear();
     let n = v.len();
     let mut w = [0.0; 5];
     for i in 0..n {
+        cancel.every(i)?;
         let (lo, hi) = (i.saturating_sub(2), (i + 2).min(n - 1));
         let k = hi - lo + 1;
         w[..k].copy_from_slice(&v[lo..=hi]);
         w[..k].sort_unstable_by(f64::total_cmp);
         out.push(if k % 2 == 1 { w[k / 2] } else { 0.5 * (w[k / 2 - 1] + w[k / 2]) });
     }
-}
-
-/// Gaussian kernel smoothing of `y` over increasing `x`, `sigma` wide, cut at 3 sigma, weights
-/// renormalised at the ends (so there is no lag and no pull towards zero).
-fn gaussian(x: &[f64], y: &[f64], sigma: f64, weights: &mut Vec<f64>, out: &mut Vec<f64>) {
-    out.clear();
-    if sigma <= 0.0 {
-        out.extend_from_slice(y);
-        return;
-    }
-    let (reach, inv) = (3.0 * sigma, -0.5 / (sigma * sigma));
-    if inv.is_infinite() {
-        // sigma so small that sigma^2 underflows: the kernel is the point itself.
-        out.extend_from_slice(y);
-        return;
-    }
-    let n = x.len();
-    let step = (x[n - 1] - x[0]) / (n - 1).max(1) as f64;
-    if n >= 2 && x.windows(2).all(|w| (w[1] - w[0] - step).abs() <= 1e-9 * step) {
-        // An exponential sweep is evenly spaced in log LR: the same weights at every point, one
-        // `exp` per offset instead of one per pair (6x faster on 100-point sweeps).
-        weights.clear();
-        weights.extend((0..n).map(|d| d as f64 * step).take_while(|&d| d <= reach).map(|d| (d * d * inv).exp()));
-        let k = weights.len() - 1;
-        for i in 0..n {
-            let (mut num, mut den) = (0.0, 0.0);
-            for j in i.saturating_sub(k)..=(i + k).min(n - 1) {
-                let w = weights[i.abs_diff(j)];
-                num += w * y[j];
-                den += w;
-            }
-            out.push(num / den);
-        }
-        return;
-    }
-    let mut lo = 0;
-    for i in 0..x.len() {
-        while x[i] - x[lo] > reach {
-            lo += 1;
-        }
-        let (mut num, mut den) = (0.0, 0.0);
-        for j in lo..x.len() {
-            let d = x[j] - x[i];
-            if d > reach {
-                break;
-            }
-            let w = (d * d * inv).exp();
-            num += w * y[j];
-            den += w;
-        }
-        out.push(num / den);
-    }
+    Ok(())
 }
 
 fn argmin(v: &[f64]) -> usize {
@@ -317,7 +279,9 @@ mod tests {
     fn reads_the_middle_of_a_clean_descent() {
         let (lrs, losses) = sigmoid_curve(141, 0.0);
         let p = AutoParams { smooth: 0.0, drop: 0.5, shift: 0.0, spread: 0.5 };
-        let Auto::Found { lr, range, reading, .. } = auto(&lrs, &losses, false, &p, &mut Scratch::default()) else {
+        let Auto::Found { lr, range, reading, .. } =
+            auto(&lrs, &losses, false, &p, &mut Scratch::default(), &Cancel::new()).unwrap()
+        else {
             panic!()
         };
         // The logistic's midpoint is at 1e-3 exactly; the curve starts at 2.0 and bottoms out
@@ -326,7 +290,9 @@ mod tests {
         assert!((range.0 * 10f64.sqrt() / lr - 1.0).abs() < 1e-12 && (range.1 / 10f64.sqrt() / lr - 1.0).abs() < 1e-12);
         assert!(!reading.still_falling && reading.confidence == 1.0);
         let shifted = AutoParams { shift: 1.0, ..p };
-        let Auto::Found { lr: lr2, .. } = auto(&lrs, &losses, false, &shifted, &mut Scratch::default()) else {
+        let Auto::Found { lr: lr2, .. } =
+            auto(&lrs, &losses, false, &shifted, &mut Scratch::default(), &Cancel::new()).unwrap()
+        else {
             panic!()
         };
         assert!((lr2 * 10.0 / lr - 1.0).abs() < 1e-12);
@@ -336,9 +302,17 @@ mod tests {
     fn a_single_spike_does_not_move_it() {
         let (lrs, mut losses) = sigmoid_curve(100, 0.02);
         let p = AutoParams::default();
-        let Auto::Found { lr: before, .. } = auto(&lrs, &losses, false, &p, &mut Scratch::default()) else { panic!() };
+        let Auto::Found { lr: before, .. } =
+            auto(&lrs, &losses, false, &p, &mut Scratch::default(), &Cancel::new()).unwrap()
+        else {
+            panic!()
+        };
         losses[30] = 50.0; // one early spike, far above everything
-        let Auto::Found { lr: after, .. } = auto(&lrs, &losses, false, &p, &mut Scratch::default()) else { panic!() };
+        let Auto::Found { lr: after, .. } =
+            auto(&lrs, &losses, false, &p, &mut Scratch::default(), &Cancel::new()).unwrap()
+        else {
+            panic!()
+        };
         assert!((after / before - 1.0).abs() < 0.05, "{before} -> {after}");
     }
 
@@ -346,12 +320,27 @@ mod tests {
     fn rising_and_falling_curves() {
         let lrs: Vec<f64> = (0..20).map(|i| 1e-4 * 1.5f64.powi(i)).collect();
         let rising: Vec<f64> = (0..20).map(|i| 1.0 + 0.1 * i as f64).collect();
-        assert_eq!(auto(&lrs, &rising, false, &AutoParams::default(), &mut Scratch::default()), Auto::NoDescent);
+        assert_eq!(
+            auto(&lrs, &rising, false, &AutoParams::default(), &mut Scratch::default(), &Cancel::new()).unwrap(),
+            Auto::NoDescent
+        );
         // Smoothing a constant rounds to a few ulps of wiggle, which is no descent.
         let flat = vec![0.01171875; 20];
-        assert_eq!(auto(&lrs, &flat, false, &AutoParams::default(), &mut Scratch::default()), Auto::NoDescent);
+        assert_eq!(
+            auto(&lrs, &flat, false, &AutoParams::default(), &mut Scratch::default(), &Cancel::new()).unwrap(),
+            Auto::NoDescent
+        );
         let falling: Vec<f64> = (0..20).map(|i| 2.0 - 0.05 * i as f64).collect();
-        let read = |exploded| match auto(&lrs, &falling, exploded, &AutoParams::default(), &mut Scratch::default()) {
+        let read = |exploded| match auto(
+            &lrs,
+            &falling,
+            exploded,
+            &AutoParams::default(),
+            &mut Scratch::default(),
+            &Cancel::new(),
+        )
+        .unwrap()
+        {
             Auto::Found { reading, .. } => reading,
             Auto::NoDescent => panic!(),
         };
@@ -363,40 +352,28 @@ mod tests {
     fn noise_lowers_the_confidence() {
         let (lrs, clean) = sigmoid_curve(100, 0.01);
         let (_, noisy) = sigmoid_curve(100, 1.0);
-        let conf = |l: &[f64]| match auto(&lrs, l, false, &AutoParams::default(), &mut Scratch::default()) {
-            Auto::Found { reading, .. } => reading.confidence,
-            Auto::NoDescent => panic!(),
-        };
+        let conf =
+            |l: &[f64]| match auto(&lrs, l, false, &AutoParams::default(), &mut Scratch::default(), &Cancel::new())
+                .unwrap()
+            {
+                Auto::Found { reading, .. } => reading.confidence,
+                Auto::NoDescent => panic!(),
+            };
         assert!(conf(&clean) > 0.9 && conf(&noisy) < conf(&clean), "{} {}", conf(&clean), conf(&noisy));
     }
 
     #[test]
-    fn median_and_gaussian_helpers() {
+    fn running_median() {
         let mut out = vec![];
-        running_median5(&[5.0, 1.0, 9.0, 2.0, 3.0, 100.0, 4.0], &mut out);
+        running_median5(&[5.0, 1.0, 9.0, 2.0, 3.0, 100.0, 4.0], &mut out, &Cancel::new()).unwrap();
         assert_eq!(out, vec![5.0, 3.5, 3.0, 3.0, 4.0, 3.5, 4.0]);
-        let mut w = vec![];
-        let x = [0.0, 0.1, 0.2, 0.3];
-        gaussian(&x, &[1.0, 1.0, 1.0, 1.0], 0.2, &mut w, &mut out);
-        assert!(out.iter().all(|v| (v - 1.0).abs() < 1e-15), "a constant stays constant at the ends too");
-        gaussian(&x, &[0.0, 1.0, 2.0, 3.0], 0.05, &mut w, &mut out);
-        assert!((out[1] - 1.0).abs() < 1e-12 && out[0] > 0.0 && out[3] < 3.0, "symmetric inside, pulled at ends");
-        // The even-spacing shortcut equals the general sum (one x nudged off the grid forces it).
-        let even: Vec<f64> = (0..60).map(|i| -7.0 + 0.1 * i as f64).collect();
-        let y: Vec<f64> = (0..60).map(|i| (i as f64 * 0.37).sin() + 0.01 * i as f64).collect();
-        let mut nudged = even.clone();
-        nudged[59] += 1e-7;
-        let (mut a, mut b) = (vec![], vec![]);
-        gaussian(&even, &y, 0.25, &mut w, &mut a);
-        gaussian(&nudged, &y, 0.25, &mut w, &mut b);
-        assert!(a.iter().zip(&b).take(50).all(|(p, q)| (p - q).abs() < 1e-12), "{a:?} {b:?}");
     }
 
     proptest! {
         #[test]
         fn pick_and_range_lie_in_order(losses in prop::collection::vec(0.0f64..10.0, MIN_POINTS..150)) {
             let lrs: Vec<f64> = (0..losses.len()).map(|i| 1e-6 * 1.2f64.powi(i as i32)).collect();
-            match auto(&lrs, &losses, false, &AutoParams::default(), &mut Scratch::default()) {
+            match auto(&lrs, &losses, false, &AutoParams::default(), &mut Scratch::default(), &Cancel::new()).unwrap() {
                 Auto::NoDescent => {}
                 Auto::Found { index, lr, range, reading } => {
                     prop_assert!(index < losses.len());

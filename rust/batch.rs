@@ -3,6 +3,7 @@
 use rayon::join;
 
 use crate::analyze::{analyze_into, AnalyzeConfig, Work};
+use crate::cancel::Cancel;
 use crate::error::{param, Error, Result};
 
 /// Column-wise results of [`analyze_batch`], one entry per sweep.
@@ -42,6 +43,21 @@ where
     L: Copy + Into<f64> + Sync,
     F: Copy + Into<f64> + Sync,
 {
+    analyze_batch_cancellable(lrs, losses, offsets, config, &Cancel::new())
+}
+
+/// [`analyze_batch`] that stops with [`Error::Interrupted`] when `cancel` is set.
+pub fn analyze_batch_cancellable<L, F>(
+    lrs: &[L],
+    losses: &[F],
+    offsets: &[i64],
+    config: &AnalyzeConfig,
+    cancel: &Cancel,
+) -> Result<BatchAnalysis>
+where
+    L: Copy + Into<f64> + Sync,
+    F: Copy + Into<f64> + Sync,
+{
     config.validate()?;
     check_offsets(offsets, lrs.len(), losses.len())?;
     let n = offsets.len() - 1;
@@ -71,7 +87,7 @@ where
         index: out.index.iter_mut().map(|c| c.as_mut_slice()).collect(),
         confidence: out.confidence.iter_mut().map(|c| c.as_mut_slice()).collect(),
     };
-    fill(rows, lrs, losses, offsets, config)?;
+    fill(rows, lrs, losses, offsets, config, cancel)?;
     Ok(out)
 }
 
@@ -162,8 +178,16 @@ impl<'a> Rows<'a> {
     }
 }
 
-/// Fills `rows`, halving until a block is one task; the first error by sweep index wins.
-fn fill<L, F>(mut rows: Rows<'_>, lrs: &[L], losses: &[F], offsets: &[i64], config: &AnalyzeConfig) -> Result<()>
+/// Fills `rows`, halving until a block is one task; the first error by sweep index wins (an
+/// interruption wins over any).
+fn fill<L, F>(
+    mut rows: Rows<'_>,
+    lrs: &[L],
+    losses: &[F],
+    offsets: &[i64],
+    config: &AnalyzeConfig,
+    cancel: &Cancel,
+) -> Result<()>
 where
     L: Copy + Into<f64> + Sync,
     F: Copy + Into<f64> + Sync,
@@ -171,18 +195,28 @@ where
     let len = rows.stop_index.len();
     if len > GRAIN {
         let (a, b) = rows.split(len / 2);
-        let (ra, rb) = join(|| fill(a, lrs, losses, offsets, config), || fill(b, lrs, losses, offsets, config));
-        return ra.and(rb);
+        let (ra, rb) =
+            join(|| fill(a, lrs, losses, offsets, config, cancel), || fill(b, lrs, losses, offsets, config, cancel));
+        return match (ra, rb) {
+            (_, Err(Error::Interrupted)) => Err(Error::Interrupted),
+            (ra, rb) => ra.and(rb),
+        };
     }
     let mut work = Work::default();
     let mut suggestions = Vec::with_capacity(config.methods.len());
     for r in 0..len {
         let sweep = rows.first + r;
+        cancel.check()?;
         // Offsets were checked: in range and non-decreasing.
         let (a, b) = (offsets[sweep] as usize, offsets[sweep + 1] as usize);
         suggestions.clear();
-        let s = analyze_into(&lrs[a..b], &losses[a..b], config, &mut work, &mut suggestions)
-            .map_err(|e| Error::Sweep { index: sweep, source: Box::new(e) })?;
+        let s =
+            analyze_into(&lrs[a..b], &losses[a..b], config, &mut work, &mut suggestions, cancel).map_err(
+                |e| match e {
+                    Error::Interrupted => e,
+                    e => Error::Sweep { index: sweep, source: Box::new(e) },
+                },
+            )?;
         if let Some((i, reason)) = s.stop {
             rows.stop_index[r] = i as i64;
             rows.stop_reason[r] = reason.code();

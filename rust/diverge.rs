@@ -56,8 +56,11 @@ impl StopReason {
 /// Settings of a [`DivergenceDetector`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DivergenceConfig {
-    /// Stop when `watched > best + (threshold - 1) * |best|`; equals `watched > threshold * best`
-    /// for a positive `best`, and stays meaningful for zero and negative losses. Must be > 1.
+    /// Stop when `watched > best + (threshold - 1) * max(|best|, ZERO_FLOOR * peak)`, `peak`
+    /// being the largest `|watched|` so far. For a positive `best` that is
+    /// `watched > threshold * best`, the seed's rule; it stays meaningful for negative losses,
+    /// and for a best of (nearly) exactly zero, which would otherwise make any later positive
+    /// loss, however small, an explosion. Must be > 1.
     pub threshold: f64,
     /// The series the rule watches.
     pub watch: Watch,
@@ -92,6 +95,12 @@ impl DivergenceConfig {
     }
 }
 
+/// A best loss within float32 resolution of zero, relative to the largest loss seen, counts as
+/// that resolution (`f32::EPSILON` of the largest loss) in the threshold rule: losses are
+/// computed in float32, so a best of 0 after a start of 2.3 is a best of about 3e-7, not an
+/// infinitely small one that a loss of 1e-12 would be "infinitely many times".
+pub const ZERO_FLOOR: f64 = f32::EPSILON as f64;
+
 /// Streaming divergence detector and loss tracker: one `update` per step, O(1) time and memory.
 ///
 /// The point that stops the sweep is the explosion point: the points before it are the curve.
@@ -103,6 +112,8 @@ pub struct DivergenceDetector {
     ema: Ema,
     smoothed: f64,
     best: f64,
+    /// Largest `|watched|` so far: the scale a best near zero is measured against.
+    peak: f64,
     count: usize,
     violations: usize,
     run_start: usize,
@@ -118,6 +129,7 @@ impl DivergenceDetector {
             config,
             smoothed: f64::NAN,
             best: f64::INFINITY,
+            peak: 0.0,
             count: 0,
             violations: 0,
             run_start: 0,
@@ -147,7 +159,7 @@ impl DivergenceDetector {
             Watch::Raw => loss,
             Watch::Smoothed => self.smoothed,
         };
-        let limit = self.best + (self.config.threshold - 1.0) * self.best.abs();
+        let limit = self.best + (self.config.threshold - 1.0) * self.best.abs().max(ZERO_FLOOR * self.peak);
         if self.best.is_finite() && watched > limit && i >= self.config.min_steps {
             if self.violations == 0 {
                 self.run_start = i;
@@ -161,6 +173,7 @@ impl DivergenceDetector {
             self.violations = 0;
         }
         self.best = self.best.min(watched);
+        self.peak = self.peak.max(watched.abs());
         false
     }
 
@@ -225,8 +238,12 @@ mod tests {
         let c = DivergenceConfig { threshold: 4.0, ..Default::default() };
         // best -2: limit -2 + 3 * 2 = 4.
         assert_eq!(stop(&[-1.0, -2.0, 3.9, 4.1], c), Some((3, StopReason::Threshold)));
-        // best 0: any rise above 0 is infinitely many times the best, the rule says limit 0.
-        assert_eq!(stop(&[1.0, 0.0, 0.0, 1e-9], c), Some((3, StopReason::Threshold)));
+        // best 0 after a start of 1: measured against float32 resolution, 1.2e-7, so the limit
+        // is 3.6e-7; a loss of 1e-12 or 1e-9 is still zero there, 1e-6 is an explosion.
+        assert_eq!(stop(&[1.0, 0.0, 0.0, 1e-12, 1e-9, 3e-7], c), None);
+        assert_eq!(stop(&[1.0, 0.0, 1e-6], c), Some((2, StopReason::Threshold)));
+        // Zero from the start: no scale yet, so any rise is an explosion.
+        assert_eq!(stop(&[0.0, 0.0, 1e-12], c), Some((2, StopReason::Threshold)));
     }
 
     #[test]
@@ -272,14 +289,16 @@ mod tests {
             let c = DivergenceConfig { threshold, ..Default::default() };
             let s = stop(&xs, c);
             let end = s.map_or(xs.len(), |(i, _)| i);
-            let mut best = f64::INFINITY;
+            let (mut best, mut peak) = (f64::INFINITY, 0.0f64);
+            let limit = |best: f64, peak: f64| best + (threshold - 1.0) * best.abs().max(f64::from(f32::EPSILON) * peak);
             for &x in &xs[..end] {
-                prop_assert!(!(best.is_finite() && x > best + (threshold - 1.0) * best.abs()));
+                prop_assert!(!(best.is_finite() && x > limit(best, peak)));
                 best = best.min(x);
+                peak = peak.max(x.abs());
             }
             if let Some((i, reason)) = s {
                 prop_assert_eq!(reason, StopReason::Threshold);
-                prop_assert!(xs[i] > best + (threshold - 1.0) * best.abs());
+                prop_assert!(xs[i] > limit(best, peak));
             }
         }
     }

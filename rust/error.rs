@@ -2,12 +2,23 @@
 
 /// An invalid argument given to a core function.
 ///
-/// The Python glue maps every variant to `ValueError` with the `Display` text.
+/// The Python glue maps [`Error::Type`] to `TypeError`, [`Error::Interrupted`] to the pending
+/// `KeyboardInterrupt`, and every other variant to `ValueError`, with the `Display` text.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Error {
     /// A scalar parameter outside its allowed range or set.
     #[error("{name} must be {expected}, got {value}")]
     Param {
+        /// Parameter name as the user wrote it.
+        name: &'static str,
+        /// What a valid value looks like.
+        expected: &'static str,
+        /// The rejected value, formatted.
+        value: String,
+    },
+    /// A parameter of the wrong kind: text where a number is needed, or the reverse.
+    #[error("{name} must be {expected}, got {value}")]
+    Type {
         /// Parameter name as the user wrote it.
         name: &'static str,
         /// What a valid value looks like.
@@ -39,6 +50,9 @@ pub enum Error {
         /// Second array's length.
         other_len: usize,
     },
+    /// The call was cancelled through its [`Cancel`](crate::Cancel) flag (Ctrl-C in Python).
+    #[error("interrupted")]
+    Interrupted,
     /// An error in one sweep of a batch.
     #[error("sweep {index}: {source}")]
     Sweep {
@@ -53,9 +67,38 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Builds an [`Error::Param`].
-pub(crate) fn param(name: &'static str, expected: &'static str, value: impl std::fmt::Display) -> Error {
-    Error::Param { name, expected, value: value.to_string() }
+pub(crate) fn param(name: &'static str, expected: &'static str, value: impl Shown) -> Error {
+    Error::Param { name, expected, value: value.shown() }
 }
+
+/// A value as an error message shows it: floats in the shortest form that reads back exactly,
+/// in scientific notation when very small or large (never 300 zeros).
+pub(crate) trait Shown {
+    /// The text.
+    fn shown(&self) -> String;
+}
+
+impl Shown for f64 {
+    fn shown(&self) -> String {
+        let v = self.abs();
+        if v != 0.0 && v.is_finite() && !(1e-4..1e16).contains(&v) {
+            format!("{self:e}")
+        } else {
+            self.to_string()
+        }
+    }
+}
+
+macro_rules! shown_as_display {
+    ($($t:ty),*) => {$(
+        impl Shown for $t {
+            fn shown(&self) -> String {
+                self.to_string()
+            }
+        }
+    )*};
+}
+shown_as_display!(i64, u64, usize, &str, String);
 
 /// Checks `lrs` and `losses` as a sweep: same length, LRs finite, positive and strictly increasing.
 ///
@@ -68,7 +111,7 @@ pub(crate) fn check_sweep<L: Copy + Into<f64>, F>(lrs: &[L], losses: &[F]) -> Re
     for (index, &lr) in lrs.iter().enumerate() {
         let lr: f64 = lr.into();
         if !(lr.is_finite() && lr > 0.0) {
-            return Err(Error::Element { name: "lrs", index, expected: "finite and > 0", value: lr.to_string() });
+            return Err(Error::Element { name: "lrs", index, expected: "finite and > 0", value: lr.shown() });
         }
         if index > 0 && lr <= prev {
             return Err(Error::Element {
@@ -90,6 +133,15 @@ mod tests {
     #[test]
     fn messages_name_parameter_and_value() {
         assert_eq!(param("alpha", "in (0, 1]", 1.5).to_string(), "alpha must be in (0, 1], got 1.5");
+        assert_eq!(param("factor", "in [1, 1e6]", 1e-300).to_string(), "factor must be in [1, 1e6], got 1e-300");
+        assert_eq!(
+            param("threshold", "finite and > 1", f64::INFINITY).to_string(),
+            "threshold must be finite and > 1, got inf"
+        );
+        assert_eq!(
+            param("patience", ">= 1", 2f64.powi(70)).to_string(),
+            "patience must be >= 1, got 1.1805916207174113e21"
+        );
         let e = check_sweep(&[1e-3, 1e-3], &[1.0, 1.0]).unwrap_err();
         assert!(e.to_string().starts_with("lrs[1] must be strictly greater"), "{e}");
         let e = check_sweep(&[1e-3, f64::NAN], &[1.0, 1.0]).unwrap_err();

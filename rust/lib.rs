@@ -8,10 +8,12 @@
 mod analyze;
 mod auto;
 mod batch;
+mod cancel;
 mod diagnose;
 mod diverge;
 mod error;
 mod gradient;
+mod kernel;
 mod schedule;
 mod smooth;
 mod suggest;
@@ -20,14 +22,15 @@ mod sweep;
 #[cfg(feature = "python")]
 mod python;
 
-pub use analyze::{analyze, Analysis, AnalyzeConfig, SuggestOn};
+pub use analyze::{analyze, analyze_cancellable, Analysis, AnalyzeConfig, SuggestOn};
 pub use auto::{AutoParams, AutoReading, Confidence};
-pub use batch::{analyze_batch, BatchAnalysis};
+pub use batch::{analyze_batch, analyze_batch_cancellable, BatchAnalysis};
+pub use cancel::Cancel;
 pub use diagnose::{Arch, DiagnoseConfig, Diagnosis, DiagnosisKind};
 pub use diverge::{detect, DivergenceConfig, DivergenceDetector, StopReason, Watch};
 pub use error::{Error, Result};
 pub use gradient::log_gradient;
 pub use schedule::{OneCycle, WarmupCosine};
 pub use smooth::{ema, Ema};
-pub use suggest::{set_detector, suggest, Method, Param, Reason, Space, Suggestion, METHOD_NAMES};
+pub use suggest::{set_detector, suggest, suggest_cancellable, Method, Param, Reason, Space, Suggestion, METHOD_NAMES};
 pub use sweep::{sweep_lrs, SweepMode};

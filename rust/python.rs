@@ -3,77 +3,231 @@
 //! Each function extracts numpy buffers (float32 or float64, 1-D, contiguous; lists are
 //! converted), releases the GIL around the core call, and maps core errors to `ValueError`.
 
+use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc;
+use std::time::Duration;
 
-use numpy::{IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArray1, PyUntypedArray, PyUntypedArrayMethods};
-use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyTypeError, PyValueError};
+use numpy::{
+    IntoPyArray, PyArray1, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray1, PyUntypedArray, PyUntypedArrayMethods,
+};
+use pyo3::exceptions::{PyKeyboardInterrupt, PyOverflowError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString, PyTuple};
 
 use crate::{
-    Analysis as CoreAnalysis, AnalyzeConfig, Diagnosis as CoreDiagnosis, DiagnosisKind, DivergenceConfig, Error,
-    Method, Param, StopReason, Suggestion as CoreSuggestion, SweepMode, Watch,
+    Analysis as CoreAnalysis, AnalyzeConfig, Cancel, Diagnosis as CoreDiagnosis, DiagnosisKind, DivergenceConfig,
+    Error, Method, Param, StopReason, Suggestion as CoreSuggestion, SweepMode,
 };
 
 impl From<Error> for PyErr {
     fn from(e: Error) -> PyErr {
-        PyValueError::new_err(e.to_string())
+        match e {
+            Error::Type { .. } => PyTypeError::new_err(e.to_string()),
+            Error::Interrupted => PyKeyboardInterrupt::new_err(()),
+            e => PyValueError::new_err(e.to_string()),
+        }
     }
 }
 
-/// Runs core work with the GIL released; a panic becomes a `RuntimeError`, never a
-/// `PanicException`.
-fn detached<T: Send>(py: Python<'_>, f: impl FnOnce() -> crate::Result<T> + Send) -> PyResult<T> {
-    py.detach(|| catch_unwind(AssertUnwindSafe(f)))
+/// Calls on inputs of at least this many points run in a helper thread while the calling
+/// thread watches for Ctrl-C; smaller calls take milliseconds, less than starting a thread.
+const WATCH_FROM_POINTS: usize = 1 << 20;
+
+/// How often the calling thread looks for a pending signal while a long call runs.
+const SIGNAL_POLL: Duration = Duration::from_millis(50);
+
+/// Runs core work on `points` points with the GIL released. A panic becomes a `RuntimeError`,
+/// never a `PanicException`. Long work can be interrupted: the calling thread runs Python's
+/// signal handlers every `SIGNAL_POLL`, and when one raises (`KeyboardInterrupt` on Ctrl-C)
+/// it cancels the work, which stops within milliseconds, and returns that exception.
+fn detached<T: Send>(py: Python<'_>, points: usize, f: impl FnOnce(&Cancel) -> crate::Result<T> + Send) -> PyResult<T> {
+    let cancel = Cancel::new();
+    let work = || catch_unwind(AssertUnwindSafe(|| f(&cancel)));
+    let mut raised = None;
+    let outcome = if points < WATCH_FROM_POINTS {
+        py.detach(work)
+    } else {
+        py.detach(|| {
+            std::thread::scope(|scope| {
+                let (done, finished) = mpsc::channel();
+                scope.spawn(move || done.send(work()));
+                loop {
+                    match finished.recv_timeout(SIGNAL_POLL) {
+                        Ok(outcome) => return outcome,
+                        Err(mpsc::RecvTimeoutError::Timeout) if raised.is_none() => {
+                            // Signal handlers only run on the main thread: elsewhere this is a no-op.
+                            if let Err(e) = Python::attach(|py| py.check_signals()) {
+                                raised = Some(e);
+                                cancel.cancel();
+                            }
+                        }
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        // The worker cannot drop the sender without sending: `work` catches panics.
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return Err(Box::new("no result")),
+                    }
+                }
+            })
+        })
+    };
+    if let Some(e) = raised {
+        return Err(e);
+    }
+    outcome
         .map_err(|_| PyRuntimeError::new_err("lrfind internal error: the Rust core panicked; please report this"))?
         .map_err(PyErr::from)
 }
 
-/// A float argument: any real number; an int too large for a float is +-inf (so the core's
-/// range check names the parameter) instead of an `OverflowError`.
-struct Real(f64);
+/// The name of a Python argument, carried by the type of its extractor, so that an argument
+/// of the wrong type is an error that names it (PyO3 only adds the name as a note).
+trait ArgName {
+    const NAME: &'static str;
+}
 
-impl<'a, 'py> FromPyObject<'a, 'py> for Real {
-    type Error = PyErr;
-
-    fn extract(ob: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
-        match ob.extract::<f64>() {
-            Ok(v) => Ok(Real(v)),
-            Err(e) if e.is_instance_of::<PyOverflowError>(ob.py()) => {
-                let negative = ob.lt(0)?;
-                Ok(Real(if negative { f64::NEG_INFINITY } else { f64::INFINITY }))
-            }
-            Err(e) => Err(e),
+macro_rules! arg_names {
+    ($($ty:ident = $name:literal),* $(,)?) => {$(
+        struct $ty;
+        impl ArgName for $ty {
+            const NAME: &'static str = $name;
         }
+    )*};
+}
+
+arg_names!(
+    MinLr = "min_lr",
+    MaxLr = "max_lr",
+    BaseLr = "base_lr",
+    NumSteps = "num_steps",
+    TotalSteps = "total_steps",
+    WarmupSteps = "warmup_steps",
+    Step = "step",
+    PctStart = "pct_start",
+    Mode = "mode",
+    Alpha = "alpha",
+    Debias = "debias",
+    Threshold = "threshold",
+    Watch = "watch",
+    Patience = "patience",
+    MinSteps = "min_steps",
+    Value = "x",
+    Loss = "loss",
+    Confidence = "confidence",
+    MethodName = "method",
+);
+
+/// `repr(ob)`, cut to 60 characters: enough to recognise, never a wall of text.
+fn short_repr(ob: &Bound<'_, PyAny>) -> String {
+    let text = ob.repr().map(|r| r.to_string()).unwrap_or_else(|_| "<unprintable>".into());
+    if text.chars().count() > 60 {
+        format!("{}...", text.chars().take(57).collect::<String>())
+    } else {
+        text
     }
 }
 
-/// An integer argument; one outside the 64-bit range is a `TypeError` (PyO3 adds the
-/// argument's name), never an `OverflowError`.
-struct Whole(i64);
+/// A float argument: any real number; an int too large for a float is +-inf (so the core's
+/// range check names the parameter) instead of an `OverflowError`.
+struct Real<A>(f64, PhantomData<A>);
 
-impl<'a, 'py> FromPyObject<'a, 'py> for Whole {
+impl<A> Real<A> {
+    const fn new(v: f64) -> Self {
+        Real(v, PhantomData)
+    }
+}
+
+impl<'a, 'py, A: ArgName> FromPyObject<'a, 'py> for Real<A> {
+    type Error = PyErr;
+
+    fn extract(ob: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        real(A::NAME, &ob).map(Real::new)
+    }
+}
+
+/// `ob` as a float, naming `name` when it is not a number.
+fn real(name: &str, ob: &Bound<'_, PyAny>) -> PyResult<f64> {
+    match ob.extract::<f64>() {
+        Ok(v) => Ok(v),
+        Err(e) if e.is_instance_of::<PyOverflowError>(ob.py()) => {
+            Ok(if ob.lt(0)? { f64::NEG_INFINITY } else { f64::INFINITY })
+        }
+        Err(_) => Err(PyTypeError::new_err(format!("{name} must be a number, got {}", short_repr(ob)))),
+    }
+}
+
+/// An integer argument (a Python int or anything with `__index__`); a float is a `TypeError`
+/// and an int outside the 64-bit range a `ValueError`, both naming the argument.
+struct Whole<A>(i64, PhantomData<A>);
+
+impl<A> Whole<A> {
+    const fn new(v: i64) -> Self {
+        Whole(v, PhantomData)
+    }
+}
+
+impl<'a, 'py, A: ArgName> FromPyObject<'a, 'py> for Whole<A> {
     type Error = PyErr;
 
     fn extract(ob: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
         match ob.extract::<i64>() {
-            Ok(v) => Ok(Whole(v)),
-            Err(e) if e.is_instance_of::<PyOverflowError>(ob.py()) => {
-                Err(PyTypeError::new_err(format!("{} is outside the 64-bit integer range", ob.repr()?)))
-            }
-            Err(e) => Err(e),
+            Ok(v) => Ok(Whole::new(v)),
+            Err(e) if e.is_instance_of::<PyOverflowError>(ob.py()) => Err(PyValueError::new_err(format!(
+                "{} must be within the 64-bit integer range, got {}",
+                A::NAME,
+                short_repr(&ob)
+            ))),
+            Err(_) => Err(PyTypeError::new_err(format!("{} must be an integer, got {}", A::NAME, short_repr(&ob)))),
         }
     }
 }
 
-impl Whole {
+impl<A: ArgName> Whole<A> {
     /// The value as a count of at least `min` (0 or 1), naming the parameter otherwise.
-    fn count(&self, name: &'static str, min: usize) -> PyResult<usize> {
+    fn count(&self, min: usize) -> PyResult<usize> {
         let expected = if min == 0 { ">= 0" } else { ">= 1" };
         usize::try_from(self.0)
             .ok()
             .filter(|&v| v >= min)
-            .ok_or_else(|| crate::error::param(name, expected, self.0).into())
+            .ok_or_else(|| crate::error::param(A::NAME, expected, self.0).into())
+    }
+}
+
+/// A `str` argument.
+struct Text<A>(String, PhantomData<A>);
+
+impl<A> Text<A> {
+    fn new(v: &str) -> Self {
+        Text(v.to_string(), PhantomData)
+    }
+}
+
+impl<'a, 'py, A: ArgName> FromPyObject<'a, 'py> for Text<A> {
+    type Error = PyErr;
+
+    fn extract(ob: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        match ob.extract::<String>() {
+            Ok(v) => Ok(Text(v, PhantomData)),
+            Err(_) => Err(PyTypeError::new_err(format!("{} must be a str, got {}", A::NAME, short_repr(&ob)))),
+        }
+    }
+}
+
+/// A `bool` argument (numpy's bool too).
+struct Flag<A>(bool, PhantomData<A>);
+
+impl<A> Flag<A> {
+    const fn new(v: bool) -> Self {
+        Flag(v, PhantomData)
+    }
+}
+
+impl<'a, 'py, A: ArgName> FromPyObject<'a, 'py> for Flag<A> {
+    type Error = PyErr;
+
+    fn extract(ob: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        match ob.extract::<bool>() {
+            Ok(v) => Ok(Flag::new(v)),
+            Err(_) => Err(PyTypeError::new_err(format!("{} must be a bool, got {}", A::NAME, short_repr(&ob)))),
+        }
     }
 }
 
@@ -83,22 +237,40 @@ enum Floats<'py> {
     F32(PyReadonlyArray1<'py, f32>),
 }
 
-/// Converts a sequence to an ndarray (lists are welcome), leaving ndarrays as they are.
-fn as_ndarray<'py>(name: &str, obj: &Bound<'py, PyAny>, dtype: &str) -> PyResult<Bound<'py, PyAny>> {
-    if obj.cast::<PyUntypedArray>().is_ok() {
-        return Ok(obj.clone());
+impl Floats<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Floats::F64(a) => a.len(),
+            Floats::F32(a) => a.len(),
+        }
     }
-    let np = obj.py().import("numpy")?;
-    let kwargs = PyDict::new(obj.py());
-    kwargs.set_item("dtype", dtype)?;
-    np.call_method("asarray", (obj,), Some(&kwargs)).map_err(|_| {
-        let ty = obj.get_type().name().map(|n| n.to_string()).unwrap_or_default();
-        PyTypeError::new_err(format!("{name} must be a 1-D array of numbers, got {ty}"))
-    })
 }
 
-/// Checks dimensionality and contiguity, naming the parameter.
-fn check_layout(name: &str, arr: &Bound<'_, PyUntypedArray>) -> PyResult<()> {
+/// `obj` as a 1-D contiguous ndarray whose dtype kind (numpy's letter) is one of `kinds`: the
+/// one rule for every array argument. The callers use a native float32/float64 (int64 for
+/// offsets) array as it is and convert other numeric dtypes, non-native byte order and lists
+/// (a copy). Anything else (text, objects, complex numbers, ragged lists, a scalar or None) is
+/// a `TypeError`; a strided view or another number of dimensions is a `ValueError`; both name
+/// `name`.
+fn numeric_array<'py>(
+    name: &str,
+    obj: &Bound<'py, PyAny>,
+    kinds: &str,
+    what: &str,
+) -> PyResult<Bound<'py, PyUntypedArray>> {
+    let py = obj.py();
+    let np = py.import("numpy")?;
+    let arr = match obj.cast::<PyUntypedArray>() {
+        Ok(a) => a.clone(),
+        Err(_) => {
+            np.call_method1("asarray", (obj,)).ok().and_then(|a| a.cast_into::<PyUntypedArray>().ok()).ok_or_else(
+                || PyTypeError::new_err(format!("{name} must be a 1-D array of {what}, got {}", short_repr(obj))),
+            )?
+        }
+    };
+    if arr.ndim() == 0 {
+        return Err(PyTypeError::new_err(format!("{name} must be a 1-D array of {what}, got {}", short_repr(obj))));
+    }
     if arr.ndim() != 1 {
         return Err(PyValueError::new_err(format!("{name} must be 1-D, got an array of shape {:?}", arr.shape())));
     }
@@ -107,30 +279,32 @@ fn check_layout(name: &str, arr: &Bound<'_, PyUntypedArray>) -> PyResult<()> {
             "{name} must be contiguous, got a strided view; pass np.ascontiguousarray({name})"
         )));
     }
-    Ok(())
+    let kind = char::from(arr.dtype().kind());
+    if !kinds.contains(kind) && !arr.is_empty() {
+        return Err(PyTypeError::new_err(format!("{name} must hold {what}, got an array of dtype {}", arr.dtype())));
+    }
+    Ok(arr)
 }
 
 fn floats<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<Floats<'py>> {
-    let obj = as_ndarray(name, obj, "float64")?;
-    let arr = obj.cast::<PyUntypedArray>()?;
-    check_layout(name, arr)?;
-    if let Ok(a) = obj.cast::<PyArray1<f64>>() {
+    let arr = numeric_array(name, obj, "biuf", "real numbers")?;
+    if let Ok(a) = arr.cast::<PyArray1<f64>>() {
         return Ok(Floats::F64(a.try_readonly()?));
     }
-    if let Ok(a) = obj.cast::<PyArray1<f32>>() {
+    if let Ok(a) = arr.cast::<PyArray1<f32>>() {
         return Ok(Floats::F32(a.try_readonly()?));
     }
-    Err(PyTypeError::new_err(format!("{name} must have dtype float32 or float64, got {}", arr.dtype())))
+    let converted = arr.call_method1("astype", ("float64",))?;
+    Ok(Floats::F64(converted.cast_into::<PyArray1<f64>>()?.try_readonly()?))
 }
 
 fn int64s<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<PyReadonlyArray1<'py, i64>> {
-    let obj = as_ndarray(name, obj, "int64")?;
-    let arr = obj.cast::<PyUntypedArray>()?;
-    check_layout(name, arr)?;
-    match obj.cast::<PyArray1<i64>>() {
-        Ok(a) => Ok(a.try_readonly()?),
-        Err(_) => Err(PyTypeError::new_err(format!("{name} must have dtype int64, got {}", arr.dtype()))),
+    let arr = numeric_array(name, obj, "iu", "integers")?;
+    if let Ok(a) = arr.cast::<PyArray1<i64>>() {
+        return Ok(a.try_readonly()?);
     }
+    let converted = arr.call_method1("astype", ("int64",))?;
+    Ok(converted.cast_into::<PyArray1<i64>>()?.try_readonly()?)
 }
 
 /// Calls `$body` with `$a` and `$b` bound to the two vectors' slices, whatever their dtypes.
@@ -170,7 +344,7 @@ impl OwnedParam {
         } else if v.is_instance_of::<PyString>() {
             Ok(OwnedParam::Str(v.extract()?))
         } else if v.is_instance_of::<PyInt>() || v.is_instance_of::<PyFloat>() || v.hasattr("__float__")? {
-            Ok(OwnedParam::Num(v.extract::<Real>()?.0))
+            Ok(OwnedParam::Num(real(name, v)?))
         } else {
             Err(PyTypeError::new_err(format!("{name} must be a number, bool or str, got {}", v.repr()?)))
         }
@@ -417,13 +591,13 @@ struct Ema(crate::Ema);
 #[pymethods]
 impl Ema {
     #[new]
-    #[pyo3(signature = (alpha=Real(0.05), debias=false), text_signature = "(alpha=0.05, debias=False)")]
-    fn new(alpha: Real, debias: bool) -> PyResult<Self> {
-        Ok(Ema(crate::Ema::new(alpha.0, debias)?))
+    #[pyo3(signature = (alpha=Real::new(0.05), debias=Flag::new(false)), text_signature = "(alpha=0.05, debias=False)")]
+    fn new(alpha: Real<Alpha>, debias: Flag<Debias>) -> PyResult<Self> {
+        Ok(Ema(crate::Ema::new(alpha.0, debias.0)?))
     }
 
     /// Adds `x` and returns the smoothed value.
-    fn update(&mut self, x: Real) -> f64 {
+    fn update(&mut self, x: Real<Value>) -> f64 {
         self.0.update(x.0)
     }
 
@@ -442,41 +616,46 @@ impl Ema {
 
 /// Streaming divergence detector and loss tracker: `update(loss)` returns True when the sweep
 /// must stop. Stops on NaN ("nan"), +-inf ("inf"), or when the watched series ("raw" or
-/// "smoothed") exceeds `best + (threshold - 1) * |best|` ("threshold"; equals `threshold * best`
-/// for positive best, and stays meaningful for zero and negative losses) on `patience`
-/// consecutive steps, counting only from step `min_steps`. `stop_index` is the explosion point
-/// (the first of the violating run): the curve is the points before it.
+/// "smoothed") exceeds `best + (threshold - 1) * max(|best|, 1.19e-7 * peak)` ("threshold";
+/// `peak` is the largest |loss| seen; for a positive best this is `threshold * best`, and it
+/// stays meaningful for negative losses and a best of exactly 0) on `patience` consecutive
+/// steps, counting only from step `min_steps`. `stop_index` is the explosion point (the first
+/// of the violating run): the curve is the points before it. The settings are checked as
+/// `analyze` checks them.
 #[pyclass(module = "lrfind._core")]
 struct DivergenceDetector(crate::DivergenceDetector);
 
 #[pymethods]
 impl DivergenceDetector {
     #[new]
-    #[pyo3(signature = (threshold=Real(10.0), watch="raw", alpha=Real(0.05), patience=Whole(1), min_steps=Whole(0), debias=false), text_signature = "(threshold=10.0, watch=\"raw\", alpha=0.05, patience=1, min_steps=0, debias=False)")]
+    #[pyo3(signature = (threshold=Real::new(10.0), watch=Text::new("raw"), alpha=Real::new(0.05), patience=Real::new(1.0), min_steps=Real::new(0.0), debias=Flag::new(false)), text_signature = "(threshold=10.0, watch=\"raw\", alpha=0.05, patience=1, min_steps=0, debias=False)")]
     fn new(
-        threshold: Real,
-        watch: &str,
-        alpha: Real,
-        patience: Whole,
-        min_steps: Whole,
-        debias: bool,
+        threshold: Real<Threshold>,
+        watch: Text<Watch>,
+        alpha: Real<Alpha>,
+        patience: Real<Patience>,
+        min_steps: Real<MinSteps>,
+        debias: Flag<Debias>,
     ) -> PyResult<Self> {
-        let config = DivergenceConfig {
-            threshold: threshold.0,
-            watch: Watch::parse(watch)?,
-            alpha: alpha.0,
-            debias,
-            patience: patience.count("patience", 1)?,
-            min_steps: min_steps.count("min_steps", 0)?,
-        };
+        let mut config = DivergenceConfig::default();
+        let debias = if debias.0 { 1.0 } else { 0.0 };
+        for (key, value) in [
+            ("threshold", Param::Num(threshold.0)),
+            ("watch", Param::Str(&watch.0)),
+            ("alpha", Param::Num(alpha.0)),
+            ("patience", Param::Num(patience.0)),
+            ("min_steps", Param::Num(min_steps.0)),
+            ("debias", Param::Num(debias)),
+        ] {
+            crate::set_detector(&mut config, key, value)?;
+        }
         Ok(DivergenceDetector(crate::DivergenceDetector::new(config)?))
     }
 
     /// Adds the next step's loss; True means stop (and stays True).
-    fn update(&mut self, loss: Real) -> bool {
+    fn update(&mut self, loss: Real<Loss>) -> bool {
         self.0.update(loss.0)
     }
-
     /// Whether the sweep has stopped.
     #[getter]
     fn stopped(&self) -> bool {
@@ -517,34 +696,30 @@ impl DivergenceDetector {
 /// The `num_steps` LRs of a range test from `min_lr` to `max_lr` (both exact), float64.
 /// `mode="exp"` (geometric, the default) or `"linear"`.
 #[pyfunction]
-#[pyo3(signature = (min_lr, max_lr, num_steps, mode="exp"))]
+#[pyo3(signature = (min_lr, max_lr, num_steps, mode=Text::new("exp")), text_signature = "(min_lr, max_lr, num_steps, mode=\"exp\")")]
 fn sweep_lrs<'py>(
     py: Python<'py>,
-    min_lr: Real,
-    max_lr: Real,
-    num_steps: Whole,
-    mode: &str,
+    min_lr: Real<MinLr>,
+    max_lr: Real<MaxLr>,
+    num_steps: Whole<NumSteps>,
+    mode: Text<Mode>,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let mode = SweepMode::parse(mode)?;
+    let mode = SweepMode::parse(&mode.0)?;
     let n =
         usize::try_from(num_steps.0).map_err(|_| crate::error::param("num_steps", "in [2, 100000000]", num_steps.0))?;
-    Ok(detached(py, || crate::sweep_lrs(min_lr.0, max_lr.0, n, mode))?.into_pyarray(py))
-}
-
-fn step_index(step: Whole) -> PyResult<u64> {
-    u64::try_from(step.0).map_err(|_| crate::error::param("step", ">= 0", step.0).into())
+    Ok(detached(py, 0, |_| crate::sweep_lrs(min_lr.0, max_lr.0, n, mode))?.into_pyarray(py))
 }
 
 /// LRs of steps 0..total_steps: linear warmup from 0 to `base_lr` over `warmup_steps`, then
 /// cosine decay to `min_lr` (default 0.0) at `total_steps` (the seed's `warmup_cosine_schedule`).
 #[pyfunction]
-#[pyo3(signature = (total_steps, warmup_steps, base_lr, min_lr=Real(0.0)), text_signature = "(total_steps, warmup_steps, base_lr, min_lr=0.0)")]
+#[pyo3(signature = (total_steps, warmup_steps, base_lr, min_lr=Real::new(0.0)), text_signature = "(total_steps, warmup_steps, base_lr, min_lr=0.0)")]
 fn warmup_cosine<'py>(
     py: Python<'py>,
-    total_steps: Whole,
-    warmup_steps: Whole,
-    base_lr: Real,
-    min_lr: Real,
+    total_steps: Whole<TotalSteps>,
+    warmup_steps: Whole<WarmupSteps>,
+    base_lr: Real<BaseLr>,
+    min_lr: Real<MinLr>,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let s = crate::WarmupCosine::new(total_steps.0, warmup_steps.0, base_lr.0, min_lr.0)?;
     Ok(s.to_vec()?.into_pyarray(py))
@@ -552,56 +727,64 @@ fn warmup_cosine<'py>(
 
 /// The warmup + cosine LR at one `step` (>= 0; past `total_steps` it stays at `min_lr`).
 #[pyfunction]
-#[pyo3(signature = (step, total_steps, warmup_steps, base_lr, min_lr=Real(0.0)), text_signature = "(step, total_steps, warmup_steps, base_lr, min_lr=0.0)")]
+#[pyo3(signature = (step, total_steps, warmup_steps, base_lr, min_lr=Real::new(0.0)), text_signature = "(step, total_steps, warmup_steps, base_lr, min_lr=0.0)")]
 fn warmup_cosine_at(
-    step: Whole,
-    total_steps: Whole,
-    warmup_steps: Whole,
-    base_lr: Real,
-    min_lr: Real,
+    step: Whole<Step>,
+    total_steps: Whole<TotalSteps>,
+    warmup_steps: Whole<WarmupSteps>,
+    base_lr: Real<BaseLr>,
+    min_lr: Real<MinLr>,
 ) -> PyResult<f64> {
-    Ok(crate::WarmupCosine::new(total_steps.0, warmup_steps.0, base_lr.0, min_lr.0)?.at(step_index(step)?))
+    let schedule = crate::WarmupCosine::new(total_steps.0, warmup_steps.0, base_lr.0, min_lr.0)?;
+    Ok(schedule.at(step.count(0)? as u64))
 }
 
 /// LRs of steps 0..total_steps of the seed's one-cycle: linear from `base_lr` to `max_lr` over
 /// the first `pct_start` (default 0.3) of the steps, then `max_lr * (1 - p) ** 2` down to 0.
 #[pyfunction]
-#[pyo3(signature = (total_steps, base_lr, max_lr, pct_start=Real(0.3)), text_signature = "(total_steps, base_lr, max_lr, pct_start=0.3)")]
+#[pyo3(signature = (total_steps, base_lr, max_lr, pct_start=Real::new(0.3)), text_signature = "(total_steps, base_lr, max_lr, pct_start=0.3)")]
 fn one_cycle<'py>(
     py: Python<'py>,
-    total_steps: Whole,
-    base_lr: Real,
-    max_lr: Real,
-    pct_start: Real,
+    total_steps: Whole<TotalSteps>,
+    base_lr: Real<BaseLr>,
+    max_lr: Real<MaxLr>,
+    pct_start: Real<PctStart>,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     Ok(crate::OneCycle::new(total_steps.0, base_lr.0, max_lr.0, pct_start.0)?.to_vec()?.into_pyarray(py))
 }
 
 /// The one-cycle LR at one `step` (>= 0; past `total_steps` it stays at 0).
 #[pyfunction]
-#[pyo3(signature = (step, total_steps, base_lr, max_lr, pct_start=Real(0.3)), text_signature = "(step, total_steps, base_lr, max_lr, pct_start=0.3)")]
-fn one_cycle_at(step: Whole, total_steps: Whole, base_lr: Real, max_lr: Real, pct_start: Real) -> PyResult<f64> {
-    Ok(crate::OneCycle::new(total_steps.0, base_lr.0, max_lr.0, pct_start.0)?.at(step_index(step)?))
+#[pyo3(signature = (step, total_steps, base_lr, max_lr, pct_start=Real::new(0.3)), text_signature = "(step, total_steps, base_lr, max_lr, pct_start=0.3)")]
+fn one_cycle_at(
+    step: Whole<Step>,
+    total_steps: Whole<TotalSteps>,
+    base_lr: Real<BaseLr>,
+    max_lr: Real<MaxLr>,
+    pct_start: Real<PctStart>,
+) -> PyResult<f64> {
+    Ok(crate::OneCycle::new(total_steps.0, base_lr.0, max_lr.0, pct_start.0)?.at(step.count(0)? as u64))
 }
 
 /// The EMA-smoothed series of `values` (float32 or float64), float64; see `Ema`.
 #[pyfunction]
-#[pyo3(signature = (values, alpha=Real(0.05), debias=false), text_signature = "(values, alpha=0.05, debias=False)")]
+#[pyo3(signature = (values, alpha=Real::new(0.05), debias=Flag::new(false)), text_signature = "(values, alpha=0.05, debias=False)")]
 fn ema<'py>(
     py: Python<'py>,
     values: &Bound<'py, PyAny>,
-    alpha: Real,
-    debias: bool,
+    alpha: Real<Alpha>,
+    debias: Flag<Debias>,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let values = floats("values", values)?;
+    let (alpha, debias) = (alpha.0, debias.0);
     let out = match &values {
         Floats::F64(v) => {
             let v = v.as_slice()?;
-            detached(py, || crate::ema(v, alpha.0, debias))?
+            detached(py, 0, |_| crate::ema(v, alpha, debias))?
         }
         Floats::F32(v) => {
             let v = v.as_slice()?;
-            detached(py, || crate::ema(v, alpha.0, debias))?
+            detached(py, 0, |_| crate::ema(v, alpha, debias))?
         }
     };
     Ok(out.into_pyarray(py))
@@ -609,10 +792,10 @@ fn ema<'py>(
 
 /// The word for an `auto` confidence in [0, 1]: "high" from 0.7, "low" below 0.4, else "medium".
 #[pyfunction]
-fn confidence_level(confidence: Real) -> PyResult<&'static str> {
+fn confidence_level(confidence: Real<Confidence>) -> PyResult<&'static str> {
     let c = confidence.0;
     if !(0.0..=1.0).contains(&c) {
-        return Err(PyValueError::new_err(format!("confidence must be a number in [0, 1], got {c}")));
+        return Err(crate::error::param("confidence", "a number in [0, 1]", c).into());
     }
     Ok(crate::Confidence::from_score(c).name())
 }
@@ -626,24 +809,27 @@ fn log_gradient<'py>(
     losses: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let (lrs, losses) = (floats("lrs", lrs)?, floats("losses", losses)?);
-    let out = with_slices!(lrs, losses, |a, b| detached(py, || crate::log_gradient(a, b))?);
+    let out = with_slices!(lrs, losses, |a, b| detached(py, 0, |_| crate::log_gradient(a, b))?);
     Ok(out.into_pyarray(py))
 }
 
 /// Suggests an LR from exactly the series given (raw or smoothed) with `method` and its
 /// keyword parameters; see the package docs for each method's parameters and defaults.
 #[pyfunction]
-#[pyo3(signature = (lrs, losses, method="auto", **params))]
+#[pyo3(signature = (lrs, losses, method=Text::new("auto"), **params), text_signature = "(lrs, losses, method=\"auto\", **params)")]
 fn suggest(
     py: Python<'_>,
     lrs: &Bound<'_, PyAny>,
     losses: &Bound<'_, PyAny>,
-    method: &str,
+    method: Text<MethodName>,
     params: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<Suggestion> {
-    let method = method_from(method, params, DivergenceConfig::default())?;
+    let method = method_from(&method.0, params, DivergenceConfig::default())?;
     let (lrs, losses) = (floats("lrs", lrs)?, floats("losses", losses)?);
-    let s = with_slices!(lrs, losses, |a, b| detached(py, || crate::suggest(a, b, &method))?);
+    let points = lrs.len();
+    let s = with_slices!(lrs, losses, |a, b| detached(py, points, |cancel| crate::suggest_cancellable(
+        a, b, &method, cancel
+    ))?);
     Ok(Suggestion::from(&s))
 }
 
@@ -680,7 +866,10 @@ fn analyze(
 ) -> PyResult<Analysis> {
     let (labels, config) = config_from(options)?;
     let (lrs, losses) = (floats("lrs", lrs)?, floats("losses", losses)?);
-    let a = with_slices!(lrs, losses, |x, y| detached(py, || crate::analyze(x, y, &config))?);
+    let points = lrs.len();
+    let a = with_slices!(lrs, losses, |x, y| detached(py, points, |cancel| crate::analyze_cancellable(
+        x, y, &config, cancel
+    ))?);
     analysis_to_py(py, &labels, a)
 }
 
@@ -700,7 +889,10 @@ fn analyze_batch(
     let (lrs, losses) = (floats("lrs", lrs)?, floats("losses", losses)?);
     let offsets = int64s("offsets", offsets)?;
     let offsets = offsets.as_slice()?;
-    let b = with_slices!(lrs, losses, |x, y| detached(py, || crate::analyze_batch(x, y, offsets, &config))?);
+    let points = lrs.len();
+    let b = with_slices!(lrs, losses, |x, y| detached(py, points, |cancel| crate::analyze_batch_cancellable(
+        x, y, offsets, &config, cancel
+    ))?);
     let lr = PyDict::new(py);
     let index = PyDict::new(py);
     let confidence = PyDict::new(py);

@@ -14,8 +14,8 @@ pub struct Ema {
     alpha: f64,
     debias: bool,
     value: f64,
-    /// `beta^t`, kept as a running product so an update costs no `powi`.
-    beta_pow: f64,
+    /// `1 - beta^t` for the debiased form, by the recursion `beta * norm + alpha`.
+    norm: f64,
     count: u64,
 }
 
@@ -25,7 +25,7 @@ impl Ema {
         if !(alpha > 0.0 && alpha <= 1.0) {
             return Err(param("alpha", "in (0, 1]", alpha));
         }
-        Ok(Self { alpha, debias, value: 0.0, beta_pow: 1.0, count: 0 })
+        Ok(Self { alpha, debias, value: 0.0, norm: 0.0, count: 0 })
     }
 
     /// Adds `x` and returns the smoothed value.
@@ -34,9 +34,14 @@ impl Ema {
         let beta = 1.0 - self.alpha;
         self.count += 1;
         if self.debias {
-            self.value = beta * self.value + self.alpha * x;
-            self.beta_pow *= beta;
-            self.value / (1.0 - self.beta_pow)
+            // s_t = v_t / (1 - beta^t), kept as s_t = (1 - w) s_{t-1} + w x_t with
+            // w = alpha / (1 - beta^t) and 1 - beta^t by its own recursion: the same values, but
+            // an alpha so small that 1 - alpha rounds to 1 (or alpha * x to 0) gives the running
+            // mean instead of 0 / 0. w is 1 at the first step.
+            self.norm = beta * self.norm + self.alpha;
+            let w = self.alpha / self.norm;
+            self.value = if w >= 1.0 { x } else { (1.0 - w) * self.value + w * x };
+            self.value
         } else {
             self.value = if self.count == 1 { x } else { self.alpha * x + beta * self.value };
             self.value
@@ -47,7 +52,6 @@ impl Ema {
     pub fn value(&self) -> Option<f64> {
         match self.count {
             0 => None,
-            _ if self.debias => Some(self.value / (1.0 - self.beta_pow)),
             _ => Some(self.value),
         }
     }

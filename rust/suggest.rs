@@ -9,8 +9,9 @@
 use std::fmt;
 
 use crate::auto::{auto, Auto, AutoParams, AutoReading, MIN_POINTS};
+use crate::cancel::Cancel;
 use crate::diverge::{detect, DivergenceConfig, Watch};
-use crate::error::{check_sweep, param, Result};
+use crate::error::{check_sweep, param, Error, Result};
 use crate::gradient::{gradient_into, gradient_uniform_into};
 
 /// The x-axis the `steepest` method differentiates against.
@@ -164,30 +165,37 @@ impl Method {
                 *backoff = number("backoff", value, "a number in [0, 1)", |v| (0.0..1.0).contains(&v))?
             }
             (Method::Steepest { space, .. }, "space") => {
-                *space = match value {
-                    Param::Str("log") => Space::Log,
-                    Param::Str("index") => Space::Index,
-                    Param::Str("linear") => Space::Linear,
-                    other => return Err(param("space", "\"log\", \"index\" or \"linear\"", show(other))),
+                const SPACES: &str = "\"log\", \"index\" or \"linear\"";
+                *space = match text("space", value, SPACES)? {
+                    "log" => Space::Log,
+                    "index" => Space::Index,
+                    "linear" => Space::Linear,
+                    other => return Err(param("space", SPACES, format!("{other:?}"))),
                 }
             }
+            // A divisor moves the pick down from the minimum or the explosion, never up; six
+            // decades down is already below any sweep's useful range.
             (Method::Minimum { factor, .. } | Method::Explosion { factor, .. }, "factor") => {
-                *factor = number("factor", value, "finite and > 0", |v| v.is_finite() && v > 0.0)?
+                *factor = number("factor", value, "in [1, 1e6]", |v| (1.0..=1e6).contains(&v))?
             }
             (Method::Slide { lr_diff, .. }, "lr_diff") => *lr_diff = count("lr_diff", value, 1)?,
             (Method::Slide { thresh, .. }, "thresh") => {
                 *thresh = number("thresh", value, "finite and >= 0", |v| v.is_finite() && v >= 0.0)?
             }
             (Method::Slide { adjust_value, .. }, "adjust_value") => {
-                *adjust_value = number("adjust_value", value, "finite and > 0", |v| v.is_finite() && v > 0.0)?
+                *adjust_value = number("adjust_value", value, "in [1e-6, 1e6]", |v| (1e-6..=1e6).contains(&v))?
             }
+            // Decades of log10(LR); wider than any sweep is meaningless.
             (Method::Auto(p), "smooth") => {
-                p.smooth = number("smooth", value, "finite and >= 0", |v| v.is_finite() && v >= 0.0)?
+                p.smooth =
+                    number("smooth", value, "0 or in [1e-6, 3] (decades)", |v| v == 0.0 || (1e-6..=3.0).contains(&v))?
             }
             (Method::Auto(p), "drop") => p.drop = number("drop", value, "in (0, 1]", |v| v > 0.0 && v <= 1.0)?,
-            (Method::Auto(p), "shift") => p.shift = number("shift", value, "finite", f64::is_finite)?,
+            (Method::Auto(p), "shift") => {
+                p.shift = number("shift", value, "in [-3, 6] (decades)", |v| (-3.0..=6.0).contains(&v))?
+            }
             (Method::Auto(p), "spread") => {
-                p.spread = number("spread", value, "finite and >= 0", |v| v.is_finite() && v >= 0.0)?
+                p.spread = number("spread", value, "in [0, 6] (decades)", |v| (0.0..=6.0).contains(&v))?
             }
             (Method::Explosion { detector, .. }, key) => {
                 if !set_detector(detector, key, value)? {
@@ -210,12 +218,7 @@ fn unknown(key: &str, method: &str) -> crate::Error {
 pub fn set_detector(d: &mut DivergenceConfig, key: &str, value: Param<'_>) -> Result<bool> {
     match key {
         "threshold" => d.threshold = number("threshold", value, "finite and > 1", |v| v.is_finite() && v > 1.0)?,
-        "watch" => {
-            d.watch = match value {
-                Param::Str(s) => Watch::parse(s)?,
-                other => return Err(param("watch", "\"raw\" or \"smoothed\"", show(other))),
-            }
-        }
+        "watch" => d.watch = Watch::parse(text("watch", value, "\"raw\" or \"smoothed\"")?)?,
         "alpha" => d.alpha = number("alpha", value, "in (0, 1]", |v| v > 0.0 && v <= 1.0)?,
         "debias" => d.debias = number("debias", value, "a bool", |v| v == 0.0 || v == 1.0)? == 1.0,
         "patience" => d.patience = count("patience", value, 1)?,
@@ -225,13 +228,7 @@ pub fn set_detector(d: &mut DivergenceConfig, key: &str, value: Param<'_>) -> Re
     Ok(true)
 }
 
-pub(crate) fn show(p: Param<'_>) -> String {
-    match p {
-        Param::Num(v) => v.to_string(),
-        Param::Str(s) => format!("{s:?}"),
-    }
-}
-
+/// A number parameter in the range `ok` accepts; text is a [`Error::Type`].
 pub(crate) fn number(
     name: &'static str,
     value: Param<'_>,
@@ -240,7 +237,16 @@ pub(crate) fn number(
 ) -> Result<f64> {
     match value {
         Param::Num(v) if ok(v) => Ok(v),
-        other => Err(param(name, expected, show(other))),
+        Param::Num(v) => Err(param(name, expected, v)),
+        Param::Str(s) => Err(Error::Type { name, expected: "a number", value: format!("{s:?}") }),
+    }
+}
+
+/// A text parameter (a name); a number is a [`Error::Type`].
+pub(crate) fn text<'a>(name: &'static str, value: Param<'a>, expected: &'static str) -> Result<&'a str> {
+    match value {
+        Param::Str(s) => Ok(s),
+        Param::Num(v) => Err(Error::Type { name, expected, value: v.to_string() }),
     }
 }
 
@@ -301,6 +307,12 @@ pub enum Reason {
         /// Multiplier applied.
         adjust_value: f64,
     },
+    /// The rule gave an LR that is not a finite positive number (an extreme parameter on an
+    /// extreme sweep).
+    Unusable {
+        /// The LR the rule gave.
+        lr: f64,
+    },
     /// Explosion found.
     Explosion {
         /// Index of the explosion point.
@@ -337,6 +349,7 @@ impl fmt::Display for Reason {
                 write!(f, "slide rule: where the gradient stops changing (x{adjust_value})")
             }
             Reason::Explosion { at, factor } => write!(f, "the loss exploded at point {at}; LR divided by {factor}"),
+            Reason::Unusable { lr } => write!(f, "the rule gives LR {lr:e}, not a usable LR: no suggestion"),
         }
     }
 }
@@ -367,18 +380,30 @@ pub struct Suggestion {
 pub(crate) struct Scratch {
     pub x: Vec<f64>,
     pub g: Vec<f64>,
-    pub lds: Vec<usize>,
+    pub tails: Vec<f64>,
     pub auto: crate::auto::Scratch,
 }
 
 /// Suggests an LR from `losses` at `lrs` with `method`.
 ///
 /// LRs must be finite, positive and strictly increasing; losses may hold NaN or infinity, which
-/// end every method's window (`explosion` looks for them).
+/// end every method's window (`explosion` looks for them). Every method takes linear or
+/// n log n time.
 pub fn suggest<L: Copy + Into<f64>, F: Copy + Into<f64>>(
     lrs: &[L],
     losses: &[F],
     method: &Method,
+) -> Result<Suggestion> {
+    suggest_cancellable(lrs, losses, method, &Cancel::new())
+}
+
+/// [`suggest`] that stops with [`Error::Interrupted`](crate::Error::Interrupted) when `cancel`
+/// is set.
+pub fn suggest_cancellable<L: Copy + Into<f64>, F: Copy + Into<f64>>(
+    lrs: &[L],
+    losses: &[F],
+    method: &Method,
+    cancel: &Cancel,
 ) -> Result<Suggestion> {
     check_sweep(lrs, losses)?;
     let lrs: Vec<f64> = lrs.iter().map(|&v| v.into()).collect();
@@ -387,18 +412,19 @@ pub fn suggest<L: Copy + Into<f64>, F: Copy + Into<f64>>(
         Method::Explosion { detector, .. } => detect(&losses, *detector)?.map(|(i, _)| i),
         _ => None,
     };
-    Ok(suggest_checked(&lrs, &losses, method, stop, &mut Scratch::default()))
+    suggest_checked(&lrs, &losses, method, stop, &mut Scratch::default(), cancel)
 }
 
 /// [`suggest`] on validated input; `stop` is the explosion point (`explosion` reads it, `auto`
-/// notes that there was one).
+/// notes that there was one). Only a cancelled call fails.
 pub(crate) fn suggest_checked(
     lrs: &[f64],
     losses: &[f64],
     method: &Method,
     stop: Option<usize>,
     s: &mut Scratch,
-) -> Suggestion {
+    cancel: &Cancel,
+) -> Result<Suggestion> {
     let name = method.name();
     let none = |reason| Suggestion { lr: None, index: None, method: name, reason, confidence: None, range: None };
     let pick = |index: usize, lr: f64, reason| Suggestion {
@@ -415,24 +441,24 @@ pub(crate) fn suggest_checked(
         Method::Slide { lr_diff, .. } => lr_diff + 1,
         Method::Auto(_) => MIN_POINTS,
         Method::Explosion { factor, .. } => {
-            return match stop {
+            return Ok(usable(match stop {
                 Some(at) => pick(at, lrs[at] / factor, Reason::Explosion { at, factor: *factor }),
                 None => none(Reason::NeverExploded),
-            };
+            }));
         }
     };
     let (start, end) = window(losses, method);
     let n = end - start;
     if n < needed {
-        return none(Reason::TooFewPoints { needed, got: n });
+        return Ok(none(Reason::TooFewPoints { needed, got: n }));
     }
     let (wl, wf) = (&lrs[start..end], &losses[start..end]);
     if matches!(method, Method::Steepest { .. } | Method::Steep { .. } | Method::Slide { .. })
         && wf.iter().all(|&v| v == wf[0])
     {
-        return none(Reason::Flat);
+        return Ok(none(Reason::Flat));
     }
-    match *method {
+    Ok(usable(match *method {
         Method::Steepest { backoff, space, .. } => {
             s.g.resize(n, 0.0);
             match space {
@@ -443,7 +469,7 @@ pub(crate) fn suggest_checked(
                     gradient_into(&s.x, wf, &mut s.g);
                 }
             }
-            let Some(m) = argmin(&s.g) else { return none(Reason::Flat) };
+            let Some(m) = argmin(&s.g) else { return Ok(none(Reason::Flat)) };
             let back = (backoff * n as f64).floor() as usize;
             let i = start + m.saturating_sub(back);
             pick(i, lrs[i], Reason::Steepest { at: start + m, slope: s.g[m], backoff: start + m - i })
@@ -455,11 +481,11 @@ pub(crate) fn suggest_checked(
         Method::Steep { .. } => {
             s.g.clear();
             s.g.extend(wl.windows(2).zip(wf.windows(2)).map(|(l, f)| (f[1] - f[0]) / (l[1].ln() - l[0].ln())));
-            let Some(m) = argmin(&s.g) else { return none(Reason::Flat) };
+            let Some(m) = argmin(&s.g) else { return Ok(none(Reason::Flat)) };
             pick(start + m, lrs[start + m], Reason::Steep { slope: s.g[m] })
         }
         Method::Valley { .. } => {
-            let (ms, me) = longest_valley(wf, &mut s.lds);
+            let (ms, me) = longest_valley(wf, &mut s.tails, cancel)?;
             let sections = (me - ms) as f64 / 3.0;
             let idx = ms + sections as isize + (sections / 2.0) as isize;
             // fastai indexes with a Python int: -1 is the last point of the window.
@@ -482,7 +508,7 @@ pub(crate) fn suggest_checked(
             }
             pick(start + cand, lrs[start + cand] * adjust_value, Reason::Slide { adjust_value })
         }
-        Method::Auto(p) => match auto(wl, wf, stop.is_some() || end < losses.len(), &p, &mut s.auto) {
+        Method::Auto(p) => match auto(wl, wf, stop.is_some() || end < losses.len(), &p, &mut s.auto, cancel)? {
             Auto::NoDescent => none(Reason::NoDescent),
             Auto::Found { index, lr, range, reading } => Suggestion {
                 confidence: Some(reading.confidence),
@@ -491,6 +517,17 @@ pub(crate) fn suggest_checked(
             },
         },
         Method::Explosion { .. } => unreachable!("handled above"),
+    }))
+}
+
+/// `s`, or no suggestion when its LR or range is not finite and positive.
+pub(crate) fn usable(s: Suggestion) -> Suggestion {
+    let good = |v: f64| v.is_finite() && v > 0.0;
+    match s.lr {
+        Some(lr) if !good(lr) || s.range.is_some_and(|(lo, hi)| !good(lo) || !good(hi)) => {
+            Suggestion { lr: None, index: None, reason: Reason::Unusable { lr }, confidence: None, range: None, ..s }
+        }
+        _ => s,
     }
 }
 
@@ -521,25 +558,33 @@ pub(crate) fn argmin(v: &[f64]) -> Option<usize> {
     best
 }
 
-/// fastai's longest-valley scan, O(n^2), kept exactly (the best-run update sits inside the
-/// inner loop, which decides ties). Returns `(max_start, max_end)`; `max_start` can be -1.
-fn longest_valley(losses: &[f64], lds: &mut Vec<usize>) -> (isize, isize) {
-    let n = losses.len();
-    lds.clear();
-    lds.resize(n, 1);
-    let (mut ms, mut me) = (0isize, 0usize);
-    for i in 1..n {
-        for j in 0..i {
-            if losses[i] < losses[j] && lds[i] < lds[j] + 1 {
-                lds[i] = lds[j] + 1;
-            }
-            if lds[me] < lds[i] {
-                me = i;
-                ms = me as isize - lds[me] as isize;
-            }
+/// fastai's longest-valley scan in O(n log n): `(max_start, max_end)` of fastai's quadratic loop,
+/// where `max_end` is the first point whose longest strictly decreasing subsequence (ending
+/// there) is longer than every earlier one's, and `max_start = max_end - that length`, which
+/// can be -1. fastai updates the best run inside its inner loop, but an earlier best is at
+/// most one shorter than a new one, so that order never changes the result. With no
+/// decreasing pair at all, fastai keeps its initial `(0, 0)`.
+fn longest_valley(losses: &[f64], tails: &mut Vec<f64>, cancel: &Cancel) -> Result<(isize, isize)> {
+    // tails[k]: the largest last value of a strictly decreasing subsequence of length k + 1
+    // (patience sorting); it is strictly decreasing in k, so a binary search places each loss.
+    tails.clear();
+    let (mut best, mut me) = (1, 0);
+    for (i, &v) in losses.iter().enumerate() {
+        cancel.every(i)?;
+        let k = tails.partition_point(|&t| t > v);
+        if k == tails.len() {
+            tails.push(v);
+        } else {
+            tails[k] = v;
+        }
+        if k + 1 > best {
+            (best, me) = (k + 1, i);
         }
     }
-    (ms, me as isize)
+    if best == 1 {
+        return Ok((0, 0));
+    }
+    Ok((me as isize - best as isize, me as isize))
 }
 
 #[cfg(test)]
@@ -680,10 +725,43 @@ mod tests {
             "method parameter must be one the method takes, got \"factor\" for method \"valley\""
         );
         assert_eq!(err("explosion", &[("threshold", Param::Num(0.5))]), "threshold must be finite and > 1, got 0.5");
+        // Ranges that keep every suggestion a usable LR.
+        assert_eq!(err("minimum", &[("factor", Param::Num(1e-300))]), "factor must be in [1, 1e6], got 1e-300");
+        assert_eq!(
+            err("auto", &[("shift", Param::Num(-1e300))]).split(", got").next(),
+            Some("shift must be in [-3, 6] (decades)")
+        );
+        assert!(err("auto", &[("smooth", Param::Num(1e-9))]).starts_with("smooth must be 0 or in [1e-6, 3]"));
+        assert!(err("slide", &[("adjust_value", Param::Num(1e9))]).starts_with("adjust_value must be in [1e-6, 1e6]"));
+        // Text where a number goes, or the reverse, is an error of kind.
+        let kind = |name: &str, params: &[(&str, Param<'_>)]| {
+            Method::from_params(name, params, DivergenceConfig::default()).unwrap_err()
+        };
+        assert!(matches!(kind("explosion", &[("threshold", Param::Str("x"))]), Error::Type { name: "threshold", .. }));
+        assert!(matches!(kind("steepest", &[("space", Param::Num(3.0))]), Error::Type { name: "space", .. }));
         assert_eq!(
             err("magic", &[]),
             "method must be one of auto, steepest, minimum, steep, valley, slide, explosion, got \"magic\""
         );
+    }
+
+    /// fastai's quadratic valley loop, transcribed: the reference for `longest_valley`.
+    fn fastai_valley(losses: &[f64]) -> (isize, isize) {
+        let n = losses.len();
+        let mut lds = vec![1usize; n];
+        let (mut ms, mut me) = (0isize, 0usize);
+        for i in 1..n {
+            for j in 0..i {
+                if losses[i] < losses[j] && lds[i] < lds[j] + 1 {
+                    lds[i] = lds[j] + 1;
+                }
+                if lds[me] < lds[i] {
+                    me = i;
+                    ms = me as isize - lds[me] as isize;
+                }
+            }
+        }
+        (ms, me as isize)
     }
 
     proptest! {
@@ -706,6 +784,20 @@ mod tests {
                 if name != "explosion" {
                     prop_assert!(losses[i].is_finite());
                 }
+            }
+        }
+
+        /// The O(n log n) valley equals fastai's quadratic loop, ties and plateaus included.
+        #[test]
+        fn valley_equals_fastais_loop(
+            small in prop::collection::vec(0u8..6, 1..80),
+            wide in prop::collection::vec(-1e3f64..1e3, 1..300),
+        ) {
+            let small: Vec<f64> = small.into_iter().map(f64::from).collect();
+            // A noisy descent: long runs, as on a real curve.
+            let descent: Vec<f64> = wide.iter().enumerate().map(|(i, v)| 1e-3 * v - i as f64).collect();
+            for losses in [&small, &wide, &descent] {
+                prop_assert_eq!(longest_valley(losses, &mut vec![], &Cancel::new()).unwrap(), fastai_valley(losses));
             }
         }
 

@@ -277,11 +277,19 @@ def test_a_flat_curve_has_no_descent(n, level, params):
     assert s.lr is None and "never falls below its start" in s.reason, s
 
 
-@given(range_tests(max_size=60), st.floats(5e-324, 1e-155))
+@given(range_tests(max_size=60), st.floats(1e-6, 1e-3))
 def test_a_tiny_kernel_is_the_median_alone(curve, smooth):
+    # The points lie at least 0.008 decades apart: a kernel cut at 3e-3 decades holds one.
     lrs, losses = curve
     s, median_only = lrfind.suggest(lrs, losses, "auto", smooth=smooth), lrfind.suggest(lrs, losses, "auto", smooth=0)
     assert (s.lr, s.index) == (median_only.lr, median_only.index)
+
+
+@given(st.one_of(st.floats(5e-324, 9.9e-7), st.floats(3.01, 1e300), st.floats(-1e300, -5e-324)))
+def test_a_kernel_outside_its_range_is_refused(smooth):
+    lrs = lrfind.sweep_lrs(1e-5, 1.0, 20)
+    with pytest.raises(ValueError, match=r"smooth must be 0 or in \[1e-6, 3\] \(decades\), got"):
+        lrfind.suggest(lrs, np.linspace(2, 1, 20), "auto", smooth=smooth)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 Rust panic, a crash, or a NaN the input did not hold."""
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -149,10 +151,40 @@ def test_learning_rate_finder(args, fn_result):
         (lambda: lrfind.analyze([-1.0, 1.0], [1, 2]), ValueError, r"lrs\[0\] must be finite and > 0, got -1"),
         (lambda: lrfind.analyze([np.nan, 1.0], [1, 2]), ValueError, r"lrs\[0\] must be finite and > 0, got NaN"),
         (lambda: lrfind.analyze(np.ones((2, 2)), np.ones(4)), ValueError, r"lrs must be 1-D, got an array of shape"),
-        (lambda: lrfind.analyze("abc", [1.0]), TypeError, "lrs must be a 1-D array of numbers, got str"),
+        (lambda: lrfind.analyze("abc", [1.0]), TypeError, "lrs must be a 1-D array of real numbers, got 'abc'"),
+        (lambda: lrfind.analyze(None, None), TypeError, "lrs must be a 1-D array of real numbers, got None"),
+        (
+            lambda: lrfind.analyze([1.0], [None]),
+            TypeError,
+            "losses must hold real numbers, got an array of dtype object",
+        ),
+        (
+            lambda: lrfind.analyze([1.0], [1j]),
+            TypeError,
+            "losses must hold real numbers, got an array of dtype complex",
+        ),
+        (
+            lambda: lrfind.analyze_batch([["a"]], [[1.0]]),
+            TypeError,
+            r"lrs\[0\] must be a 1-D array of real numbers, got \['a'\]",
+        ),
         (lambda: lrfind.analyze([1.0], [1.0], patience=-1), ValueError, "patience must be a whole number >= 1, got -1"),
         (lambda: lrfind.analyze([1.0], [1.0], patience=2**70), ValueError, "patience must be a whole number >= 1"),
-        (lambda: lrfind.DivergenceDetector(patience=2**70), TypeError, "patience"),
+        (
+            lambda: lrfind.DivergenceDetector(patience=2**70),
+            ValueError,
+            "patience must be a whole number >= 1, got 1.1805916207174113e21",
+        ),
+        (lambda: lrfind.DivergenceDetector(patience=2.5), ValueError, "patience must be a whole number >= 1, got 2.5"),
+        (lambda: lrfind.DivergenceDetector(threshold="x"), TypeError, "threshold must be a number, got 'x'"),
+        (lambda: lrfind.DivergenceDetector(watch=None), TypeError, "watch must be a str, got None"),
+        (lambda: lrfind.analyze([1.0], [1.0], threshold="x"), TypeError, 'threshold must be a number, got "x"'),
+        (lambda: lrfind.ema([1.0, 2.0], "a"), TypeError, "alpha must be a number, got 'a'"),
+        (lambda: lrfind.ema([1.0, 2.0], debias="yes"), TypeError, "debias must be a bool, got 'yes'"),
+        (lambda: lrfind.suggest([1e-3, 1e-2], [1.0, 0.5], None), TypeError, "method must be a str, got None"),
+        (lambda: lrfind.sweep_lrs(1e-7, 1.0, 1.5), TypeError, "num_steps must be an integer, got 1.5"),
+        (lambda: lrfind.sweep_lrs(1e-7, 1.0, 2**70), ValueError, "num_steps must be within the 64-bit integer"),
+        (lambda: lrfind.one_cycle_at(-1, 10, 1e-3, 1e-2), ValueError, "step must be >= 0, got -1"),
         (lambda: lrfind.analyze([1.0], [1.0], thresold=5), TypeError, 'unexpected keyword argument "thresold"'),
         (lambda: lrfind.analyze([1.0], [1.0], min_points=1), ValueError, "min_points must be >= 2, got 1"),
         (
@@ -170,7 +202,25 @@ def test_learning_rate_finder(args, fn_result):
         (lambda: lrfind.suggest([1.0], [1.0], "steepest", space=[1]), TypeError, "space must be a number, bool or str"),
         (lambda: lrfind.ema(np.ones(4)[::2]), ValueError, r"values must be contiguous.*np.ascontiguousarray\(values\)"),
         (lambda: lrfind.suggest([1.0], [1.0], "auto", drop=0), ValueError, r"drop must be in \(0, 1\], got 0"),
-        (lambda: lrfind.suggest([1.0], [1.0], "auto", smooth=-1), ValueError, "smooth must be finite and >= 0, got -1"),
+        (lambda: lrfind.suggest([1.0], [1.0], "auto", smooth=-1), ValueError, r"smooth must be 0 or in \[1e-6, 3\]"),
+        (
+            lambda: lrfind.suggest([1.0], [1.0], "auto", shift=-1e300),
+            ValueError,
+            r"shift must be in \[-3, 6\] \(decades\), got -1e300",
+        ),
+        (lambda: lrfind.suggest([1.0], [1.0], "auto", spread=7), ValueError, r"spread must be in \[0, 6\]"),
+        (
+            lambda: lrfind.suggest([1.0], [1.0], "minimum", factor=1e-300),
+            ValueError,
+            r"factor must be in \[1, 1e6\], got 1e-300",
+        ),
+        (lambda: lrfind.suggest([1.0], [1.0], "explosion", factor=0.5), ValueError, r"factor must be in \[1, 1e6\]"),
+        (
+            lambda: lrfind.suggest([1.0], [1.0], "slide", adjust_value=1e300),
+            ValueError,
+            r"adjust_value must be in \[1e-6, 1e6\], got 1e300",
+        ),
+        (lambda: lrfind.suggest([1.0], [1.0], "steepest", space=3), TypeError, 'space must be "log", "index" or'),
         (lambda: lrfind.confidence_level(1.5), ValueError, r"confidence must be a number in \[0, 1\], got 1.5"),
         (lambda: lrfind.confidence_level("high"), TypeError, "confidence"),
     ],
@@ -178,3 +228,91 @@ def test_learning_rate_finder(args, fn_result):
 def test_bad_input_messages_name_the_parameter(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+@pytest.mark.parametrize(
+    "convert",
+    [
+        lambda x: x.astype(np.int64),
+        lambda x: x.astype(np.int32),
+        lambda x: x.astype(np.uint16),
+        lambda x: x.astype(">f8"),  # non-native byte order
+        lambda x: x.astype(">f4"),
+        lambda x: x.astype(np.float16),
+        lambda x: x.tolist(),
+    ],
+)
+def test_one_dtype_rule_for_every_array(convert):
+    """Any real numeric dtype, in any byte order, is taken as its float64 values, like a list."""
+    lrs = 10.0 ** np.arange(-6, 3)  # integers when converted to int would lose them: use losses
+    losses = np.array([9, 8, 6, 4, 3, 2, 5, 30, 700])
+    want = lrfind.analyze(lrs, losses.astype(np.float64))
+    got = lrfind.analyze(lrs, convert(losses))
+    assert (got.suggested_lr, got.stop_index, got.diagnosis.kind) == (
+        want.suggested_lr,
+        want.stop_index,
+        want.diagnosis.kind,
+    )
+    np.testing.assert_array_equal(lrfind.ema(convert(losses)), lrfind.ema(losses.astype(np.float64)))
+
+
+@pytest.mark.parametrize("method", lrfind.METHODS)
+@given(lrs=st.lists(st.floats(1e-300, 1e300), min_size=2, max_size=30, unique=True), data=st.data())
+@settings(max_examples=60, suppress_health_check=suppress)
+def test_every_suggestion_is_a_usable_lr(method, lrs, data):
+    """Whatever the LRs' scale and the method's parameters within their ranges, an LR that is
+    given is finite and positive, and so is its range."""
+    lrs = np.sort(np.array(lrs))
+    losses = np.array(data.draw(st.lists(st.floats(-1e3, 1e3), min_size=len(lrs), max_size=len(lrs))))
+    extreme = {
+        "minimum": {"factor": 1e6, "skip_start": 0, "skip_end": 0},
+        "explosion": {"factor": 1e6},
+        "slide": {"adjust_value": 1e6, "skip_start": 0, "skip_end": 0, "lr_diff": 1},
+        "auto": {"shift": -3, "spread": 6},
+    }.get(method, {})
+    s = lrfind.suggest(lrs, losses, method, **extreme)
+    if s.lr is not None:
+        assert math.isfinite(s.lr) and s.lr > 0
+        assert s.range is None or all(math.isfinite(v) and v > 0 for v in s.range)
+    else:
+        assert s.reason
+
+
+INTERRUPTED_CALL = """
+import os, signal, sys, threading, time
+import numpy as np
+import lrfind
+
+call = sys.argv[1]
+lrs = lrfind.sweep_lrs(1e-7, 10.0, 100)
+curve = 2.3 - np.tanh(np.log10(lrs) + 3) + np.exp(np.log10(lrs) - 0.5)
+if call == "analyze":  # one sweep of 5 million points
+    lrs = lrfind.sweep_lrs(1e-7, 10.0, 5_000_000)
+    args = (lrs, np.interp(np.log10(lrs), np.linspace(-7, 1, 100), curve))
+else:  # 200,000 sweeps of 100 points
+    args = (np.tile(lrs, 200_000), np.tile(curve, 200_000), np.arange(200_001) * 100)
+fired = []
+
+def interrupt():
+    fired.append(time.monotonic())
+    os.kill(os.getpid(), signal.SIGINT)
+
+threading.Timer(0.2, interrupt).start()
+start = time.monotonic()
+try:
+    getattr(lrfind, call)(*args)
+except KeyboardInterrupt:
+    print(f"interrupted {time.monotonic() - fired[0]:.3f} s after the signal")
+else:
+    print(f"finished in {time.monotonic() - start:.3f} s")
+"""
+
+
+@pytest.mark.parametrize("call", ["analyze", "analyze_batch"])
+def test_ctrl_c_interrupts_a_long_core_call(call):
+    """A call that takes seconds in the core raises KeyboardInterrupt on Ctrl-C instead of
+    running to its end (the time it took is printed, not asserted: see benches/README.md)."""
+    run = subprocess.run([sys.executable, "-c", INTERRUPTED_CALL, call], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("interrupted"), run.stdout
+    print(call, run.stdout.strip())

@@ -67,6 +67,22 @@ def test_detector_rule_for_zero_and_negative_losses():
     assert not any(d.update(x) for x in [-0.5, -0.6, -0.55, -0.7])
 
 
+def test_a_best_of_exactly_zero_is_float32_resolution_not_infinitely_small():
+    """A loss that reaches exactly 0 (a margin or hinge loss, a separable problem) and then reads
+    1e-12 has not exploded: the best is measured against float32 resolution of the largest loss
+    seen (1.19e-7 x 2.3 here), so 10x the best is 2.7e-6."""
+    d = lrfind.DivergenceDetector()
+    assert not any(d.update(x) for x in [2.3, 1.0, 0.0, 1e-12, 1e-9, 2e-6])
+    assert d.update(3e-6) and d.stop_index == 6 and d.best == 0.0
+    # The same sweep through analyze: the curve keeps the tiny losses.
+    lrs = lrfind.sweep_lrs(1e-4, 1.0, 8)
+    a = lrfind.analyze(lrs, [2.3, 1.0, 0.0, 1e-12, 1e-9, 2e-6, 3e-6, 5.0], methods="minimum")
+    assert (a.stop_index, a.stop_reason) == (6, "threshold")
+    # A positive best well above the resolution keeps the seed's rule: 10x the best.
+    d = lrfind.DivergenceDetector()
+    assert not any(d.update(x) for x in [2.3, 1e-3, 9.9e-3]) and d.update(1.01e-2)
+
+
 def test_detector_reports_inf_patience_and_min_steps():
     d = lrfind.DivergenceDetector()
     assert not d.update(1.0) and d.update(-math.inf) and d.stop_reason == "inf"
@@ -88,7 +104,7 @@ def test_detector_reports_inf_patience_and_min_steps():
         (dict(threshold=float("inf")), "threshold must be finite and > 1, got inf"),
         (dict(watch="ema"), 'watch must be "raw" or "smoothed", got "ema"'),
         (dict(alpha=0.0), r"alpha must be in \(0, 1\], got 0"),
-        (dict(patience=0), "patience must be >= 1, got 0"),
+        (dict(patience=0), "patience must be a whole number >= 1, got 0"),
     ],
 )
 def test_detector_rejects_bad_config(kwargs, message):

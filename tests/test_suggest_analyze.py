@@ -203,15 +203,45 @@ def test_batch_input_shapes_and_dtypes():
         ([1, 3], ValueError, r"offsets\[0\] must be 0, got 1"),
         ([0, 2, 1, 3], ValueError, r"offsets\[2\] must be non-decreasing, got 1 after 2"),
         ([0, 2], ValueError, r"offsets\[1\] must be the buffers' length, got 2 for buffers of length 3"),
-        (np.array([0, 3], dtype=np.int32), TypeError, "offsets must have dtype int64, got int32"),
+        (np.array([0, 2.7, 3.0]), TypeError, "offsets must hold integers, got an array of dtype float64"),
+        ([0, 1.0, 3], TypeError, "offsets must hold integers, got an array of dtype float64"),
         (np.array([[0, 3]]), ValueError, r"offsets must be 1-D, got an array of shape \[1, 2\]"),
         ([], ValueError, "offsets must be at least one entry"),
+        ("0 3", TypeError, "offsets must be a 1-D array of integers, got '0 3'"),
+        (["0", "3"], TypeError, "offsets must hold integers, got an array of dtype <U1"),
     ],
 )
 def test_batch_rejects_bad_offsets(offsets, error, message):
     x = np.array([1e-3, 1e-2, 1e-1])
     with pytest.raises(error, match=message):
         lrfind.analyze_batch(x, x, offsets)
+
+
+@pytest.mark.parametrize(
+    "convert",
+    [
+        lambda o: o.astype(np.int32),  # what pyarrow.ListArray.offsets gives
+        lambda o: o.astype(np.uint64),
+        lambda o: o.astype(">i8"),
+        lambda o: o.tolist(),
+    ],
+)
+def test_batch_takes_any_integer_offsets(convert):
+    lrs = np.tile(lrfind.sweep_lrs(1e-5, 1.0, 30), 3)
+    losses = np.tile(np.linspace(2.0, 1.0, 30) + 0.1 * np.sin(np.arange(30)), 3)
+    offsets = np.array([0, 30, 60, 90], dtype=np.int64)
+    want = lrfind.analyze_batch(lrs, losses, offsets)
+    got = lrfind.analyze_batch(lrs, losses, convert(offsets))
+    np.testing.assert_array_equal(got.lr["auto"], want.lr["auto"])
+    np.testing.assert_array_equal(got.stop_index, want.stop_index)
+
+
+def test_batch_takes_arrow_offsets():
+    pa = pytest.importorskip("pyarrow")
+    lists = pa.array([[1e-3, 1e-2, 1e-1], [1e-4, 1e-3]])
+    flat = lists.flatten().to_numpy()
+    batch = lrfind.analyze_batch(flat, flat, lists.offsets)  # an int32 Arrow array, as it comes
+    assert len(batch) == 2 and lists.offsets.type == pa.int32()
 
 
 def test_batch_names_the_bad_sweep():

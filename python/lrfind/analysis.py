@@ -52,8 +52,8 @@ def _flatten(lrs: Any, losses: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     if isinstance(lrs, Sequence) and isinstance(losses, Sequence) and not isinstance(lrs, str):
         if len(lrs) != len(losses):
             raise ValueError(f"lrs and losses must hold as many sweeps, got {len(lrs)} and {len(losses)}")
-        lr_parts = [np.asarray(x, dtype=float).ravel() for x in lrs]
-        loss_parts = [np.asarray(x, dtype=float).ravel() for x in losses]
+        lr_parts = [_sweep_array(f"lrs[{i}]", x) for i, x in enumerate(lrs)]
+        loss_parts = [_sweep_array(f"losses[{i}]", x) for i, x in enumerate(losses)]
         for i, (a, b) in enumerate(zip(lr_parts, loss_parts, strict=True)):
             if len(a) != len(b):
                 raise ValueError(f"sweep {i}: lrs and losses must have the same length, got {len(a)} and {len(b)}")
@@ -65,3 +65,17 @@ def _flatten(lrs: Any, losses: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         "analyze_batch needs offsets with flat lrs and losses, two 2-D arrays, or two lists of arrays; "
         f"got lrs of type {type(lrs).__name__}"
     )
+
+
+def _sweep_array(name: str, values: Any) -> np.ndarray:
+    """One sweep of a list of sweeps as float64, by the core's rule for arrays: any real
+    numeric dtype is converted, anything else is a TypeError naming the sweep."""
+    try:
+        array = np.asarray(values)
+    except ValueError:  # ragged nested lists
+        array = np.asarray(None)
+    if array.ndim != 1 or array.dtype.kind not in "biuf":
+        shown = repr(values)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise TypeError(f"{name} must be a 1-D array of real numbers, got {shown}")
+    return array.astype(np.float64, copy=False)
