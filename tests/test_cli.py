@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,13 +34,40 @@ def lrfind_command() -> tuple[list[str], dict[str, str]]:
     return [sys.executable, "-m", "lrfind"], env
 
 
-def run(*args: str | Path, cwd: Path | None = None, **env_vars: str) -> subprocess.CompletedProcess[str]:
-    """``lrfind ARGS...``, checked never to show a traceback."""
+def run(
+    *args: str | Path,
+    cwd: Path | None = None,
+    wrap: Sequence[str] = (),
+    without: str | None = None,
+    **env_vars: str,
+) -> subprocess.CompletedProcess[str]:
+    """``lrfind ARGS...``, checked never to show a traceback. ``wrap`` goes before the command
+    (setpriv); ``without`` names a module made unimportable, as if not installed (the command
+    then runs as ``python -c``, which blocks it first)."""
     command, env = lrfind_command()
+    if without is not None:
+        block = (
+            f"import sys; sys.modules[{without!r}] = None; from lrfind.cli import main; sys.exit(main(sys.argv[1:]))"
+        )
+        command = [sys.executable, "-c", block]
     env.update(env_vars)
-    done = subprocess.run([*command, *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+    done = subprocess.run(
+        [*wrap, *command, *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd, timeout=120
+    )
     assert "Traceback" not in done.stderr, done.stderr
     return done
+
+
+def unprivileged() -> list[str]:
+    """A prefix that runs a command with file permissions in force: none unless root, whom chmod
+    does not stop; then setpriv without CAP_DAC_READ_SEARCH and CAP_DAC_OVERRIDE."""
+    if os.geteuid() != 0:
+        return []
+    drop = "-dac_read_search,-dac_override"
+    prefix = [shutil.which("setpriv") or "setpriv", f"--bounding-set={drop}", f"--inh-caps={drop}"]
+    if shutil.which("setpriv") is None or subprocess.run([*prefix, "true"], capture_output=True).returncode:
+        pytest.skip("root, and cannot drop CAP_DAC_READ_SEARCH/CAP_DAC_OVERRIDE with setpriv")
+    return prefix
 
 
 def _good_loss() -> np.ndarray:
@@ -185,7 +215,6 @@ def test_rejected_input_exits_1_and_reports_the_rest(data: Path) -> None:
         ["analyze"],
         ["analyze", "{data}/a.csv", "--format", "xml"],
         ["analyze", "{data}/a.csv", "--method", "bogus"],
-        ["analyze", "{data}/missing.csv"],  # no sweeps at all
         ["schedule", "--policy", "one_cycle", "--total-steps", "100", "--base-lr", "1e-3"],  # no --max-lr
         ["schedule", "--policy", "one_cycle", "--total-steps", "100", "--base-lr", "1e-3", "--max-lr", "1e-4"],
         ["schedule", "--policy", "warmup_cosine", "--total-steps", "0", "--base-lr", "1e-3"],
@@ -196,6 +225,69 @@ def test_usage_errors_exit_2(data: Path, args: list[str]) -> None:
     done = run(*(a.format(data=data) for a in args))
     assert done.returncode == 2, done.stdout
     assert "error:" in done.stderr and done.stdout == ""
+
+
+def test_hostile_json_is_rejected_and_the_rest_reported(data: Path, tmp_path: Path) -> None:
+    (tmp_path / "deep.json").write_text("[" * 5000 + "]" * 5000)
+    (tmp_path / "huge.jsonl").write_text('{"lr": [1e-3, %s], "loss": [1, 2]}\n' % ("9" * 400))
+    done = run("analyze", data / "a.csv", tmp_path / "deep.json", tmp_path / "huge.jsonl")
+    assert done.returncode == 1
+    assert f"rejected {tmp_path / 'deep.json'}: not a readable JSON file: nested too deeply" in done.stderr
+    assert f"rejected {tmp_path / 'huge.jsonl'}:1[lr]: value 1 is an integer of 400 digits" in done.stderr
+    assert "2 sweep(s) from 3 file(s); 2 input(s) rejected" in done.stdout
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "csv"])
+def test_every_input_rejected_exits_1(data: Path, tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / "report"
+    done = run("analyze", data / "bad.csv", data / "missing.csv", "--format", fmt, "--out", out)
+    assert done.returncode == 1 and done.stdout == "" and not out.exists()
+    assert done.stderr.splitlines() == [
+        f"lrfind: rejected {data / 'bad.csv'}: CSV header foo, bar lacks column lr and loss",
+        f"lrfind: rejected {data / 'missing.csv'}: no such file or directory",
+        f"lrfind: no sweeps to analyse in {data / 'bad.csv'}, {data / 'missing.csv'}",
+    ]
+
+
+def test_unreadable_directory_exits_1(data: Path, tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "b.json").write_text((data / "b.json").read_text())
+    try:
+        locked.chmod(0)
+        done = run("analyze", data / "a.csv", locked, wrap=unprivileged())
+    finally:
+        locked.chmod(0o700)
+    assert done.returncode == 1
+    assert f"rejected {locked}: cannot list the directory: {os.strerror(errno.EACCES)}" in done.stderr
+    assert "2 sweep(s) from 1 file(s); 1 input(s) rejected" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["analyze", "{data}/a.csv", "--plot", "{tmp}/plots", "--out", "{tmp}/report.txt"],
+        ["analyze", "{data}/a.csv", "--plot", "{tmp}/plots"],
+        [
+            "schedule",
+            "--policy",
+            "warmup_cosine",
+            "--total-steps",
+            "100",
+            "--base-lr",
+            "1e-3",
+            "--plot",
+            "{tmp}/lr.png",
+        ],
+    ],
+)
+def test_plot_without_matplotlib_is_a_usage_error_before_any_output(
+    data: Path, tmp_path: Path, args: list[str]
+) -> None:
+    done = run(*(a.format(data=data, tmp=tmp_path) for a in args), without="matplotlib")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == "lrfind: error: plotting needs matplotlib: pip install 'lrfind[plot]'\n"
+    assert list(tmp_path.iterdir()) == []  # no report, no plot folder
 
 
 def test_demo_without_cuda_says_so(tmp_path: Path) -> None:

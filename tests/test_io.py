@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import lrfind
-from lrfind.io import Rejected, Sweeps, read_sweeps
+from lrfind.io import MAX_DEPTH, Rejected, Sweeps, read_sweeps
 
 RNG = np.random.default_rng(0)
 
@@ -192,6 +197,84 @@ def test_missing_path_and_unknown_extension(tmp_path: Path) -> None:
     assert s.names == ["good"] and s.files_read == 1
 
 
+def test_symlink_loop_says_so(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    loops = [tmp_path / "loop.json", tmp_path / "sub" / "loop.csv"]
+    for loop in loops:
+        os.symlink(loop, loop)
+    (tmp_path / "sub" / "good.json").write_text(json.dumps(GOOD))
+    s = read_sweeps([loops[0], tmp_path / "sub"])  # named, and found in a directory
+    assert s.rejected == [Rejected(str(loop), os.strerror(errno.ELOOP)) for loop in loops]
+    assert s.names == ["good"]
+
+
+def test_fifo_is_rejected_not_read(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.csv")  # opening it would wait for a writer forever
+    s = read_sweeps([tmp_path, tmp_path / "pipe.csv"])
+    assert s.rejected == [Rejected(str(tmp_path / "pipe.csv"), "not a regular file")] and s.files_read == 0
+
+
+def test_directory_with_nothing_to_read(tmp_path: Path) -> None:
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    (tmp_path / "empty" / "notes.txt").write_text("not a sweep")
+    s = read_sweeps([tmp_path / "empty", str(tmp_path / "*")])  # a glob's directories are not reported
+    assert s.rejected == [
+        Rejected(str(tmp_path / "empty"), "no .csv, .json, .jsonl, .npz, .parquet file in this directory or below it")
+    ]
+
+
+_DROP = "-dac_read_search,-dac_override"
+
+
+def read_without_privileges(paths: list[Path | str]) -> tuple[list[str], list[Rejected]]:
+    """read_sweeps(paths)'s names and rejections with file permissions in force: in this process,
+    or, as root (whom chmod does not stop), in a child without the capabilities that bypass them."""
+    if os.geteuid() != 0:
+        s = read_sweeps(paths)
+        return s.names, s.rejected
+    setpriv = shutil.which("setpriv")
+    drop = [f"--bounding-set={_DROP}", f"--inh-caps={_DROP}"]
+    if setpriv is None or subprocess.run([setpriv, *drop, "true"], capture_output=True).returncode:
+        pytest.skip("root, and cannot drop CAP_DAC_READ_SEARCH/CAP_DAC_OVERRIDE with setpriv")
+    code = (
+        "import json, sys; sys.path[:0] = json.loads(sys.argv[1]); from lrfind.io import read_sweeps; "
+        "s = read_sweeps(sys.argv[2:]); print(json.dumps([s.names, [[r.source, r.reason] for r in s.rejected]]))"
+    )
+    args = [setpriv, *drop, sys.executable, "-c", code, json.dumps(sys.path), *map(str, paths)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    names, rejected = json.loads(done.stdout)
+    return names, [Rejected(*r) for r in rejected]
+
+
+def test_unreadable_paths_are_rejected_with_the_os_reason(tmp_path: Path) -> None:
+    locked, closed = tmp_path / "locked", tmp_path / "closed"  # no permissions; listable but not traversable
+    for folder in (locked, closed):
+        folder.mkdir()
+        (folder / "a.json").write_text(json.dumps(GOOD))
+    (tmp_path / "good.json").write_text(json.dumps(GOOD))
+    secret = tmp_path / "secret.csv"  # listed, but cannot be opened
+    secret.write_text("lr,loss\n1e-3,1\n")
+    try:
+        locked.chmod(0)
+        closed.chmod(0o600)
+        secret.chmod(0)
+        paths = [tmp_path / "good.json", locked, closed / "a.json", closed, str(locked / "*.json"), secret]
+        names, rejected = read_without_privileges(paths)
+    finally:
+        locked.chmod(0o700)
+        closed.chmod(0o700)
+        secret.chmod(0o600)
+    denied = os.strerror(errno.EACCES)
+    assert names == ["good"]
+    assert rejected == [
+        Rejected(str(locked), f"cannot list the directory: {denied}"),
+        Rejected(str(closed / "a.json"), denied),  # once: the directory lists it again
+        Rejected(str(locked / "*.json"), denied),
+        Rejected(str(secret), f"not a readable CSV file: {denied}"),
+    ]
+
+
 def test_nothing_to_read() -> None:
     s = read_sweeps([])
     assert len(s) == 0 and list(s.offsets) == [0] and s.files_read == 0 and s.rejected == []
@@ -235,8 +318,37 @@ def read_with_good(tmp_path: Path, name: str, content: str | bytes) -> Sweeps:
         ("e.csv", "", "", "lacks column lr and loss"),
         ("n.csv", "lr,loss\n1e-3,1\nnan,2\n", "", "lr at point 1 is nan,"),
         ("d.csv", "run,lr,loss\na,1e-3,1\nb,1e-3,1\na,1e-4,2\n", " run a", "not strictly increasing"),
-        ("x.csv", "lr,loss\n1e-3,1\nabc,2\n", "", "could not convert string 'abc'"),
-        ("s.csv", "lr,loss\n1e-3,1\n2e-3\n", "", "malformed CSV"),
+        ("x.csv", "lr,loss\n1e-3,1\n\n2e-3,2\nabc,2\n", "", "line 5: could not convert 'abc' to float (column lr)"),
+        ("s.csv", "lr,loss\n1e-3,1\n2e-3\n", "", "malformed CSV: line 3: 1 value(s), none for column loss"),
+        (
+            "q.csv",
+            'run,LR,loss\r\n"a\nb",1e-3,1\r\n\r\nc,2e-3,\r\n',
+            "",
+            "line 5: could not convert '' to float (column loss)",
+        ),
+        ("u.csv", b"lr,loss\n1e-3,1\n2e-3,\xff\n", "", "line 3: not UTF-8 text (byte 0xff"),
+        ("no.jsonl", "\n\n", "", "holds no sweep"),
+        (
+            "huge.json",
+            '{"lr": [1e-3, 1%s], "loss": [1, 2]}' % ("0" * 400),
+            "[lr]",
+            "value 1 is an integer of 401 digits",
+        ),
+        (
+            "huge.jsonl",
+            '{"lr": [1e-3], "loss": [1]}\n{"lr": [-1%s], "loss": [1]}\n' % ("0" * 400),
+            ":2[lr]",
+            "too large",
+        ),
+        ("deep.json", "[" * 5000 + "]" * 5000, "", "not a readable JSON file: nested too deeply to parse"),
+        ("deep.jsonl", '{"lr": [1e-3], "loss": [1]}\n' + "[" * 5000 + "]" * 5000, ":2", "not JSON: nested too deeply"),
+        (
+            "deep_lr.json",
+            '{"lr": [1e-3, %s], "loss": [1, 2]}' % ("[" * 500 + "]" * 500),
+            "[lr]",
+            "value 1 is a JSON list",
+        ),
+        ("nest.json", "[" * 150 + json.dumps(GOOD) + "]" * 150, "[0]" * (MAX_DEPTH + 1), "nested deeper than 100"),
         ("t.npz", b"PK\x03\x04 truncated", "", "not a readable NPZ"),
         ("p.parquet", b"PAR1 truncated", "", "not a readable Parquet"),
     ],
@@ -247,6 +359,17 @@ def test_malformed_file_is_rejected_with_where_and_why(
     s = read_with_good(tmp_path, name, content)
     assert [r.source for r in s.rejected] == [str(tmp_path / name) + where]
     assert words in s.rejected[0].reason
+
+
+def test_json_nested_up_to_max_depth_is_read(tmp_path: Path) -> None:
+    doc: object = GOOD
+    names: list[str] = []
+    for level in range(MAX_DEPTH):  # dicts of sweeps and ParallelResults, alternately
+        doc = {"format": "lrfind.ParallelResult", "seeds": [7], "runs": [doc]} if level % 2 else {"k": doc}
+        names.insert(0, "seed7" if level % 2 else "k")
+    (tmp_path / "deep.json").write_text(json.dumps(doc))
+    s = read_sweeps([tmp_path / "deep.json"])
+    assert s.rejected == [] and s.names == ["deep/" + "/".join(names)]
 
 
 def test_list_rejects_one_sweep_keeps_the_other(tmp_path: Path) -> None:

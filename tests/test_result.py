@@ -219,6 +219,9 @@ def test_save_load_keeps_nan_and_inf(blow_up, reason, tmp_path):
         (lambda doc: doc["lrs"].__setitem__(0, [1.0]), "lrs"),
         (lambda doc: doc.update(grad_norms=[1.0]), "grad_norms"),
         (lambda doc: doc.update(skipped_steps="3"), "skipped_steps"),
+        (lambda doc: doc.update(skipped_steps=-5), "skipped_steps"),
+        (lambda doc: doc["lrs"].__setitem__(0, 10**400), "lrs"),
+        (lambda doc: doc["losses"].__setitem__(0, [[[[1.0]]]]), "losses"),
     ],
 )
 def test_load_of_a_corrupt_file_names_the_file_and_key(numpy_result, tmp_path, edit, key):
@@ -229,6 +232,47 @@ def test_load_of_a_corrupt_file_names_the_file_and_key(numpy_result, tmp_path, e
     path.write_text(json.dumps(doc))
     with pytest.raises(ValueError, match=re.escape(str(path)) + f".*'{key}'"):
         lrfind.RangeTestResult.load(path)
+
+
+SAVED = '{"format": "lrfind.RangeTestResult", "version": 1, "lrs": [1e-3], "losses": [1.0], "skipped_steps": 0, '
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("[" * 5000 + "]" * 5000, "nested too deeply"),
+        (SAVED + '"options": {"methods": ' + "[" * 500 + "]" * 500 + "}}", "options do not analyse"),
+        (SAVED + '"options": {"threshold": 1' + "0" * 400 + "}}", "options do not analyse"),
+    ],
+)
+def test_load_of_hostile_json_is_a_value_error(tmp_path, text, words):
+    path = tmp_path / "hostile.json"
+    path.write_text(text.replace("}}", '}, "grad_norms": null, "val_losses": null}'))
+    with pytest.raises(ValueError, match=re.escape(str(path)) + f".*{words}"):
+        lrfind.RangeTestResult.load(path)
+
+
+def test_numpy_option_values_save_and_load(tmp_path):
+    lrs = lrfind.sweep_lrs(1e-5, 10.0, 60)
+    losses = 2.0 - np.tanh(np.log10(lrs) + 3) + np.exp(np.log10(lrs) - 0.5)
+    options = dict(
+        threshold=np.float32(5),
+        patience=np.int64(2),
+        alpha=np.float64(0.9),
+        methods=(np.str_("valley"), "steepest"),
+        suggest_on=np.array("smoothed")[()],
+    )
+    result = lrfind.RangeTestResult.from_sweep(lrs, losses, **options)
+    assert result.options == {
+        "threshold": 5.0,
+        "patience": 2,
+        "alpha": 0.9,
+        "methods": ["valley", "steepest"],
+        "suggest_on": "smoothed",
+    }
+    assert [type(v) for v in result.options.values()] == [float, int, float, list, str]
+    result.save(tmp_path / "numpy.json")
+    assert_same_result(result, lrfind.RangeTestResult.load(tmp_path / "numpy.json"))
 
 
 def test_an_immediate_explosion_plots_saves_and_loads(tmp_path):

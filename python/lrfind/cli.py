@@ -3,9 +3,11 @@
 Installed as the ``lrfind`` console script; ``python -m lrfind`` runs it too. ``lrfind --help`` and
 ``lrfind COMMAND --help`` describe the commands with examples.
 
-Exit codes: 0 success; 1 when some inputs were rejected (the rest is still reported) or an
-output could not be written; 2 on usage errors (bad options, no sweeps to analyse, an
-unavailable device or a missing optional dependency).
+Exit codes: 0 success; 1 when some inputs were rejected (the rest is still reported; when no
+sweep is left, the rejections and "no sweeps to analyse" go to stderr and no report is written)
+or an output could not be written; 2 on usage errors (bad options, an unavailable device or a
+missing optional dependency). A missing dependency of an option, such as matplotlib for
+``--plot``, is found before anything is read or printed.
 """
 
 from __future__ import annotations
@@ -60,11 +62,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from lrfind.io import read_sweeps
 
     methods = _unique(args.method) if args.method else DEFAULT_METHODS
+    if args.plot is not None:
+        _require_matplotlib()  # a usage error, before a report that would then be cut short
     sweeps = read_sweeps(args.paths)
-    if len(sweeps) == 0:
+    if len(sweeps) == 0:  # every input rejected: exit 1 as for some, with no (empty) report
         for r in sweeps.rejected:
             _warn(f"rejected {r.source}: {r.reason}")
-        raise UsageError(f"no sweeps to analyse in {', '.join(map(str, args.paths))}")
+        _warn(f"no sweeps to analyse in {', '.join(map(str, args.paths))}")
+        return 1
     batch = lrfind.analyze_batch(sweeps.lrs, sweeps.losses, sweeps.offsets, methods=methods)
     if args.format != "json":  # the JSON report carries its rejections itself
         for r in sweeps.rejected:
@@ -321,6 +326,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_schedule(args: argparse.Namespace) -> int:
     """Build the schedule, print a compact table of it and optionally plot it."""
+    if args.plot is not None:
+        _require_matplotlib()  # before the table, as for analyze --plot
     if args.policy == "one_cycle":
         if args.max_lr is None:
             raise UsageError("--policy one_cycle needs --max-lr (the peak LR)")
@@ -389,7 +396,7 @@ examples:
   lrfind schedule --policy one_cycle --total-steps 1000 --base-lr 1e-3 --max-lr 1e-2
 
 exit codes: 0 success; 1 some inputs rejected (the rest reported) or an output not written;
-2 usage errors.
+2 usage errors, including --plot without matplotlib (found before any output).
 """
 
 _ANALYZE_HELP = f"""\
@@ -398,7 +405,8 @@ or globs), analyse them all in one batch, and report one row per sweep: its poin
 why it stopped, the suggested LR of each method (auto, the default, first), auto's confidence
 (0 to 1: 0.7 and up is high, below 0.4 low), the diagnosis range and kind, then the count of
 sweeps per diagnosis. Unreadable inputs are rejected (listed on stderr, or under
-"rejected" in JSON) and the exit code is 1; the other sweeps are still reported.
+"rejected" in JSON) and the exit code is 1; the other sweeps are still reported. When every
+input is rejected, the exit code is 1 too and no report is written.
 
 --format json prints one object:
   {{"sweeps": [{{"name", "source", "points", "stop_index", "stop_reason",
@@ -412,7 +420,9 @@ sweeps per diagnosis. Unreadable inputs are rejected (listed on stderr, or under
   confidence_auto (when auto is among the methods), range_low, range_high, diagnosis; empty
   where there is no value. "confidence" and "range" are auto's (null for the other methods).
 --plot DIR writes one PNG per sweep, named after the sweep, for up to {MAX_PLOTS} sweeps;
-  with more, one grid of the first {MAX_PLOTS} (sweeps.png).
+  with more, one grid of the first {MAX_PLOTS} (sweeps.png). It needs matplotlib
+  (pip install 'lrfind[plot]'); without it, the command stops before reading or printing
+  anything, with exit code 2.
 
 examples:
   lrfind analyze sweep.csv

@@ -18,16 +18,23 @@ every sweep they hold as flat ``lrs``/``losses`` buffers with Arrow-style ``offs
   (or ``lr``, ``loss`` for one sweep), or list columns ``lr``, ``loss`` with one sweep per row
   and an optional ``name`` or ``run`` column.
 
-Bad data never raises: each unreadable file, or sweep whose LRs are not finite, positive and
-strictly increasing, becomes a ``Rejected`` entry naming where and why, and the rest is kept.
+Bad data never raises: each path that cannot be listed or opened (with the OS's reason),
+unreadable file, file holding no sweep, or sweep whose LRs are not finite, positive and strictly
+increasing, becomes a ``Rejected`` entry naming where and why, and the rest is kept. CSV problems
+name the file line (1-based, the header is line 1); JSON nested deeper than ``MAX_DEPTH`` levels
+or holding integers too large for a float is rejected like any other bad file.
 """
 
 from __future__ import annotations
 
+import csv
+import errno
 import glob
 import json
 import math
 import os
+import re
+import stat
 import warnings
 import zipfile
 import zlib
@@ -38,10 +45,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Rejected", "Sweeps", "read_sweeps", "EXTENSIONS"]
+__all__ = ["Rejected", "Sweeps", "read_sweeps", "EXTENSIONS", "MAX_DEPTH"]
 
 #: The extensions ``read_sweeps`` reads (lower case); directories are searched for these.
 EXTENSIONS = (".csv", ".json", ".jsonl", ".npz", ".parquet")
+
+#: How deep sweeps may be nested in a JSON document (lists and dicts of sweeps); deeper parts are
+#: rejected, so that no file can make the reader hit Python's recursion limit.
+MAX_DEPTH = 100
 
 # How RangeTestResult.save writes the non-finite floats that strict JSON lacks.
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
@@ -95,10 +106,12 @@ def read_sweeps(paths: Iterable[str | os.PathLike[str]]) -> Sweeps:
 
     Directories contribute every file below them with an extension in ``EXTENSIONS``, in sorted
     order; patterns are expanded with ``glob.glob(pattern, recursive=True)``; a file named twice
-    is read once. A path that matches nothing, a file with another extension, a file that does
-    not parse and each sweep that fails validation (no points, an LR that is not finite and
-    positive, LRs not strictly increasing, fewer losses than LRs) is listed in ``rejected``;
-    losses may be NaN or infinite (an explosion). Never raises for bad data.
+    is read once. A path that matches nothing or cannot be examined (the OS's reason: permission
+    denied, a symlink loop, ...), a directory that cannot be listed or holds no file to read,
+    something that is not a regular file, a file with another extension, a file that does not
+    parse or holds no sweep, and each sweep that fails validation (no points, an LR that is not
+    finite and positive, LRs not strictly increasing, fewer losses than LRs) is listed in
+    ``rejected``; losses may be NaN or infinite (an explosion). Never raises for bad data.
     """
     rejected: list[Rejected] = []
     batches: list[_Batch] = []
@@ -110,10 +123,14 @@ def read_sweeps(paths: Iterable[str | os.PathLike[str]]) -> Sweeps:
             rejected.append(Rejected(path, f"unknown extension {Path(path).suffix!r} (expected one of {known})"))
             continue
         files_read += 1
+        before = len(rejected)
         try:
             batch = reader(path, rejected)
         except _Bad as e:
             rejected.append(Rejected(e.source, e.reason))
+            continue
+        if len(batch.names) == 0 and len(rejected) == before:  # an empty file would pass unnoticed
+            rejected.append(Rejected(path, "holds no sweep"))
             continue
         batches.append(_keep_valid(batch, rejected))
     return _concat(batches, rejected, files_read)
@@ -140,29 +157,103 @@ class _Batch:
 
 
 def _expand(paths: Iterable[str | os.PathLike[str]], rejected: list[Rejected]) -> Iterator[str]:
+    """The regular files to read, each once; every path that cannot be used is rejected with why.
+
+    ``os.stat`` rather than ``os.path.isdir``/``isfile``, which hide the OS's error."""
     seen: set[str] = set()
     for p in paths:
         path = os.fspath(p)
-        if os.path.isdir(path) or os.path.isfile(path):
-            found = [path]
-        else:
-            found = sorted(glob.glob(path, recursive=True)) if glob.has_magic(path) else []
+        found: list[tuple[str, os.stat_result | None]]
+        try:
+            found = [(path, os.stat(path))]
+        except OSError as e:
+            if not (e.errno == errno.ENOENT and glob.has_magic(path)):
+                rejected.append(Rejected(path, _os_reason(e)))
+                seen.add(os.path.normpath(path))  # rejected once, if a directory lists it too
+                continue
+            found = [(f, None) for f in sorted(glob.glob(path, recursive=True))]
             if not found:
-                rejected.append(Rejected(path, "no such file or directory"))
-        for f in found:
-            files = _walk(f) if os.path.isdir(f) else [f]
-            for file in files:
+                rejected.append(Rejected(path, _unmatched(path)))
+        for f, st in found:
+            for file, file_stat in _files(f, st, rejected):
                 key = os.path.normpath(file)
-                if key not in seen:
-                    seen.add(key)
+                if key in seen:
+                    continue
+                seen.add(key)
+                if file_stat is None:  # from a directory listing or a glob: not examined yet
+                    try:
+                        file_stat = os.stat(file)
+                    except OSError as e:
+                        rejected.append(Rejected(file, _os_reason(e)))
+                        continue
+                if stat.S_ISREG(file_stat.st_mode):
                     yield file
+                else:  # a FIFO or a device would block or never end
+                    rejected.append(Rejected(file, "not a regular file"))
 
 
-def _walk(directory: str) -> list[str]:
-    files = []
-    for root, _, names in os.walk(directory):
+def _files(
+    path: str, st: os.stat_result | None, rejected: list[Rejected]
+) -> Iterator[tuple[str, os.stat_result | None]]:
+    """``path`` itself, or the files to read below it if it is a directory. A directory named on
+    its own (``st`` given) with nothing to read is rejected; one a glob matched is not (``**``
+    matches every directory of a tree)."""
+    named = st is not None
+    if st is None:
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            rejected.append(Rejected(path, _os_reason(e)))
+            return
+    if not stat.S_ISDIR(st.st_mode):
+        yield path, st
+        return
+    before = len(rejected)
+    files = _walk(path, rejected)
+    if named and not files and len(rejected) == before:
+        rejected.append(Rejected(path, f"no {', '.join(EXTENSIONS)} file in this directory or below it"))
+    yield from ((f, None) for f in files)
+
+
+def _walk(directory: str, rejected: list[Rejected]) -> list[str]:
+    def unlistable(e: OSError) -> None:  # os.walk would drop the error and the directory silently
+        rejected.append(Rejected(e.filename or directory, f"cannot list the directory: {_os_reason(e)}"))
+
+    files: list[str] = []
+    for root, _, names in os.walk(directory, onerror=unlistable):
         files.extend(os.path.join(root, n) for n in names if Path(n).suffix.lower() in EXTENSIONS)
     return sorted(files)
+
+
+def _error_text(e: BaseException) -> str:
+    """An exception for a reason: the OS's words for an OSError, else its message or type."""
+    if isinstance(e, OSError) and e.strerror:
+        return _os_reason(e)
+    return str(e) or type(e).__name__
+
+
+def _os_reason(e: OSError) -> str:
+    """The OS's words for an error (``Permission denied``, ``Too many levels of symbolic links``)."""
+    if e.errno == errno.ENOENT:
+        return "no such file or directory"
+    return e.strerror or str(e)
+
+
+def _unmatched(pattern: str) -> str:
+    """Why a glob matched nothing: glob skips directories it cannot list, so try its fixed part."""
+    fixed = []
+    for part in Path(pattern).parts:
+        if glob.has_magic(part):
+            break
+        fixed.append(part)
+    directory = os.path.join(*fixed) if fixed else os.curdir
+    try:
+        with os.scandir(directory):
+            pass
+    except OSError as e:
+        if e.errno not in (errno.ENOENT, errno.ENOTDIR):
+            return f"cannot list {directory}: {_os_reason(e)}"
+    return "no such file or directory"
 
 
 def _single(path: str, lrs: np.ndarray, losses: np.ndarray) -> _Batch:
@@ -181,7 +272,8 @@ def _many(path: str, lrs: np.ndarray, losses: np.ndarray, offsets: np.ndarray, r
 
 
 def _read_csv(path: str, rejected: list[Rejected]) -> _Batch:
-    # numpy's C reader: fast, quotes handled, and it names the row of a bad value.
+    # numpy's C reader: fast, quotes handled, and it names the row of a bad value (which
+    # _csv_reason turns into a file line).
     opts: dict[str, Any] = dict(delimiter=",", comments=None, quotechar='"', encoding="utf-8-sig")
     with warnings.catch_warnings():
         # loadtxt warns on an empty file; that becomes a missing header or a sweep with no points.
@@ -193,7 +285,7 @@ def _parse_csv(path: str, opts: dict[str, Any]) -> _Batch:
     try:
         header = np.loadtxt(path, dtype=str, max_rows=1, ndmin=1, **opts)
     except (OSError, ValueError) as e:
-        raise _Bad(path, f"not a readable CSV file: {e}") from None
+        raise _Bad(path, f"not a readable CSV file: {_csv_reason(path, e, [])}") from None
     columns = {name.strip().lower(): i for i, name in reversed(list(enumerate(header)))}
     missing = [c for c in ("lr", "loss") if c not in columns]
     if missing:
@@ -204,7 +296,7 @@ def _parse_csv(path: str, opts: dict[str, Any]) -> _Batch:
         if "run" in columns:
             runs = np.loadtxt(path, dtype=str, skiprows=1, usecols=columns["run"], ndmin=1, **opts)
     except (OSError, ValueError) as e:
-        raise _Bad(path, f"malformed CSV: {e}") from None
+        raise _Bad(path, f"malformed CSV: {_csv_reason(path, e, header.tolist())}") from None
     lrs, losses = np.ascontiguousarray(values[:, 0]), np.ascontiguousarray(values[:, 1])
     if runs is None:
         return _single(path, lrs, losses)
@@ -213,6 +305,69 @@ def _parse_csv(path: str, opts: dict[str, Any]) -> _Batch:
     rank = np.empty_like(by_appearance)
     rank[by_appearance] = np.arange(len(by_appearance))
     return _grouped(path, lrs, losses, rank[inverse.ravel()], [str(u) for u in uniq[by_appearance]])
+
+
+# numpy's messages; their row numbers are not used: which base they count from varies by message.
+_NOT_A_FLOAT = re.compile(r"could not convert string (.*) to \w+ at row \d+, column (\d+)\.?", re.DOTALL)
+_FEW_COLUMNS = re.compile(r"invalid column index (\d+) at row \d+ with (\d+) columns?")
+
+
+def _csv_reason(path: str, error: Exception, header: list[str]) -> str:
+    """numpy's complaint about a CSV file, with the 1-based file line it is about (the header is
+    line 1): ``line 5: could not convert 'abc' to float (column lr)``."""
+    if isinstance(error, UnicodeDecodeError):
+        return _utf8_reason(path, error)
+    if isinstance(error, OSError):
+        return _os_reason(error)
+    message = str(error)
+    if m := _NOT_A_FLOAT.fullmatch(message):
+        text, column = m[1], int(m[2]) - 1
+        line = _csv_line(path, lambda row: len(row) > column and repr(row[column]) == text)
+        shown = text if len(text) <= 40 else text[:36] + "..."
+        what = f"could not convert {shown} to float (column {_column(header, column)})"
+    elif m := _FEW_COLUMNS.fullmatch(message):
+        index, count = int(m[1]), int(m[2])
+        line = _csv_line(path, lambda row: len(row) == count)
+        what = f"{count} value(s), none for column {_column(header, index)}"
+    else:
+        return message
+    return message if line is None else f"line {line}: {what}"
+
+
+def _column(header: list[str], index: int) -> str:
+    """A column by its header name, or its 1-based number."""
+    return header[index].strip() if 0 <= index < len(header) else str(index + 1)
+
+
+def _csv_line(path: str, bad: Callable[[list[str]], bool]) -> int | None:
+    """The file line (1-based) where the first data row that is ``bad`` starts, read again with
+    Python's csv module (the slow path, for a file numpy rejected); empty lines are skipped, as
+    numpy does, and a quoted value may span lines."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            f.readline()  # the header
+            reader = csv.reader(f, delimiter=",", quotechar='"')
+            end = 1  # the lines read so far
+            for row in reader:
+                start, end = end + 1, 1 + reader.line_num
+                if row and bad(row):
+                    return start
+    except (OSError, ValueError, csv.Error):  # csv.Error: e.g. a value over csv's size limit
+        pass
+    return None
+
+
+def _utf8_reason(path: str, error: UnicodeDecodeError) -> str:
+    """The line of the first byte that is not UTF-8 (numpy's position counts from a chunk)."""
+    try:
+        raw = Path(path).read_bytes()
+        raw.decode("utf-8")
+    except OSError:
+        return str(error)
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        return f"line {line}: not UTF-8 text (byte {raw[e.start]:#04x}: {e.reason})"
+    return str(error)
 
 
 def _grouped(path: str, lrs: np.ndarray, losses: np.ndarray, group: np.ndarray, runs: list[str]) -> _Batch:
@@ -231,13 +386,13 @@ def _grouped(path: str, lrs: np.ndarray, losses: np.ndarray, group: np.ndarray, 
 
 def _read_json(path: str, rejected: list[Rejected]) -> _Batch:
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:  # ValueError: bad UTF-8 or bad JSON
+        doc = _parse_json(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise _Bad(path, f"not a readable JSON file: {_os_reason(e)}") from None
+    except ValueError as e:  # bad UTF-8 or bad JSON
         raise _Bad(path, f"not a readable JSON file: {e}") from None
-    parts, before = _Parts(path), len(rejected)
+    parts = _Parts(path)
     parts.add(doc, [], path, rejected)
-    if not parts.names and len(rejected) == before:
-        raise _Bad(path, "holds no sweep")
     lrs, losses, offsets = parts.arrays()
     if parts.names == [""]:  # the whole file is one sweep
         return _Batch(path, lrs, losses, offsets, [Path(path).stem], lambda i: path)
@@ -247,7 +402,9 @@ def _read_json(path: str, rejected: list[Rejected]) -> _Batch:
 def _read_jsonl(path: str, rejected: list[Rejected]) -> _Batch:
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, ValueError) as e:
+    except OSError as e:
+        raise _Bad(path, f"not a readable text file: {_os_reason(e)}") from None
+    except ValueError as e:  # bad UTF-8
         raise _Bad(path, f"not a readable text file: {e}") from None
     parts = _Parts(path)
     for number, line in enumerate(lines, start=1):
@@ -255,15 +412,34 @@ def _read_jsonl(path: str, rejected: list[Rejected]) -> _Batch:
             continue
         where = f"{path}:{number}"
         try:
-            doc = json.loads(line)
+            doc = _parse_json(line)
         except ValueError as e:
             rejected.append(Rejected(where, f"not JSON: {e}"))
             continue
         if not isinstance(doc, dict):
             rejected.append(Rejected(where, f"a JSON {type(doc).__name__}, not an object"))
             continue
-        parts.add(doc, [str(doc.get("name", doc.get("run", number)))], where, rejected)
+        parts.add(doc, [_label(doc, number)], where, rejected)
     return _many(path, *parts.arrays(), parts.names)
+
+
+def _parse_json(text: str) -> Any:
+    """``json.loads``, with nesting too deep for its recursion made a ValueError like any other
+    bad JSON (how deep it can go depends on the caller's stack)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply to parse") from None
+
+
+def _label(doc: Any, default: int) -> str:
+    """A sweep's name: its ``"name"`` or ``"run"`` key if that is a string or a number, else
+    ``default`` (its index or line); str() of a deeply nested value could itself recurse."""
+    if isinstance(doc, dict):
+        for key in ("name", "run"):
+            if isinstance(doc.get(key), (str, int, float)):
+                return str(doc[key])
+    return str(default)
 
 
 class _Parts:
@@ -282,11 +458,14 @@ class _Parts:
         cat = (lambda xs: np.concatenate(xs)) if lengths else (lambda xs: np.empty(0))
         return cat(self.lrs), cat(self.losses), offsets
 
-    def add(self, doc: Any, name: list[str], where: str, rejected: list[Rejected]) -> None:
-        """Add the sweeps of ``doc`` (named by the parts in ``name``, found at ``where``)."""
+    def add(self, doc: Any, name: list[str], where: str, rejected: list[Rejected], depth: int = 0) -> None:
+        """Add the sweeps of ``doc`` (named by the parts in ``name``, found at ``where``, ``depth``
+        lists or dicts down); a part nested deeper than ``MAX_DEPTH`` is rejected."""
         try:
+            if depth > MAX_DEPTH:
+                raise _Bad(where, f"sweeps nested deeper than {MAX_DEPTH} levels")
             if isinstance(doc, dict) and doc.get("format") == _PARALLEL_FORMAT:
-                self._add_parallel(doc, name, where, rejected)
+                self._add_parallel(doc, name, where, rejected, depth)
             elif isinstance(doc, dict) and ("format" in doc or ("lr" in doc and "loss" in doc)):
                 lrs, losses = _json_sweep(doc, where)
                 self.lrs.append(lrs)
@@ -294,11 +473,10 @@ class _Parts:
                 self.names.append("/".join(name))
             elif isinstance(doc, list):
                 for i, item in enumerate(doc):
-                    key = item.get("name", item.get("run", i)) if isinstance(item, dict) else i
-                    self.add(item, [*name, str(key)], f"{where}[{i}]", rejected)
+                    self.add(item, [*name, _label(item, i)], f"{where}[{i}]", rejected, depth + 1)
             elif isinstance(doc, dict) and doc and all(isinstance(v, dict) for v in doc.values()):
                 for key, item in doc.items():
-                    self.add(item, [*name, key], f"{where}[{key}]", rejected)
+                    self.add(item, [*name, key], f"{where}[{key}]", rejected, depth + 1)
             else:
                 raise _Bad(
                     where, f"not a sweep: expected keys 'lr' and 'loss' or a saved lrfind result; got {_kind(doc)}"
@@ -306,14 +484,21 @@ class _Parts:
         except _Bad as e:
             rejected.append(Rejected(e.source, e.reason))
 
-    def _add_parallel(self, doc: dict[str, Any], name: list[str], where: str, rejected: list[Rejected]) -> None:
+    def _add_parallel(
+        self, doc: dict[str, Any], name: list[str], where: str, rejected: list[Rejected], depth: int
+    ) -> None:
         runs, seeds = doc.get("runs"), doc.get("seeds")
         if not isinstance(runs, list):
             raise _Bad(f"{where}[runs]", f"expected a list of runs, got {_kind(runs)}")
-        by_seed = isinstance(seeds, list) and len(seeds) == len(runs) and len(set(map(str, seeds))) == len(seeds)
+        by_seed = (
+            isinstance(seeds, list)
+            and len(seeds) == len(runs)
+            and all(isinstance(s, (str, int)) for s in seeds)  # str() of a nested value could recurse
+            and len(set(map(str, seeds))) == len(seeds)
+        )
         for i, run in enumerate(runs):
             label = f"seed{seeds[i]}" if by_seed else f"run{i}"  # type: ignore[index]
-            self.add(run, [*name, label], f"{where}[runs][{i}]", rejected)
+            self.add(run, [*name, label], f"{where}[runs][{i}]", rejected, depth + 1)
 
 
 def _kind(value: Any) -> str:
@@ -322,11 +507,20 @@ def _kind(value: Any) -> str:
     return f"a JSON {type(value).__name__}"
 
 
+def _show(value: Any) -> str:
+    """A JSON value for a message: a short repr of a scalar, the kind of a list or object (whose
+    repr could be huge, or recurse past the limit)."""
+    if isinstance(value, (list, dict)):
+        return _kind(value)
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:36]}..."
+
+
 def _json_sweep(doc: dict[str, Any], where: str) -> tuple[np.ndarray, np.ndarray]:
     """The recorded LRs and losses of a saved RangeTestResult or an lr/loss history."""
     if "format" in doc:
         if doc["format"] != _RESULT_FORMAT or doc.get("version") != 1:
-            raise _Bad(where, f"unknown format {doc['format']!r} version {doc.get('version')!r}")
+            raise _Bad(where, f"unknown format {_show(doc['format'])} version {_show(doc.get('version'))}")
         keys = ("lrs", "losses")
     else:
         keys = ("lr", "loss")
@@ -341,8 +535,21 @@ def _json_floats(values: Any, where: str) -> np.ndarray:
         raise _Bad(where, f"expected a list of numbers, got {'nothing' if values is None else _kind(values)}")
     for i, v in enumerate(values):
         if isinstance(v, bool) or not isinstance(v, (int, float, str)) or (isinstance(v, str) and v not in _NONFINITE):
-            raise _Bad(where, f"value {i} is {v!r}, neither a number nor one of {', '.join(_NONFINITE)}")
-    return np.array([_NONFINITE[v] if isinstance(v, str) else v for v in values], dtype=np.float64)
+            raise _Bad(where, f"value {i} is {_show(v)}, neither a number nor one of {', '.join(_NONFINITE)}")
+    try:
+        return np.array([_NONFINITE[v] if isinstance(v, str) else v for v in values], dtype=np.float64)
+    except OverflowError:  # an integer beyond the largest float (JSON allows any number of digits)
+        i = next(i for i, v in enumerate(values) if isinstance(v, int) and not _fits_float(v))
+        digits = len(str(abs(values[i])))
+        raise _Bad(where, f"value {i} is an integer of {digits} digits, too large for a float") from None
+
+
+def _fits_float(value: int) -> bool:
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
 
 
 # --- NPZ -------------------------------------------------------------------------------------------
@@ -352,12 +559,26 @@ def _read_npz(path: str, rejected: list[Rejected]) -> _Batch:
     try:
         # Our own handle: np.load leaks the one it opens when the archive is truncated.
         with open(path, "rb") as f:
-            npz = np.load(f, allow_pickle=False)
-            if not isinstance(npz, np.lib.npyio.NpzFile):  # a bare .npy array, renamed
+            # np.load's own choice by the first bytes: a zip archive, a .npy array or a pickle.
+            magic = f.read(6)
+            if magic == b"\x93NUMPY":  # a bare .npy array, renamed; not loaded only to be rejected
                 raise _Bad(path, "a single array, not an NPZ archive with lrs and losses")
+            if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # else np.load speaks of pickles
+                raise _Bad(path, "not a readable NPZ file: not a zip archive")
+            f.seek(0)
+            npz = np.load(f, allow_pickle=False)
             arrays = {k: npz[k] for k in ("lrs", "losses", "offsets", "names") if k in npz.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise _Bad(path, f"not a readable NPZ file: {e}") from None
+    except (
+        OSError,
+        ValueError,  # a bad .npy header, or object arrays (pickles)
+        EOFError,
+        zipfile.BadZipFile,  # a bad zip structure or CRC
+        zlib.error,
+        NotImplementedError,  # zipfile: a compression method or flag it does not support
+        RuntimeError,  # zipfile: an encrypted member
+        MemoryError,  # an array header claiming more than can be allocated
+    ) as e:
+        raise _Bad(path, f"not a readable NPZ file: {_error_text(e)}") from None
     for key in ("lrs", "losses"):
         if key not in arrays:
             raise _Bad(f"{path}[{key}]", "missing array")
@@ -405,12 +626,22 @@ def _read_parquet(path: str, rejected: list[Rejected]) -> _Batch:
         raise ImportError(f"reading Parquet needs pyarrow: pip install 'lrfind[parquet]' ({e})") from e
     try:
         table = pq.read_table(path)
-    except (OSError, pa.ArrowException) as e:
-        raise _Bad(path, f"not a readable Parquet file: {e}") from None
-    columns = {name.lower(): name for name in reversed(table.column_names)}
+        names = table.column_names  # decoded here: may not be UTF-8
+    except (OSError, pa.ArrowException, UnicodeDecodeError) as e:
+        raise _Bad(path, f"not a readable Parquet file: {_error_text(e)}") from None
+    columns = {name.lower(): name for name in reversed(names)}
     missing = [c for c in ("lr", "loss") if c not in columns]
     if missing:
-        raise _Bad(path, f"columns {', '.join(table.column_names)} lack column {' and '.join(missing)}")
+        raise _Bad(path, f"columns {', '.join(names)} lack column {' and '.join(missing)}")
+    try:
+        return _parquet_sweeps(path, table, columns, rejected, pa, pc)
+    except (pa.ArrowException, UnicodeDecodeError) as e:  # e.g. a run column of lists, names not UTF-8
+        raise _Bad(path, f"unusable columns: {_error_text(e)}") from None
+
+
+def _parquet_sweeps(
+    path: str, table: Any, columns: dict[str, str], rejected: list[Rejected], pa: Any, pc: Any
+) -> _Batch:
     lr, loss = (table.column(columns[c]).combine_chunks() for c in ("lr", "loss"))
     listy = [pa.types.is_list(a.type) or pa.types.is_large_list(a.type) for a in (lr, loss)]
     if listy[0] != listy[1]:

@@ -27,6 +27,9 @@ FILE_VERSION = 1
 #: How ``save`` writes the non-finite floats (strict JSON has none); finite floats stay numbers.
 _NONFINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 
+#: How deeply ``from_sweep`` follows nested options (real ones are at most a list of names).
+_MAX_OPTION_DEPTH = 20
+
 
 def sweep_options(
     *,
@@ -92,7 +95,10 @@ class RangeTestResult:
     def from_sweep(cls, lrs: Any, losses: Any, **options: Any) -> RangeTestResult:
         """Analyse a recorded sweep (every point seen, the explosion point included) with
         ``analyze``'s keyword arguments, and split it into curve and explosion. The options
-        are kept in ``options``, so that ``save``/``load`` can analyse the sweep again."""
+        are kept in ``options`` as plain Python values (numpy scalars become ``bool``, ``int``
+        or ``float``, tuples and arrays lists), so that ``save``/``load`` can analyse the sweep
+        again."""
+        options = {key: _plain(value) for key, value in options.items()}
         lrs = np.ascontiguousarray(lrs, dtype=np.float64)
         losses = np.ascontiguousarray(losses, dtype=np.float64)
         a = _core.analyze(lrs, losses, **options)
@@ -110,7 +116,7 @@ class RangeTestResult:
             suggestions=dict(a.suggestions),
             diagnosis=a.diagnosis,
             analysis=a,
-            options=dict(options),
+            options=options,
         )
 
     def __getitem__(self, key: str) -> Any:
@@ -233,8 +239,10 @@ class RangeTestResult:
         options, so suggestions, diagnosis and analysis equal the saved result's.
 
         Raises:
-            ValueError: naming the file and the key, if it is not a saved result (not JSON, a
-                key missing or of the wrong type, another format or version).
+            ValueError: naming the file and the key, if it is not a saved result (not JSON or
+                nested too deeply to parse, a key missing or of the wrong type, a number too
+                large for a float, a negative ``skipped_steps``, another format or version).
+            OSError: if the file cannot be read.
         """
         return cls.from_dict(_read_json(path), path)
 
@@ -243,18 +251,21 @@ class RangeTestResult:
         """Rebuild a result from ``to_dict``'s output; ``path`` names the source in errors."""
         for key, want in (("format", FILE_FORMAT), ("version", FILE_VERSION)):
             if _get(doc, key, path, (str, int)) != want:
-                raise ValueError(f"{path}: key {key!r} is {doc[key]!r}, expected {want!r}")
+                raise ValueError(f"{path}: key {key!r} is {_show(doc[key])}, expected {want!r}")
         lrs, losses = _floats(doc, "lrs", path), _floats(doc, "losses", path)
         options = _get(doc, "options", path, dict)
+        skipped = _get(doc, "skipped_steps", path, int)
+        if skipped < 0:
+            raise ValueError(f"{path}: key 'skipped_steps' is {skipped}, not a count of steps (0 or more)")
         try:
             result = cls.from_sweep(lrs, losses, **options)
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError) as e:  # OverflowError: an int option beyond a float
             raise ValueError(f"{path}: the saved sweep or its options do not analyse: {e}") from e
         return replace(
             result,
             grad_norms=_curve_floats(doc, "grad_norms", path, len(result.lrs)),
             val_losses=_curve_floats(doc, "val_losses", path, len(result.lrs)),
-            skipped_steps=_get(doc, "skipped_steps", path, int),
+            skipped_steps=skipped,
         )
 
     def scheduler(
@@ -371,11 +382,30 @@ def _encode(values: np.ndarray) -> list[float | str]:
     return [v if math.isfinite(v) else _NONFINITE[repr(v)] for v in np.asarray(values, dtype=np.float64).tolist()]
 
 
+def _plain(value: Any, depth: int = 0) -> Any:
+    """An option as plain JSON values: numpy scalars as ``bool``/``int``/``float``/``str``,
+    tuples and arrays as lists, recursively (bounded: a hostile file's nesting must not recurse
+    past Python's limit); anything else is kept as it is."""
+    if depth > _MAX_OPTION_DEPTH:
+        raise ValueError(f"an option nested deeper than {_MAX_OPTION_DEPTH} levels")
+    if isinstance(value, np.generic):
+        return value.item()  # np.bool_ -> bool, np.int64 -> int, np.float32 -> float, np.str_ -> str
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v, depth + 1) for k, v in value.items()}
+    return value
+
+
 def _read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{path}: not a saved RangeTestResult (not JSON: {e})") from None
+    except RecursionError:  # how deep json can go depends on the caller's stack
+        raise ValueError(f"{path}: not a saved RangeTestResult (JSON nested too deeply to parse)") from None
     if not isinstance(doc, dict):
         raise ValueError(f"{path}: not a saved RangeTestResult (a JSON {type(doc).__name__}, not an object)")
     return doc
@@ -396,8 +426,20 @@ def _floats(doc: dict[str, Any], key: str, path: str | os.PathLike[str]) -> np.n
     bad = [v for v in values if not _is_number(v)]
     if bad:
         names = ", ".join(_NONFINITE.values())
-        raise ValueError(f"{path}: key {key!r} holds {bad[0]!r}, neither a number nor one of {names}")
-    return np.array([float(v) for v in values], dtype=np.float64)
+        raise ValueError(f"{path}: key {key!r} holds {_show(bad[0])}, neither a number nor one of {names}")
+    try:
+        return np.array([float(v) for v in values], dtype=np.float64)
+    except OverflowError:  # JSON allows integers of any size
+        raise ValueError(f"{path}: key {key!r} holds an integer too large for a float") from None
+
+
+def _show(value: Any) -> str:
+    """A JSON value for a message: a short repr of a scalar, the type of a list or object (whose
+    repr could be huge, or recurse past the limit)."""
+    if isinstance(value, (list, dict)):
+        return f"a {type(value).__name__}"
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:36]}..."
 
 
 def _is_number(value: Any) -> bool:
