@@ -831,6 +831,11 @@ def test_namedtuple_batches():
         ("state_cache", "gpu", ValueError),
         ("data", 42, TypeError),
         ("min_lr", 0, ValueError),
+        ("num_steps", 1.5, TypeError),
+        ("diverge_threshold", 1, ValueError),
+        ("diverge_threshold", "x", TypeError),
+        ("smooth_factor", 0, ValueError),
+        ("patience", 2.5, ValueError),
     ],
 )
 def test_bad_input_names_the_parameter_and_touches_nothing(name, value, error):
@@ -844,6 +849,30 @@ def test_bad_input_names_the_parameter_and_touches_nothing(name, value, error):
         range_test(model, optimizer, F.cross_entropy, kwargs.pop("data"), **kwargs)
     assert_identical(before, observe(model, optimizer, loaders=[data]))
     assert lrfind_temp_dirs() == dirs_before
+
+
+def test_a_loss_fn_that_returns_a_float_is_named_with_the_fix():
+    seed_everything(0)
+    data = loader()
+    model, optimizer, _ = mid_training("cpu", data)
+    before = observe(model, optimizer, loaders=[data])
+    with pytest.raises(TypeError, match=r"loss_fn must return the loss as a tensor, got float .*not loss.item\(\)"):
+        range_test(model, optimizer, lambda out, y: F.cross_entropy(out, y).item(), data, num_steps=5)
+    with pytest.raises(TypeError, match="step_fn must return the loss as a tensor, got NoneType None"):
+        range_test(model, optimizer, None, data, step_fn=lambda model, batch: None, num_steps=5)
+    assert_identical(before, observe(model, optimizer, loaders=[data]))
+
+
+def test_numpy_settings_save_and_load(tmp_path):
+    seed_everything(0)
+    model, optimizer, _ = mid_training("cpu", loader())
+    result = range_test(
+        model, optimizer, F.cross_entropy, loader(), num_steps=20, diverge_threshold=np.float32(5), patience=np.int64(2)
+    )
+    result.save(tmp_path / "r.json")
+    again = lrfind.RangeTestResult.load(tmp_path / "r.json")
+    assert again.options == result.options and again.suggested_lr == result.suggested_lr
+    assert type(result.options["threshold"]) is float and type(result.options["patience"]) is int
 
 
 # --- CUDA -----------------------------------------------------------------------------------------

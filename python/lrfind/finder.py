@@ -20,7 +20,8 @@ class LearningRateFinder:
             seed's); the seed stored it but hard-coded 0.05, here it is used.
         mode: ``"exp"`` (default) or ``"linear"`` LR spacing.
         diverge_threshold: stop when the watched loss exceeds ``threshold x best`` (default 10.0,
-            the seed's; the rule is ``best + (threshold - 1) * |best|``, sound for losses <= 0).
+            the seed's; the rule is ``best + (threshold - 1) * max(|best|, 1.19e-7 * peak)``,
+            ``peak`` the largest ``|loss|`` so far, sound for losses <= 0 and a best of 0).
         watch: ``"raw"`` (default, the seed's) or ``"smoothed"`` loss for the stop rule.
         patience: consecutive violations before stopping (default 1).
         methods: suggestion methods, the first is the main one (default: every method, with
@@ -57,7 +58,6 @@ class LearningRateFinder:
             suggest_on=suggest_on,
             arch=arch,
         )
-        detector(self.options)  # checks the divergence rule before the first training step
 
     def range_test(self, train_fn: Callable[[float], Any]) -> RangeTestResult:
         """Call ``train_fn(lr)`` once per LR of the sweep until the loss explodes.

@@ -42,8 +42,10 @@ def sweep_options(
     arch: str | None,
 ) -> dict[str, Any]:
     """``analyze``'s keyword arguments for the range tests' settings (``diverge_threshold`` is
-    its ``threshold``, ``smooth_factor`` its ``alpha``); ``from_sweep`` takes them."""
-    return dict(
+    its ``threshold``, ``smooth_factor`` its ``alpha``); ``from_sweep`` takes them. The
+    divergence rule is checked here, before any training step, and a bad value is reported
+    under the name the caller used."""
+    options = dict(
         methods=methods,
         threshold=diverge_threshold,
         watch=watch,
@@ -52,6 +54,15 @@ def sweep_options(
         suggest_on=suggest_on,
         arch=arch,
     )
+    try:
+        detector(options)
+    except (TypeError, ValueError) as e:
+        message = str(e)
+        for option, name in (("threshold", "diverge_threshold"), ("alpha", "smooth_factor")):
+            if message.startswith(f"{option} must"):
+                raise type(e)(name + message[len(option) :]) from None
+        raise
+    return options
 
 
 def detector(options: dict[str, Any]) -> _core.DivergenceDetector:
@@ -72,7 +83,9 @@ class RangeTestResult:
     The PyTorch range test also records ``grad_norms`` (total L2 norm of each step's
     gradients), ``val_losses`` (NaN where not measured) and ``skipped_steps`` (steps the fp16
     grad scaler skipped, which did not advance the sweep). ``options`` are the ``analyze``
-    keyword arguments the sweep was analysed with (empty when built by hand).
+    keyword arguments the sweep was analysed with (empty when built by hand). ``recorded`` is
+    the whole sweep as analysed, ``(lrs, losses)``: the curve, the explosion point and, with
+    ``patience`` > 1, the points after it that confirmed the stop; ``save`` writes it.
     """
 
     lrs: np.ndarray
@@ -90,6 +103,7 @@ class RangeTestResult:
     val_losses: np.ndarray | None = None
     skipped_steps: int = 0
     options: dict[str, Any] = field(default_factory=dict)
+    recorded: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @classmethod
     def from_sweep(cls, lrs: Any, losses: Any, **options: Any) -> RangeTestResult:
@@ -117,6 +131,7 @@ class RangeTestResult:
             diagnosis=a.diagnosis,
             analysis=a,
             options=options,
+            recorded=(lrs, losses),
         )
 
     def __getitem__(self, key: str) -> Any:
@@ -214,8 +229,8 @@ class RangeTestResult:
             "format": FILE_FORMAT,
             "version": FILE_VERSION,
             "options": self.options,
-            "lrs": _encode(_with_stop(self.lrs, self.explosion_lr)),
-            "losses": _encode(_with_stop(self.losses, self.explosion_loss)),
+            "lrs": _encode(self.recorded[0] if self.recorded else _with_stop(self.lrs, self.explosion_lr)),
+            "losses": _encode(self.recorded[1] if self.recorded else _with_stop(self.losses, self.explosion_loss)),
             "grad_norms": None if self.grad_norms is None else _encode(self.grad_norms),
             "val_losses": None if self.val_losses is None else _encode(self.val_losses),
             "skipped_steps": self.skipped_steps,
@@ -225,7 +240,8 @@ class RangeTestResult:
         """Write the result to ``path`` as strict JSON, losslessly; ``load`` reads it back.
 
         The file holds ``"format": "lrfind.RangeTestResult"``, ``"version": 1``, the recorded
-        sweep (``lrs`` and ``losses`` with the explosion point last, if any), the ``options``
+        sweep (``lrs`` and ``losses``: ``recorded``, ending with the explosion point or, with
+        ``patience`` > 1, the points that confirmed it), the ``options``
         it was analysed with, ``grad_norms``, ``val_losses`` (null when absent) and
         ``skipped_steps``. Floats are written as their shortest repr, which reads back exactly;
         NaN and +/-inf, which JSON lacks, are written as the strings ``"NaN"``,

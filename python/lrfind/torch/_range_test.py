@@ -155,9 +155,9 @@ def range_test(
     if isinstance(dist_timeout, bool) or not isinstance(dist_timeout, numbers.Real) or not 0 < dist_timeout < math.inf:
         raise ValueError(f"dist_timeout must be a finite number of seconds > 0, got {dist_timeout!r}")
     if loss_fn is None and step_fn is None:
-        step = _model_loss
+        step = _tensor_loss(_model_loss, "the model (with loss_fn=None)")
     else:
-        step = step_fn or _loss_fn_step(loss_fn)
+        step = _tensor_loss(step_fn, "step_fn") if step_fn else _tensor_loss(_loss_fn_step(loss_fn), "loss_fn")
     base = [float(g["lr"]) for g in optimizer.param_groups]
     if group_lrs == "ratio" and not all(b > 0 for b in base):
         raise ValueError(f'group_lrs="ratio" needs every group\'s current lr > 0, got {base}')
@@ -498,6 +498,23 @@ def _loss_fn_step(loss_fn: Callable[..., torch.Tensor] | None) -> StepFn:
         )
 
     return step
+
+
+def _tensor_loss(step: StepFn, source: str) -> StepFn:
+    """``step``, checked to return a tensor: a float loss cannot be backpropagated, and would
+    otherwise fail later with a message that names neither the culprit nor the fix."""
+
+    def checked(model: torch.nn.Module, batch: Any) -> torch.Tensor:
+        loss = step(model, batch)
+        if not isinstance(loss, torch.Tensor):
+            shown = repr(loss) if len(repr(loss)) <= 40 else repr(loss)[:37] + "..."
+            raise TypeError(
+                f"{source} must return the loss as a tensor, got {type(loss).__name__} {shown}: return the loss "
+                "tensor itself (not loss.item() or float(loss)), so that it can be backpropagated"
+            )
+        return loss
+
+    return checked
 
 
 def _model_loss(model: torch.nn.Module, batch: Any) -> torch.Tensor:
