@@ -1,5 +1,7 @@
 """Parallel range tests: K vmapped sweeps against K single range tests on real data."""
 
+import random
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -123,6 +125,108 @@ def test_user_model_and_rng_untouched():
     parallel_range_test(model, nn.functional.cross_entropy, digits(), num_runs=2, num_steps=10, progress=False)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     assert torch.equal(rng, torch.get_rng_state())
+
+
+class Noisy(nn.Module):
+    """The digits MLP with one random op between its layers: ``"dropout"`` (what dropout runs on the
+    CPU: bernoulli), ``"native_dropout"`` (what it runs on CUDA, called here on the CPU), ``"noise"``
+    (randn_like), ``"randperm"`` (which vmap draws run by run: no way to split it per run)."""
+
+    def __init__(self, kind, seed=0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.kind, self.a, self.b = kind, nn.Linear(64, 32), nn.Linear(32, 10)
+
+    def forward(self, x):
+        h = torch.relu(self.a(x))
+        if self.kind == "dropout":
+            h = nn.functional.dropout(h, 0.5, self.training)
+        elif self.kind == "native_dropout":
+            h = torch.native_dropout(h, 0.5, self.training)[0]
+        elif self.kind == "noise":
+            h = h + 0.5 * torch.randn_like(h)
+        elif self.kind == "randperm":
+            h = h[:, torch.randperm(32)]
+        return self.b(h)
+
+
+def rng_states():
+    return torch.get_rng_state(), np.random.get_state(), random.getstate()
+
+
+def assert_same_rng(before, after):
+    assert torch.equal(before[0], after[0])
+    for a, b in zip(before[1], after[1], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert before[2] == after[2]
+
+
+def noisy_test(model, data, **kwargs):
+    return parallel_range_test(
+        model, nn.functional.cross_entropy, data, init="copy", min_lr=1e-4, max_lr=0.1, num_steps=20,
+        progress=False, **kwargs,
+    )  # fmt: skip
+
+
+def test_dropout_runs_differ_with_one_run_per_chunk():
+    """The issue's case: every chunk restores the RNG, so one-run chunks all drew the same masks."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 32), nn.Dropout(0.5), nn.Linear(32, 10))
+    par = noisy_test(model, digits(), num_runs=4, chunk_size=1)
+    curves = [run.losses for run in par.runs]
+    assert all(not np.allclose(a, b) for i, a in enumerate(curves) for b in curves[i + 1 :])
+
+
+@pytest.mark.parametrize("kind", ["dropout", "native_dropout", "noise"])
+def test_random_ops_follow_the_runs_seed_whatever_the_chunks(kind):
+    """A run's masks come from its seed only: the same whatever num_runs and chunk_size (only the
+    batched matmuls may differ in their last bits between chunk sizes)."""
+    data = digits()
+    before = rng_states()
+    sweeps = [noisy_test(Noisy(kind), data, num_runs=4, chunk_size=c) for c in (1, 2, 4)]
+    sweeps.append(noisy_test(Noisy(kind), data, num_runs=2, seeds=[2, 3]))
+    assert_same_rng(before, rng_states())
+    by_seed = {seed: [] for seed in range(4)}
+    for sweep in sweeps:
+        for seed, run in zip(sweep.seeds, sweep.runs, strict=True):
+            by_seed[seed].append(run.losses)
+    for curves in by_seed.values():
+        assert all(len(c) == 20 for c in curves)
+        for c in curves[1:]:
+            np.testing.assert_allclose(c, curves[0], rtol=1e-5)
+    for a, b in [(0, 1), (1, 2), (2, 3)]:
+        assert np.max(np.abs(by_seed[a][0] - by_seed[b][0])) > 1e-3, "other seeds, other masks"
+
+
+def test_rng_comes_back_after_an_error_mid_sweep():
+    calls = []
+
+    def failing_loss(outputs, targets):
+        calls.append(None)
+        if len(calls) == 5:
+            raise RuntimeError("at step 5")
+        return nn.functional.cross_entropy(outputs, targets)
+
+    before = rng_states()
+    with pytest.raises(RuntimeError, match="at step 5"):
+        parallel_range_test(Noisy("dropout"), failing_loss, digits(), num_runs=2, num_steps=20, progress=False)
+    assert_same_rng(before, rng_states())
+
+
+def test_random_op_it_cannot_split_gets_a_clear_error():
+    before = rng_states()
+    with pytest.raises(RuntimeError, match=r"cannot give each run its own random numbers for aten\.randperm"):
+        noisy_test(Noisy("randperm"), digits(), num_runs=2)
+    assert_same_rng(before, rng_states())
+
+
+def test_eval_mode_dropout_draws_nothing():
+    """No random op, no change: a model in eval mode gives the curves of the same model without
+    dropout, bit for bit, and every copied run the same one."""
+    evaluated, plain = (noisy_test(m, digits(), num_runs=3) for m in (Noisy("dropout").eval(), Noisy("none")))
+    for a, b in zip(evaluated.runs, plain.runs, strict=True):
+        np.testing.assert_array_equal(a.losses, b.losses)
+        np.testing.assert_array_equal(a.losses, plain.runs[0].losses)
 
 
 def test_batchnorm_gets_a_clear_error():

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from lrfind import _core
 from lrfind.parallel import ParallelResult
@@ -20,6 +21,13 @@ from lrfind.torch._state import Snapshot
 
 #: Share of free GPU memory the default chunk size may plan for.
 GPU_MEMORY_SHARE = 0.5
+
+#: What vmap says when a random op runs under randomness="error".
+VMAP_RANDOMNESS_ERROR = "randomness error mode"
+
+#: Second entropy word of a run's random-op generator seed: a stream apart from the one that
+#: torch.manual_seed(seed) gives the run's initialisation.
+RANDOM_OPS_STREAM = 1
 
 
 def parallel_range_test(
@@ -66,7 +74,9 @@ def parallel_range_test(
         min_lr, max_lr: each run's sweep ends (defaults 1e-7, 10.0): one value for all runs, or
             one per run.
         num_steps, mode: steps per sweep (default 100) and ``"exp"``/``"linear"`` spacing.
-        seeds: one seed per run (default ``0..K-1``): the run's initialisation and data order.
+        seeds: one seed per run (default ``0..K-1``): the run's initialisation, data order and
+            dropout/random masks come from its seed only, whatever ``num_runs`` and ``chunk_size``
+            (each run draws its random ops from its own generator), so a run can be replayed alone.
         init: ``"reinit"`` (default) gives each run its own initialisation from its seed
             (``reset_parameters()`` of every module); ``"copy"`` starts every run from the
             user's weights.
@@ -119,7 +129,9 @@ def parallel_range_test(
     bar = _progress_bar(num_runs * num_steps, progress)
     try:
         for start in range(0, num_runs, chunk):
-            snapshot.restore()  # every chunk starts from the same RNG and data order
+            # Every chunk starts from the same RNG and data order (shared batches from a DataLoader
+            # that draws on the global RNG); random ops in the model draw on per-run generators.
+            snapshot.restore()
             ids = list(range(start, min(start + chunk, num_runs)))
             sweep = _Chunk(model, loss_fn, [seeds[k] for k in ids], init, device, optimizer, kwargs)
             batches = _chunk_batches(data, data_order, [seeds[k] for k in ids], device)
@@ -155,7 +167,10 @@ class _Chunk:
         self.params = {k: v.detach() for k, v in params.items()}
         self.buffers = buffers
         self.k = len(seeds)
+        self.seeds = seeds
         self.device = device
+        # Set on the first step that draws random numbers (dropout ...): see ``_step``.
+        self.randomness: _PerRunRandomness | None = None
         self.optimizer = StackedOptimizer(self.params, optimizer, **kwargs)
         base = copy.deepcopy(copies[0]).to("meta")
 
@@ -176,7 +191,9 @@ class _Chunk:
         length (its explosion point included)."""
         iterator, stacked = batches
         in_dims = (0, 0, 0 if stacked else None, 0 if stacked else None)
-        step_fn = vmap(grad_and_value(self.loss_of), in_dims=in_dims, randomness="different")
+        step_fns = tuple(
+            vmap(grad_and_value(self.loss_of), in_dims=in_dims, randomness=r) for r in ("error", "different")
+        )
         num_steps = lrs.shape[1]
         lr_dev = torch.tensor(lrs, dtype=torch.float32, device=self.device)
         active = torch.ones(self.k, dtype=torch.bool, device=self.device)
@@ -187,7 +204,7 @@ class _Chunk:
         checked = 0
         for i in range(num_steps):
             x, y = next(iterator)
-            grads, loss = step_fn(self.params, self.buffers, x, y)
+            grads, loss = self._step(step_fns, x, y)
             norm = torch.sqrt(sum((g.reshape(self.k, -1).float() ** 2).sum(1) for g in grads.values()))
             self.optimizer.step(grads, lr_dev[:, i], active)
             pending.append((i, loss.detach().float(), norm))
@@ -212,6 +229,165 @@ class _Chunk:
                 break
             active = torch.tensor([not d for d in done], dtype=torch.bool, device=self.device)
         return host[0], host[1], recorded
+
+    def _step(self, step_fns: tuple[Callable[..., Any], Callable[..., Any]], x: Any, y: Any) -> Any:
+        """Gradients and losses of one step. A model without random ops runs as plain vmap (no
+        per-op overhead); the first random op switches the chunk to randomness="different" with
+        every run's random numbers drawn from its own generator."""
+        plain, different = step_fns
+        if self.randomness is None:
+            try:
+                return plain(self.params, self.buffers, x, y)
+            except RuntimeError as error:
+                if VMAP_RANDOMNESS_ERROR not in str(error):
+                    raise
+            # vmap refused before drawing anything, and the failed call changed no state (the
+            # optimizer step comes after it): run the step again, with randomness.
+            self.randomness = _PerRunRandomness(self.seeds)
+        with self.randomness:
+            return different(self.params, self.buffers, x, y)
+
+
+class _PerRunRandomness(TorchDispatchMode):
+    """Draws row ``r`` of every random op under ``vmap(randomness="different")`` from run r's own
+    generator, seeded from run r's seed only.
+
+    vmap alone draws all K runs' numbers from the global RNG in one call, so a run's masks would
+    depend on its place in the chunk and on the chunk size (and every chunk of size 1 would get
+    the same masks). Below vmap, this mode sees the physical random ops, with the run dimension
+    first, and redoes them one row per run, each with its run's generator.
+    """
+
+    def __init__(self, seeds: list[int]) -> None:
+        super().__init__()
+        self.k = len(seeds)
+        self.seeds = [
+            int(np.random.SeedSequence([seed % 2**64, RANDOM_OPS_STREAM]).generate_state(1, np.uint64)[0])
+            for seed in seeds
+        ]
+        self.generators: dict[torch.device, list[torch.Generator]] = {}
+        self.dropout_dtypes: dict[torch.dtype, tuple[torch.dtype, torch.dtype]] = {}
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if torch.Tag.nondeterministic_seeded not in func.tags:
+            return func(*args, **kwargs)
+        if func is torch.ops.aten.native_dropout.default:  # CUDA's dropout: no generator argument
+            return self._native_dropout(*args, **kwargs)
+        return self._per_row(func, args, kwargs)
+
+    def _generators(self, device: torch.device) -> list[torch.Generator]:
+        """The runs' generators on ``device``, made on first use and kept for the whole sweep."""
+        if device not in self.generators:
+            self.generators[device] = [torch.Generator(device=device).manual_seed(s) for s in self.seeds]
+        return self.generators[device]
+
+    def _per_row(self, func: Any, args: Any, kwargs: dict[str, Any]) -> Any:
+        schema = func._schema
+        values = dict(zip((a.name for a in schema.arguments), args, strict=False))  # kwargs follow
+        values.update(kwargs)
+        target = func if _has_generator(func) else _with_generator(func)
+        if target is None and func.overloadpacket in _LIKE_FILLS:
+            target = _fill_like(func)
+        if target is None:
+            raise _unsplittable(func, "it takes no generator")
+        tensors = [v for v in values.values() if isinstance(v, torch.Tensor)]
+        size = values.get("size")
+        if tensors:
+            lead = tensors[0]
+            if lead.dim() == 0 or lead.shape[0] != self.k:
+                raise _unsplittable(func, _not_run_first(lead.shape, self.k))
+            device = lead.device
+            # vmap puts the run dimension first on batched inputs; unbatched ones have fewer dims.
+            split = {
+                n
+                for n, v in values.items()
+                if isinstance(v, torch.Tensor) and v.dim() == lead.dim() and len(v) == self.k
+            }
+        elif size is not None and len(size) > 0 and size[0] == self.k:
+            device = torch.device(values.get("device") or torch.empty(0).device)  # None: the default device
+            split = set()
+        else:
+            raise _unsplittable(func, f"vmap draws it without the chunk's {self.k} runs as first dimension")
+        if len(schema.returns) != 1:
+            raise _unsplittable(func, "it returns more than one tensor")
+        written = [a.name for a in schema.arguments if a.alias_info is not None and a.alias_info.is_write]
+        rows = []
+        for r, generator in enumerate(self._generators(device)):
+            row = {n: v[r] if n in split else v for n, v in values.items()}
+            if not tensors:
+                row["size"] = list(size[1:])
+            # A generator the model passed itself is replaced too: a run draws on its own only.
+            row["generator"] = generator
+            rows.append(target(**row))
+        if written:  # in place: each row wrote through its view
+            return values[written[0]]
+        return torch.stack(rows)
+
+    def _native_dropout(self, input: torch.Tensor, p: float, train: bool | None = None) -> Any:
+        if train is False or p == 0:
+            return torch.ops.aten.native_dropout.default(input, p, train)
+        if input.dim() == 0 or input.shape[0] != self.k:
+            raise _unsplittable(torch.ops.aten.native_dropout.default, _not_run_first(input.shape, self.k))
+        if input.dtype not in self.dropout_dtypes:  # native_dropout's own dtypes, off its meta kernel
+            out, mask = torch.ops.aten.native_dropout.default(
+                torch.empty(1, dtype=input.dtype, device="meta"), p, train
+            )
+            self.dropout_dtypes[input.dtype] = out.dtype, mask.dtype
+        out_dtype, mask_dtype = self.dropout_dtypes[input.dtype]
+        keep = 1.0 - p
+        mask = torch.empty(input.shape, dtype=input.dtype, device=input.device)
+        for r, generator in enumerate(self._generators(input.device)):
+            mask[r].bernoulli_(keep, generator=generator)
+        scale = 0.0 if keep == 0 else 1.0 / keep  # as native_dropout: p == 1 zeroes everything
+        return input.mul(mask).mul_(scale).to(out_dtype), mask.to(mask_dtype)
+
+
+def _has_generator(func: Any) -> bool:
+    return any(a.name == "generator" for a in func._schema.arguments)
+
+
+_GENERATOR_OVERLOADS: dict[Any, Any] = {}
+
+
+def _with_generator(func: Any) -> Any:
+    """The overload of ``func`` that takes the same arguments plus a generator (``rand.default``
+    -> ``rand.generator``), or None."""
+    if func not in _GENERATOR_OVERLOADS:
+        want = [(a.name, str(a.type)) for a in func._schema.arguments]
+        found = None
+        for name in func.overloadpacket.overloads():
+            other = getattr(func.overloadpacket, name)
+            have = [(a.name, str(a.type)) for a in other._schema.arguments]
+            if any(n == "generator" for n, _ in have) and [h for h in have if h[0] != "generator"] == want:
+                found = other
+                break
+        _GENERATOR_OVERLOADS[func] = found
+    return _GENERATOR_OVERLOADS[func]
+
+
+#: Older torch releases have no generator overload of rand_like/randn_like: empty_like filled in place.
+_LIKE_FILLS = {torch.ops.aten.rand_like: torch.ops.aten.uniform_, torch.ops.aten.randn_like: torch.ops.aten.normal_}
+
+
+def _fill_like(func: Any) -> Callable[..., torch.Tensor]:
+    fill = _LIKE_FILLS[func.overloadpacket]
+
+    def draw(self: torch.Tensor, generator: torch.Generator, **options: Any) -> torch.Tensor:
+        return fill(torch.empty_like(self, **options), generator=generator)
+
+    return draw
+
+
+def _not_run_first(shape: torch.Size, k: int) -> str:
+    return f"vmap gives it shape {tuple(shape)}, without the chunk's {k} runs as first dimension"
+
+
+def _unsplittable(func: Any, why: str) -> RuntimeError:
+    return RuntimeError(
+        f"parallel_range_test cannot give each run its own random numbers for {func} ({why}). Draw them "
+        "outside the model, or run lrfind.torch.range_test per seed."
+    )
 
 
 def _per_run(min_lr: Any, max_lr: Any, k: int) -> list[tuple[float, float]]:
