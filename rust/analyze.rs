@@ -1,5 +1,6 @@
 //! One sweep, all at once: stop, smoothing, gradient, every suggestion and the diagnosis.
 
+use crate::auto::AutoParams;
 use crate::cancel::Cancel;
 use crate::diagnose::{diagnose_checked, Arch, DiagnoseConfig, Diagnosis};
 use crate::diverge::{detect, DivergenceConfig, DivergenceDetector, StopReason};
@@ -98,6 +99,10 @@ pub struct Analysis {
     pub stop: Option<(usize, StopReason)>,
     /// EMA of the losses before the stop.
     pub smoothed: Vec<f64>,
+    /// The lag-free curve the suggestions read: `auto`'s smoothing (a 5-point running median,
+    /// then a Gaussian kernel, `smooth` decades wide: the first `auto` method's, else its
+    /// default) of the suggestion series before the stop. What a plot should draw.
+    pub trend: Vec<f64>,
     /// `np.gradient(series, np.log(lrs))` of the suggestion series before the stop (empty below 2 points).
     pub gradient: Vec<f64>,
     /// One suggestion per configured method, in order.
@@ -136,15 +141,6 @@ pub(crate) struct Work {
     pub diag: crate::diagnose::Scratch,
 }
 
-impl Work {
-    fn series(&self, on: SuggestOn) -> &[f64] {
-        match on {
-            SuggestOn::Raw => &self.raw,
-            SuggestOn::Smoothed => &self.smoothed,
-        }
-    }
-}
-
 /// Reads one sweep: LRs finite, positive and strictly increasing; losses may hold NaN/inf.
 /// Linear or n log n time in the sweep's length, whatever the methods.
 pub fn analyze<L, F>(lrs: &[L], losses: &[F], config: &AnalyzeConfig) -> Result<Analysis>
@@ -166,7 +162,16 @@ where
     let mut work = Work::default();
     let mut suggestions = Vec::with_capacity(config.methods.len());
     let summary = analyze_into(lrs, losses, config, &mut work, &mut suggestions, cancel)?;
-    let series = work.series(config.suggest_on);
+    let smooth = config.methods.iter().find_map(|m| match m {
+        Method::Auto(p) => Some(p.smooth),
+        _ => None,
+    });
+    let smooth = smooth.unwrap_or(AutoParams::default().smooth);
+    let series = match config.suggest_on {
+        SuggestOn::Raw => &work.raw,
+        SuggestOn::Smoothed => &work.smoothed,
+    };
+    let trend = crate::auto::lag_free(&work.lrs, series, smooth, &mut work.suggest.auto, cancel)?.to_vec();
     let mut gradient = vec![0.0; series.len()];
     if series.len() >= 2 {
         let x: Vec<f64> = work.lrs.iter().map(|v| v.ln()).collect();
@@ -177,6 +182,7 @@ where
     Ok(Analysis {
         stop: summary.stop,
         smoothed: std::mem::take(&mut work.smoothed),
+        trend,
         gradient,
         suggestions,
         min_loss: summary.min_loss,
@@ -299,6 +305,19 @@ mod tests {
         assert_eq!(a.suggestions[0], direct);
         assert_eq!(a.suggested_lr(), direct.lr);
         assert_eq!(a.diagnosis.kind, DiagnosisKind::Good);
+    }
+
+    #[test]
+    fn the_trend_is_what_auto_reads() {
+        let (lrs, losses) = curve();
+        let a = analyze(&lrs, &losses, &AnalyzeConfig::default()).unwrap();
+        assert_eq!(a.trend.len(), a.smoothed.len());
+        let Reason::Auto(reading) = a.suggestions[0].reason else { panic!("{:?}", a.suggestions[0]) };
+        let lowest = (0..a.trend.len()).fold(0, |b, i| if a.trend[i] < a.trend[b] { i } else { b });
+        assert_eq!(lowest, reading.at_min, "auto's lowest point is the trend's");
+        // Without auto among the methods, the trend is auto's default smoothing all the same.
+        let seed = AnalyzeConfig { methods: vec![a_method("steepest")], ..Default::default() };
+        assert_eq!(analyze(&lrs, &losses, &seed).unwrap().trend, a.trend);
     }
 
     #[test]

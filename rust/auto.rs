@@ -156,10 +156,7 @@ pub(crate) fn auto(
 ) -> Result<Auto> {
     let n = losses.len();
     debug_assert!(n >= MIN_POINTS && lrs.len() == n);
-    s.x.clear();
-    s.x.extend(lrs.iter().map(|v| v.log10()));
-    running_median5(losses, &mut s.median, cancel)?;
-    gaussian(&s.x, &s.median, p.smooth, &mut s.kernel, &mut s.smooth, cancel)?;
+    lag_free(lrs, losses, p.smooth, s, cancel)?;
     let (x, sm) = (&s.x, &s.smooth);
 
     let at_min = argmin(sm);
@@ -200,6 +197,23 @@ pub(crate) fn auto(
     let range = (10f64.powf(x_lr - p.spread), 10f64.powf(x_lr + p.spread));
     let lr = 10f64.powf(x_lr);
     Ok(Auto::Found { index, lr, range, reading })
+}
+
+/// The lag-free curve `auto` reads, into `s.smooth` (and log10 of the LRs into `s.x`): a
+/// 5-point running median, so that no single point gets through, then a Gaussian kernel
+/// `smooth` decades wide in log10(LR), which, unlike an EMA, does not lag. Linear time.
+pub(crate) fn lag_free<'s>(
+    lrs: &[f64],
+    losses: &[f64],
+    smooth: f64,
+    s: &'s mut Scratch,
+    cancel: &Cancel,
+) -> Result<&'s [f64]> {
+    s.x.clear();
+    s.x.extend(lrs.iter().map(|v| v.log10()));
+    running_median5(losses, &mut s.median, cancel)?;
+    gaussian(&s.x, &s.median, smooth, &mut s.kernel, &mut s.smooth, cancel)?;
+    Ok(&s.smooth)
 }
 
 /// The last point in `[start, end)` at or above `level`, and the log10 LR where the line from it

@@ -19,16 +19,20 @@ pub struct BatchAnalysis {
     pub min_loss: Vec<f64>,
     /// LR at that loss (NaN if none).
     pub lr_at_min: Vec<f64>,
-    /// Low end of the good range (NaN if none).
-    pub range_low: Vec<f64>,
-    /// High end of the good range (NaN if none).
-    pub range_high: Vec<f64>,
+    /// Low end of the diagnosis's descent, where the loss falls (NaN if none).
+    pub descent_low: Vec<f64>,
+    /// High end of the descent (NaN if none).
+    pub descent_high: Vec<f64>,
     /// Per method (config order): the suggested LR of each sweep (NaN if none).
     pub lr: Vec<Vec<f64>>,
     /// Per method (config order): the index of each suggestion (-1 if none).
     pub index: Vec<Vec<i64>>,
     /// Per method (config order): the confidence of each suggestion (NaN if none).
     pub confidence: Vec<Vec<f64>>,
+    /// Per method (config order): the low end of each suggestion's range (NaN if none).
+    pub range_low: Vec<Vec<f64>>,
+    /// Per method (config order): the high end of each suggestion's range (NaN if none).
+    pub range_high: Vec<Vec<f64>>,
 }
 
 /// Sweeps per task: enough to amortise rayon's scheduling, few enough to balance two cores.
@@ -68,11 +72,13 @@ where
         diagnosis: vec![0; n],
         min_loss: vec![f64::NAN; n],
         lr_at_min: vec![f64::NAN; n],
-        range_low: vec![f64::NAN; n],
-        range_high: vec![f64::NAN; n],
+        descent_low: vec![f64::NAN; n],
+        descent_high: vec![f64::NAN; n],
         lr: vec![vec![f64::NAN; n]; m],
         index: vec![vec![-1; n]; m],
         confidence: vec![vec![f64::NAN; n]; m],
+        range_low: vec![vec![f64::NAN; n]; m],
+        range_high: vec![vec![f64::NAN; n]; m],
     };
     let rows = Rows {
         first: 0,
@@ -81,11 +87,13 @@ where
         diagnosis: &mut out.diagnosis,
         min_loss: &mut out.min_loss,
         lr_at_min: &mut out.lr_at_min,
-        range_low: &mut out.range_low,
-        range_high: &mut out.range_high,
+        descent_low: &mut out.descent_low,
+        descent_high: &mut out.descent_high,
         lr: out.lr.iter_mut().map(|c| c.as_mut_slice()).collect(),
         index: out.index.iter_mut().map(|c| c.as_mut_slice()).collect(),
         confidence: out.confidence.iter_mut().map(|c| c.as_mut_slice()).collect(),
+        range_low: out.range_low.iter_mut().map(|c| c.as_mut_slice()).collect(),
+        range_high: out.range_high.iter_mut().map(|c| c.as_mut_slice()).collect(),
     };
     fill(rows, lrs, losses, offsets, config, cancel)?;
     Ok(out)
@@ -128,11 +136,13 @@ struct Rows<'a> {
     diagnosis: &'a mut [u8],
     min_loss: &'a mut [f64],
     lr_at_min: &'a mut [f64],
-    range_low: &'a mut [f64],
-    range_high: &'a mut [f64],
+    descent_low: &'a mut [f64],
+    descent_high: &'a mut [f64],
     lr: Vec<&'a mut [f64]>,
     index: Vec<&'a mut [i64]>,
     confidence: Vec<&'a mut [f64]>,
+    range_low: Vec<&'a mut [f64]>,
+    range_high: Vec<&'a mut [f64]>,
 }
 
 impl<'a> Rows<'a> {
@@ -140,13 +150,15 @@ impl<'a> Rows<'a> {
         let (lr_a, lr_b): (Vec<_>, Vec<_>) = self.lr.into_iter().map(|c| c.split_at_mut(mid)).unzip();
         let (ix_a, ix_b): (Vec<_>, Vec<_>) = self.index.into_iter().map(|c| c.split_at_mut(mid)).unzip();
         let (cf_a, cf_b): (Vec<_>, Vec<_>) = self.confidence.into_iter().map(|c| c.split_at_mut(mid)).unzip();
+        let (lo_a, lo_b): (Vec<_>, Vec<_>) = self.range_low.into_iter().map(|c| c.split_at_mut(mid)).unzip();
+        let (hi_a, hi_b): (Vec<_>, Vec<_>) = self.range_high.into_iter().map(|c| c.split_at_mut(mid)).unzip();
         let (si_a, si_b) = self.stop_index.split_at_mut(mid);
         let (sr_a, sr_b) = self.stop_reason.split_at_mut(mid);
         let (dg_a, dg_b) = self.diagnosis.split_at_mut(mid);
         let (ml_a, ml_b) = self.min_loss.split_at_mut(mid);
         let (lm_a, lm_b) = self.lr_at_min.split_at_mut(mid);
-        let (rl_a, rl_b) = self.range_low.split_at_mut(mid);
-        let (rh_a, rh_b) = self.range_high.split_at_mut(mid);
+        let (dl_a, dl_b) = self.descent_low.split_at_mut(mid);
+        let (dh_a, dh_b) = self.descent_high.split_at_mut(mid);
         (
             Rows {
                 first: self.first,
@@ -155,11 +167,13 @@ impl<'a> Rows<'a> {
                 diagnosis: dg_a,
                 min_loss: ml_a,
                 lr_at_min: lm_a,
-                range_low: rl_a,
-                range_high: rh_a,
+                descent_low: dl_a,
+                descent_high: dh_a,
                 lr: lr_a,
                 index: ix_a,
                 confidence: cf_a,
+                range_low: lo_a,
+                range_high: hi_a,
             },
             Rows {
                 first: self.first + mid,
@@ -168,11 +182,13 @@ impl<'a> Rows<'a> {
                 diagnosis: dg_b,
                 min_loss: ml_b,
                 lr_at_min: lm_b,
-                range_low: rl_b,
-                range_high: rh_b,
+                descent_low: dl_b,
+                descent_high: dh_b,
                 lr: lr_b,
                 index: ix_b,
                 confidence: cf_b,
+                range_low: lo_b,
+                range_high: hi_b,
             },
         )
     }
@@ -224,14 +240,18 @@ where
         rows.diagnosis[r] = s.diagnosis.kind.code();
         rows.min_loss[r] = s.min_loss;
         rows.lr_at_min[r] = s.lr_at_min;
-        if let Some((lo, hi)) = s.diagnosis.range {
-            rows.range_low[r] = lo;
-            rows.range_high[r] = hi;
+        if let Some((lo, hi)) = s.diagnosis.descent {
+            rows.descent_low[r] = lo;
+            rows.descent_high[r] = hi;
         }
         for (j, sg) in suggestions.iter().enumerate() {
             rows.lr[j][r] = sg.lr.unwrap_or(f64::NAN);
             rows.index[j][r] = sg.index.map_or(-1, |i| i as i64);
             rows.confidence[j][r] = sg.confidence.unwrap_or(f64::NAN);
+            if let Some((lo, hi)) = sg.range {
+                rows.range_low[j][r] = lo;
+                rows.range_high[j][r] = hi;
+            }
         }
     }
     Ok(())
@@ -301,8 +321,14 @@ mod tests {
                     let c = s.confidence.unwrap_or(f64::NAN);
                     prop_assert!(batch.confidence[j][k] == c || (c.is_nan() && batch.confidence[j][k].is_nan()));
                     prop_assert!(batch.lr[j][k] == s.lr.unwrap_or(f64::NAN) || (batch.lr[j][k].is_nan() && s.lr.is_none()));
+                    let (lo, hi) = s.range.unwrap_or((f64::NAN, f64::NAN));
+                    prop_assert!(batch.range_low[j][k] == lo || (lo.is_nan() && batch.range_low[j][k].is_nan()));
+                    prop_assert!(batch.range_high[j][k] == hi || (hi.is_nan() && batch.range_high[j][k].is_nan()));
                 }
                 prop_assert!(batch.min_loss[k] == one.min_loss || (batch.min_loss[k].is_nan() && one.min_loss.is_nan()));
+                let (lo, hi) = one.diagnosis.descent.unwrap_or((f64::NAN, f64::NAN));
+                prop_assert!(batch.descent_low[k] == lo || (lo.is_nan() && batch.descent_low[k].is_nan()));
+                prop_assert!(batch.descent_high[k] == hi || (hi.is_nan() && batch.descent_high[k].is_nan()));
             }
         }
     }

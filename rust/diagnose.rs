@@ -49,6 +49,13 @@ impl DiagnosisKind {
     pub fn code(self) -> u8 {
         self as u8
     }
+
+    /// Whether the sweep gives an LR to train at. A flat sweep (nothing is learned) or an
+    /// immediate explosion (a broken setup) does not: a suggestion read off it is kept, but
+    /// flagged, and the message says what to fix instead.
+    pub fn gives_lr(self) -> bool {
+        !matches!(self, DiagnosisKind::Flat | DiagnosisKind::ImmediateExplosion)
+    }
 }
 
 /// Architecture hint: the seed's table of common LR ranges.
@@ -165,8 +172,10 @@ impl DiagnoseConfig {
 pub struct Diagnosis {
     /// The kind of curve.
     pub kind: DiagnosisKind,
-    /// LR range (low, high) where the loss falls, when there is a descent to read.
-    pub range: Option<(f64, f64)>,
+    /// The descent: the LRs (low, high) over which the loss falls, from where it has made
+    /// `range_drop` of its drop to its lowest point, when there is a descent to read. Not the
+    /// range to train in: that is the suggestion's (`auto`'s `range`).
+    pub descent: Option<(f64, f64)>,
     /// Points before the stop.
     pub points: usize,
     /// Stop index, reason and LR, if the sweep stopped.
@@ -198,10 +207,11 @@ impl fmt::Display for Diagnosis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
             DiagnosisKind::Good => {
-                let (lo, hi) = self.range.unwrap_or((f64::NAN, f64::NAN));
+                let (lo, hi) = self.descent.unwrap_or((f64::NAN, f64::NAN));
                 write!(
                     f,
-                    "Good: the loss falls between LR {lo:.1e} and {hi:.1e} before it explodes; train at the suggested LR."
+                    "Good: a clear descent (the loss falls between LR {lo:.1e} and {hi:.1e}) before the explosion; \
+                     train at the suggested LR, or anywhere in the suggested range."
                 )
             }
             DiagnosisKind::Flat => write!(
@@ -256,7 +266,7 @@ pub(crate) fn diagnose_checked(
     let n = raw.len();
     let mut d = Diagnosis {
         kind: DiagnosisKind::Good,
-        range: None,
+        descent: None,
         points: n,
         stop,
         last_lr: lrs.last().copied().unwrap_or(f64::NAN),
@@ -298,7 +308,7 @@ pub(crate) fn diagnose_checked(
         return d;
     }
     let low = smoothed.iter().position(|&v| v <= first - cfg.range_drop * drop).unwrap_or(at_min);
-    d.range = Some((lrs[low], lrs[at_min]));
+    d.descent = Some((lrs[low], lrs[at_min]));
     d.noise_ratio = robust_noise(raw, &mut scratch.noise) / drop;
     let tail = ((cfg.improving_tail * n as f64).ceil() as usize).max(1);
     d.kind = if stop.is_none() && at_min >= n - tail {
@@ -368,10 +378,11 @@ mod tests {
     }
 
     #[test]
-    fn good_curve_has_a_range() {
+    fn good_curve_has_a_descent() {
         let d = run(&seed_good(), Some((90, StopReason::Nan, 1.0)));
         assert_eq!(d.kind, DiagnosisKind::Good, "{}", d.message());
-        let (lo, hi) = d.range.unwrap();
+        let (lo, hi) = d.descent.unwrap();
+        assert!(d.kind.gives_lr());
         assert!(lo > 1e-5 && lo < hi && hi < 1e-1, "{lo} {hi}");
         assert!(d.message().starts_with("Good"));
     }
@@ -380,6 +391,8 @@ mod tests {
     fn seed_problem_tables() {
         let flat = vec![2.30; 40];
         assert_eq!(run(&flat, None).kind, DiagnosisKind::Flat);
+        assert!(!DiagnosisKind::Flat.gives_lr() && !DiagnosisKind::ImmediateExplosion.gives_lr());
+        assert!(DiagnosisKind::Noisy.gives_lr() && DiagnosisKind::NoDivergence.gives_lr());
         assert_eq!(run(&[2.30, 5.00], Some((2, StopReason::Nan, 1e-5))).kind, DiagnosisKind::ImmediateExplosion);
         let rising: Vec<f64> = (0..30).map(|i| 2.3 + 0.05 * i as f64).collect();
         assert_eq!(run(&rising, Some((30, StopReason::Threshold, 1e-3))).kind, DiagnosisKind::ImmediateExplosion);

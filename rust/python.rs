@@ -474,29 +474,36 @@ impl Suggestion {
 }
 
 /// The verdict on a sweep: `kind` is one of good, flat, immediate_explosion, no_divergence,
-/// noisy, too_short; `message` says what to do; `range` is the (low, high) LR range where the
-/// loss falls, or None.
+/// noisy, too_short; `message` says what to do; `descent` is the (low, high) LRs over which the
+/// loss falls, or None (not the range to train in: that is the suggestion's `range`);
+/// `gives_lr` is False for flat and immediate_explosion, whose suggestion is no LR to train at.
 #[pyclass(module = "lrfind._core", frozen, get_all)]
 struct Diagnosis {
     /// The kind of curve.
     kind: &'static str,
     /// The human message.
     message: String,
-    /// (low, high) LRs of the descent, or None.
-    range: Option<(f64, f64)>,
+    /// (low, high) LRs over which the loss falls, or None.
+    descent: Option<(f64, f64)>,
+    /// Whether the sweep gives an LR to train at (False: flat or immediate_explosion).
+    gives_lr: bool,
 }
 
 impl From<&CoreDiagnosis> for Diagnosis {
     fn from(d: &CoreDiagnosis) -> Self {
-        Diagnosis { kind: d.kind.name(), message: d.message(), range: d.range }
+        Diagnosis { kind: d.kind.name(), message: d.message(), descent: d.descent, gives_lr: d.kind.gives_lr() }
     }
 }
 
 #[pymethods]
 impl Diagnosis {
     fn __repr__(&self) -> String {
-        let range = self.range.map_or("None".to_string(), |(lo, hi)| format!("({lo:.3e}, {hi:.3e})"));
-        format!("Diagnosis(kind={:?}, range={range})", self.kind)
+        let descent = self.descent.map_or("None".to_string(), |(lo, hi)| format!("({lo:.3e}, {hi:.3e})"));
+        format!(
+            "Diagnosis(kind={:?}, descent={descent}, gives_lr={})",
+            self.kind,
+            if self.gives_lr { "True" } else { "False" }
+        )
     }
 }
 
@@ -509,6 +516,8 @@ struct Analysis {
     stop_reason: Option<&'static str>,
     /// EMA of the losses before the stop.
     smoothed: Py<PyArray1<f64>>,
+    /// The lag-free curve the suggestions read (auto's smoothing) before the stop.
+    trend: Py<PyArray1<f64>>,
     /// np.gradient of the suggestion series before the stop against ln(lr).
     gradient: Py<PyArray1<f64>>,
     /// One Suggestion per method label, in order; the first is the main one.
@@ -545,16 +554,20 @@ struct BatchAnalysis {
     min_loss: Py<PyArray1<f64>>,
     /// LR at that loss (NaN if none).
     lr_at_min: Py<PyArray1<f64>>,
-    /// Low end of the good LR range (NaN if none).
-    range_low: Py<PyArray1<f64>>,
-    /// High end of the good LR range (NaN if none).
-    range_high: Py<PyArray1<f64>>,
+    /// Low end of the diagnosis's descent, where the loss falls (NaN if none).
+    descent_low: Py<PyArray1<f64>>,
+    /// High end of the descent (NaN if none).
+    descent_high: Py<PyArray1<f64>>,
     /// Method label -> suggested LRs (NaN if none).
     lr: Py<PyDict>,
     /// Method label -> suggestion indices (-1 if none).
     index: Py<PyDict>,
     /// Method label -> confidence in [0, 1] (NaN if none or the method gives none).
     confidence: Py<PyDict>,
+    /// Method label -> low end of the suggestion's range, the LRs to train in (NaN if none).
+    range_low: Py<PyDict>,
+    /// Method label -> high end of the suggestion's range (NaN if none).
+    range_high: Py<PyDict>,
 }
 
 #[pymethods]
@@ -571,6 +584,14 @@ impl BatchAnalysis {
     #[allow(non_snake_case)]
     fn DIAGNOSES(py: Python<'_>) -> PyResult<Bound<'_, PyTuple>> {
         PyTuple::new(py, DiagnosisKind::ALL.iter().map(|d| d.name()))
+    }
+
+    /// Per diagnosis code: whether that kind gives an LR to train at (False: flat,
+    /// immediate_explosion).
+    #[classattr]
+    #[allow(non_snake_case)]
+    fn GIVES_LR(py: Python<'_>) -> PyResult<Bound<'_, PyTuple>> {
+        PyTuple::new(py, DiagnosisKind::ALL.iter().map(|d| d.gives_lr()))
     }
 
     fn __len__(&self, py: Python<'_>) -> usize {
@@ -846,6 +867,7 @@ fn analysis_to_py(py: Python<'_>, labels: &[String], a: CoreAnalysis) -> PyResul
         lr_at_min: a.lr_at_min,
         diagnosis: Py::new(py, Diagnosis::from(&a.diagnosis))?,
         smoothed: a.smoothed.into_pyarray(py).unbind(),
+        trend: a.trend.into_pyarray(py).unbind(),
         gradient: a.gradient.into_pyarray(py).unbind(),
         suggestions: suggestions.unbind(),
     })
@@ -893,13 +915,16 @@ fn analyze_batch(
     let b = with_slices!(lrs, losses, |x, y| detached(py, points, |cancel| crate::analyze_batch_cancellable(
         x, y, offsets, &config, cancel
     ))?);
-    let lr = PyDict::new(py);
+    let columns = |values: Vec<Vec<f64>>| -> PyResult<Py<PyDict>> {
+        let dict = PyDict::new(py);
+        for (label, v) in labels.iter().zip(values) {
+            dict.set_item(label, v.into_pyarray(py))?;
+        }
+        Ok(dict.unbind())
+    };
     let index = PyDict::new(py);
-    let confidence = PyDict::new(py);
-    for (((label, l), i), c) in labels.iter().zip(b.lr).zip(b.index).zip(b.confidence) {
-        lr.set_item(label, l.into_pyarray(py))?;
+    for (label, i) in labels.iter().zip(b.index) {
         index.set_item(label, i.into_pyarray(py))?;
-        confidence.set_item(label, c.into_pyarray(py))?;
     }
     Ok(BatchAnalysis {
         stop_index: b.stop_index.into_pyarray(py).unbind(),
@@ -907,11 +932,13 @@ fn analyze_batch(
         diagnosis: b.diagnosis.into_pyarray(py).unbind(),
         min_loss: b.min_loss.into_pyarray(py).unbind(),
         lr_at_min: b.lr_at_min.into_pyarray(py).unbind(),
-        range_low: b.range_low.into_pyarray(py).unbind(),
-        range_high: b.range_high.into_pyarray(py).unbind(),
-        lr: lr.unbind(),
+        descent_low: b.descent_low.into_pyarray(py).unbind(),
+        descent_high: b.descent_high.into_pyarray(py).unbind(),
+        lr: columns(b.lr)?,
         index: index.unbind(),
-        confidence: confidence.unbind(),
+        confidence: columns(b.confidence)?,
+        range_low: columns(b.range_low)?,
+        range_high: columns(b.range_high)?,
     })
 }
 

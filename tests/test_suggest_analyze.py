@@ -109,8 +109,8 @@ def test_analyze_on_the_seed_good_curve():
     a = lrfind.analyze(SEED_LRS, losses, arch="mlp")
     assert a.stop_reason == "threshold" and losses[a.stop_index] > 10 * losses[: a.stop_index].min()
     assert a.diagnosis.kind == "good"
-    low, high = a.diagnosis.range
-    assert 1e-4 < low < high < 1e-1
+    low, high = a.diagnosis.descent
+    assert 1e-4 < low < high < 1e-1 and a.diagnosis.gives_lr
     assert 1e-5 < a.suggested_lr < 1e-2 and "outside the usual range" not in a.diagnosis.message
     assert a.min_loss == losses[: a.stop_index].min() and a.lr_at_min == SEED_LRS[np.argmin(losses[: a.stop_index])]
 
@@ -172,11 +172,14 @@ def test_batch_rows_equal_analyze(batch, watch):
         assert out.DIAGNOSES[out.diagnosis[i]] == a.diagnosis.kind
         np.testing.assert_array_equal(out.min_loss[i], a.min_loss)
         np.testing.assert_array_equal(out.lr_at_min[i], a.lr_at_min)
-        low, high = a.diagnosis.range or (math.nan, math.nan)
-        np.testing.assert_array_equal([out.range_low[i], out.range_high[i]], [low, high])
+        low, high = a.diagnosis.descent or (math.nan, math.nan)
+        np.testing.assert_array_equal([out.descent_low[i], out.descent_high[i]], [low, high])
+        assert out.GIVES_LR[out.diagnosis[i]] == a.diagnosis.gives_lr
         for name, s in a.suggestions.items():
             assert out.index[name][i] == (-1 if s.index is None else s.index)
             np.testing.assert_array_equal(out.lr[name][i], math.nan if s.lr is None else s.lr)
+            low, high = s.range or (math.nan, math.nan)
+            np.testing.assert_array_equal([out.range_low[name][i], out.range_high[name][i]], [low, high])
 
 
 def test_batch_input_shapes_and_dtypes():
