@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import lrfind
+from lrfind.io import read_sweeps
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 N = 80
@@ -91,9 +92,16 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for lr, loss in zip(LRS.tolist(), SWEEPS[run].tolist(), strict=True)
     ]
     (root / "a.csv").write_text("run,lr,loss\n" + "\n".join(rows) + "\n")
-    (root / "b.json").write_text(json.dumps({"lr": LRS.tolist(), "loss": SWEEPS["b"].tolist()}))
+    # As torch-lr-finder records it: its EMA (smooth_f 0.05) of the losses, undone on reading.
+    (root / "b.json").write_text(json.dumps({"lr": LRS.tolist(), "loss": lrfind.ema(SWEEPS["b"], 0.05).tolist()}))
     (root / "bad.csv").write_text("foo,bar\n1,2\n")
     return root
+
+
+def read(data: Path) -> dict[str, np.ndarray]:
+    """The losses of the test files as the reader gives them (b.json's un-smoothed), by name."""
+    sweeps = read_sweeps([data / "a.csv", data / "b.json"])
+    return {name: sweeps.sweep(i)[1] for i, name in enumerate(sweeps.names)}
 
 
 def test_analyze_table(data: Path) -> None:
@@ -103,16 +111,26 @@ def test_analyze_table(data: Path) -> None:
     assert lines[0].split() == ["name", "points", "stop", *lrfind.METHODS, "confidence", "range", "diagnosis"]
     by_name = {line.split()[0]: line.split() for line in lines[1:4]}
     assert set(by_name) == set(SWEEPS)
-    for name, loss in SWEEPS.items():
+    losses = read(data)
+    for name, loss in losses.items():
         a = lrfind.analyze(LRS, loss)
         row = by_name[name]
         assert row[1] == str(N) and row[-1] == a.diagnosis.kind
-        lrs = ["-" if s.lr is None else f"{s.lr:.2e}" for s in a.suggestions.values()]
+        if a.diagnosis.gives_lr:
+            lrs = ["-" if s.lr is None else f"{s.lr:.2e}" for s in a.suggestions.values()]
+            low, high = a.suggestions["auto"].range
+            assert row[-2] == f"{low:.2e}..{high:.2e}"  # the suggested range, auto's
+        else:  # the flat sweep: no LR to train at, whatever a method read off its noise
+            lrs = ["-"] * len(a.suggestions)
+            assert row[-3:-1] == ["-", "-"]
         assert row[-3 - len(lrs) : -3] == lrs
-    assert "3 sweep(s) from 2 file(s); 0 input(s) rejected" in done.stdout
-    assert lines[-2] == "diagnoses: good 2, flat 1"
-    levels = [_level(lrfind.analyze(LRS, loss).suggestions["auto"].confidence) for loss in SWEEPS.values()]
-    assert lines[-1] == "auto confidence: " + ", ".join(f"{k} {levels.count(k)}" for k in ("high", "medium", "low"))
+    tail = done.stdout.split("\n\n", 1)[1].splitlines()
+    assert tail[0] == "3 sweep(s) from 2 file(s); 0 input(s) rejected"
+    assert "diagnoses: good 2, flat 1" in tail
+    levels = [_level(lrfind.analyze(LRS, loss).suggestions["auto"].confidence) for loss in losses.values()]
+    assert "auto confidence: " + ", ".join(f"{k} {levels.count(k)}" for k in ("high", "medium", "low")) in tail
+    flat = lrfind.analyze(LRS, losses["a/r2"]).diagnosis
+    assert tail[-1] == f"flat: no LR to train at (first: a/r2). {flat.message}"
 
 
 def test_analyze_json_matches_analyze(data: Path) -> None:
@@ -130,8 +148,9 @@ def test_analyze_json_matches_analyze(data: Path) -> None:
         "auto_confidence": {level: levels.count(level) for level in ("high", "medium", "low")},
     }
     assert [s["name"] for s in doc["sweeps"]] == list(SWEEPS)
+    losses = read(data)
     for sweep in doc["sweeps"]:
-        a = lrfind.analyze(LRS, SWEEPS[sweep["name"]])
+        a = lrfind.analyze(LRS, losses[sweep["name"]])
         assert sweep["source"].endswith(".csv" if sweep["name"].startswith("a/") else ".json")
         assert sweep["points"] == N
         assert sweep["stop_index"] == (a.stop_index if a.stop_index >= 0 else None)
@@ -141,8 +160,10 @@ def test_analyze_json_matches_analyze(data: Path) -> None:
             want = {"lr": s.lr, "index": s.index, "reason": s.reason, "confidence": s.confidence}
             assert sweep["suggestions"][method] == {**want, "range": s.range and list(s.range)}
         d = a.diagnosis
-        assert sweep["diagnosis"] == {"kind": d.kind, "message": d.message, "range": d.range and list(d.range)}
-    assert doc["sweeps"][1]["stop_index"] is None and doc["sweeps"][1]["diagnosis"]["range"] is None
+        descent = d.descent and list(d.descent)
+        assert sweep["diagnosis"] == {"kind": d.kind, "gives_lr": d.gives_lr, "message": d.message, "descent": descent}
+    flat = doc["sweeps"][1]
+    assert flat["stop_index"] is None and flat["diagnosis"]["descent"] is None and not flat["diagnosis"]["gives_lr"]
 
 
 def test_analyze_csv_with_chosen_methods(data: Path) -> None:
@@ -151,7 +172,7 @@ def test_analyze_csv_with_chosen_methods(data: Path) -> None:
     rows = list(csv.DictReader(io.StringIO(done.stdout)))
     assert list(rows[0]) == [
         *("name", "source", "points", "stop_index", "stop_reason", "lr_valley", "lr_steepest"),
-        *("range_low", "range_high", "diagnosis"),
+        *("range_low", "range_high", "diagnosis", "gives_lr", "descent_low", "descent_high"),
     ]
     assert [r["name"] for r in rows] == ["a/r1", "a/r2"]
     for row in rows:
@@ -160,8 +181,11 @@ def test_analyze_csv_with_chosen_methods(data: Path) -> None:
             lr = a.suggestions[method].lr
             assert row[f"lr_{method}"] == ("" if lr is None else repr(lr))
         assert row["diagnosis"] == a.diagnosis.kind
+        assert row["gives_lr"] == ("true" if a.diagnosis.gives_lr else "false")
+        assert row["descent_low"] == ("" if a.diagnosis.descent is None else repr(a.diagnosis.descent[0]))
         assert row["stop_reason"] == (a.stop_reason or "")
-    assert rows[1]["stop_index"] == rows[1]["range_low"] == ""  # the flat sweep: no stop, no range
+        assert row["range_low"] == ""  # valley, the main method here, has no range
+    assert rows[1]["stop_index"] == rows[1]["descent_low"] == ""  # the flat sweep: no stop, no descent
 
 
 def _level(confidence: float | None) -> str | None:
@@ -354,3 +378,25 @@ def test_help(command: str | None) -> None:
     assert "examples:" in done.stdout and "usage: lrfind" in done.stdout
     if command is None:
         assert all(c in done.stdout for c in ("analyze", "demo", "schedule", "exit codes"))
+
+
+def test_the_suggested_range_is_one_range_everywhere(data: Path) -> None:
+    """The range to train in is the suggestion's: the same numbers under the same name in the
+    summary, the plot, the saved result, and the table, CSV and JSON reports."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    result = lrfind.RangeTestResult.from_sweep(LRS, read(data)["a/r1"])
+    low, high = result.suggested_range
+    assert (low, high) == result.suggestions["auto"].range
+    assert f"Suggested range: {low:.2e} to {high:.2e}" in result.summary()
+    (patch,) = result.plot().patches
+    np.testing.assert_allclose([patch.get_x(), patch.get_x() + patch.get_width()], [low, high], rtol=1e-12)
+    assert patch.get_label().startswith("suggested range")
+    assert result.to_dict()["suggested_range"] == [low, high]
+    table = run("analyze", data / "a.csv").stdout
+    assert next(line for line in table.splitlines() if line.startswith("a/r1")).split()[-2] == f"{low:.2e}..{high:.2e}"
+    (row, _) = csv.DictReader(io.StringIO(run("analyze", data / "a.csv", "--format", "csv").stdout))
+    assert (row["range_low"], row["range_high"]) == (repr(low), repr(high))
+    doc = json.loads(run("analyze", data / "a.csv", "--format", "json").stdout)
+    assert doc["sweeps"][0]["suggestions"]["auto"]["range"] == [low, high]

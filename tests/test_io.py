@@ -88,7 +88,7 @@ def test_json_history_list_dict_and_jsonl(tmp_path: Path) -> None:
     (tmp_path / "list.json").write_text(json.dumps(hist))
     (tmp_path / "named.json").write_text(json.dumps({"a": hist[0], "b": hist[1]}))
     (tmp_path / "lines.jsonl").write_text(json.dumps({**hist[2], "name": "x"}) + "\n\n" + json.dumps(hist[0]) + "\n")
-    s = read_sweeps([tmp_path])
+    s = read_sweeps([tmp_path], history_smoothing=0)  # raw losses: the layouts are what is tested here
     assert s.rejected == [] and s.files_read == 4
     assert s.names == ["lines/x", "lines/3", "list/0", "list/1", "list/2", "named/a", "named/b", "one"]
     assert_sweeps(
@@ -139,7 +139,9 @@ def test_range_test_result_and_parallel_result_files(tmp_path: Path) -> None:
     assert math.isinf(s.losses[s.offsets[1] - 1])
 
 
-def test_torch_lr_finder_history(tmp_path: Path) -> None:
+def test_torch_lr_finder_history_is_read_as_its_raw_losses(tmp_path: Path) -> None:
+    """The real torch-lr-finder records its EMA (smooth_f 0.05) of the losses; reading its
+    history undoes that EMA, exactly: the losses read are those its criterion returned."""
     torch = pytest.importorskip("torch")
     from torch_lr_finder import LRFinder
 
@@ -147,12 +149,43 @@ def test_torch_lr_finder_history(tmp_path: Path) -> None:
     model = torch.nn.Linear(4, 1)
     data = torch.utils.data.TensorDataset(torch.randn(64, 4), torch.randn(64, 1))
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-7)
-    finder = LRFinder(model, optimizer, torch.nn.MSELoss())
+    raw: list[float] = []
+
+    def criterion(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        loss = torch.nn.functional.mse_loss(outputs, targets)
+        raw.append(loss.item())
+        return loss
+
+    finder = LRFinder(model, optimizer, criterion)
     finder.range_test(torch.utils.data.DataLoader(data, batch_size=8), end_lr=10, num_iter=20, diverge_th=1e9)
     (tmp_path / "tlf.json").write_text(json.dumps(finder.history))
     s = read_sweeps([tmp_path / "tlf.json"])
     assert s.rejected == [] and s.names == ["tlf"]
-    assert_sweeps(s, [np.array(finder.history["lr"])], [np.array(finder.history["loss"])])
+    np.testing.assert_array_equal(s.sweep(0)[0], finder.history["lr"])
+    np.testing.assert_allclose(s.sweep(0)[1], raw, rtol=1e-9)
+    assert not np.allclose(finder.history["loss"], raw, rtol=1e-3)  # the history really is smoothed
+    # history_smoothing=0 reads a history as it is (raw losses, or Lightning's results).
+    as_is = read_sweeps([tmp_path / "tlf.json"], history_smoothing=0)
+    np.testing.assert_array_equal(as_is.sweep(0)[1], finder.history["loss"])
+
+
+def test_a_history_of_raw_losses_is_rejected_with_the_fix(tmp_path: Path) -> None:
+    """Non-negative losses un-smoothed into a negative one were never smoothed that way."""
+    (tmp_path / "mine.json").write_text(json.dumps({"lr": [1e-3, 1e-2, 1e-1], "loss": [2.0, 1.0, 0.9]}))
+    s = read_sweeps([tmp_path / "mine.json"])
+    assert len(s) == 0 and s.rejected[0].source == str(tmp_path / "mine.json")
+    assert "gives a negative loss at point 1" in s.rejected[0].reason
+    assert "history_smoothing=0" in s.rejected[0].reason
+    assert read_sweeps([tmp_path / "mine.json"], history_smoothing=0).sweep(0)[1].tolist() == [2.0, 1.0, 0.9]
+    # Histories of negative losses (log-likelihoods) are un-smoothed without that check.
+    (tmp_path / "nll.json").write_text(json.dumps({"lr": [1e-3, 1e-2], "loss": [-1.0, -2.0]}))
+    assert read_sweeps([tmp_path / "nll.json"]).sweep(0)[1].tolist() == pytest.approx([-1.0, -21.0])
+
+
+@pytest.mark.parametrize("weight", [-0.1, 1.0, "0.05"])
+def test_history_smoothing_is_checked(weight: object) -> None:
+    with pytest.raises(TypeError if isinstance(weight, str) else ValueError, match="history_smoothing must be"):
+        read_sweeps([], history_smoothing=weight)  # type: ignore[arg-type]
 
 
 def test_output_goes_straight_into_analyze_batch(tmp_path: Path) -> None:
@@ -171,7 +204,7 @@ def test_output_goes_straight_into_analyze_batch(tmp_path: Path) -> None:
 
 def test_directories_recursive_sorted_and_globs(tmp_path: Path) -> None:
     (tmp_path / "sub" / "deep").mkdir(parents=True)
-    sweep = {"lr": [1e-3, 1e-2], "loss": [1.0, 0.5]}
+    sweep = {"lr": [1e-3, 1e-2], "loss": [1.0, 1.0]}
     for rel in ("b.json", "sub/a.json", "sub/deep/c.json", "sub/deep/a.json"):
         (tmp_path / rel).write_text(json.dumps(sweep))
     (tmp_path / "notes.txt").write_text("ignored: not a sweep extension")
@@ -283,7 +316,7 @@ def test_nothing_to_read() -> None:
 # --- bad data: each reported with its file, the good files still read ----------------------------
 
 
-GOOD = {"lr": [1e-3, 1e-2, 1e-1], "loss": [1.0, 0.5, "NaN"]}
+GOOD = {"lr": [1e-3, 1e-2, 1e-1], "loss": [1.0, 1.0, "NaN"]}  # a constant is its own EMA
 
 
 def read_with_good(tmp_path: Path, name: str, content: str | bytes) -> Sweeps:
@@ -293,7 +326,7 @@ def read_with_good(tmp_path: Path, name: str, content: str | bytes) -> Sweeps:
     s = read_sweeps([tmp_path / "good.json", bad])
     assert s.names[0] == "good", s.rejected
     assert s.files_read == 2
-    np.testing.assert_array_equal(s.sweep(0)[1], [1.0, 0.5, np.nan])
+    np.testing.assert_array_equal(s.sweep(0)[1], [1.0, 1.0, np.nan])
     return s
 
 

@@ -111,8 +111,10 @@ def test_readme_command_line_examples_run(tmp_path):
     (tmp_path / "runs").mkdir()
     (tmp_path / "logs").mkdir()
     np.savetxt(tmp_path / "runs" / "a.csv", np.c_[lrs, loss], delimiter=",", header="lr,loss", comments="")
-    (tmp_path / "logs" / "b.jsonl").write_text(json.dumps({"lr": lrs.tolist(), "loss": loss.tolist()}) + "\n")
-    (tmp_path / "history.json").write_text(json.dumps({"lr": lrs.tolist(), "loss": loss.tolist()}))
+    # Histories as torch-lr-finder records them: its EMA (smooth_f 0.05) of the losses.
+    history = json.dumps({"lr": lrs.tolist(), "loss": lrfind.ema(loss, 0.05).tolist()})
+    (tmp_path / "logs" / "b.jsonl").write_text(history + "\n")
+    (tmp_path / "history.json").write_text(history)
     pq.write_table(pa.table({"run": np.zeros(80, dtype=int), "lr": lrs, "loss": loss}), tmp_path / "sweeps.parquet")
     np.savez(tmp_path / "sweeps.npz", lrs=lrs, losses=loss, offsets=np.array([0, 80]))
     blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)

@@ -280,3 +280,30 @@ def test_consensus_spread_agreement_and_files(tmp_path):
         np.testing.assert_array_equal(a.losses, b.losses)
     ax = par.plot(path=tmp_path / "par.png")
     assert (tmp_path / "par.png").read_bytes()[:4] == b"\x89PNG" and len(ax.lines) >= 7
+
+
+def test_the_parallel_picture_shows_a_narrow_band_and_the_consensus_skips_runs_without_an_lr(tmp_path):
+    """The middle half of the runs' suggestions is drawn as a bar with end caps along the top,
+    visible however narrow; a flat run (no LR to train at) takes no part in the consensus."""
+    lrs = lrfind.sweep_lrs(1e-6, 1.0, 80)
+    x = np.log10(lrs)
+    runs = [
+        lrfind.RangeTestResult.from_sweep(lrs, 2.3 - np.tanh(x + 3 + shift) + np.exp(4 * (x + 1.5)))
+        for shift in (0.0, 0.01, 0.02, 0.03)
+    ]
+    runs.append(lrfind.RangeTestResult.from_sweep(lrs, 2.3 + 0.001 * np.sin(np.arange(80))))
+    par = lrfind.ParallelResult(runs=runs, seeds=list(range(5)))
+    assert not runs[-1].diagnosis.gives_lr and runs[-1].suggested_lr is not None
+    assert np.isnan(par.suggestions[-1]) and par.suggested_lr == pytest.approx(
+        np.exp(np.median(np.log([r.suggested_lr for r in runs[:-1]]))), rel=1e-12
+    )
+    ax = par.plot(path=tmp_path / "par.png")
+    lo, hi = np.exp(np.percentile(np.log(par.suggestions[:-1]), [25, 75]))
+    assert hi / lo < 1.1  # a narrow band, which a shaded span alone would hide under the consensus line
+    (bar,) = ax.containers
+    caps = sorted(float(np.ravel(cap.get_xdata())[0]) for cap in bar.lines[1])
+    np.testing.assert_allclose(caps, [lo, hi], rtol=1e-12)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert f"consensus LR: {par.suggested_lr:.2e}" in labels
+    assert f"middle half of the runs' suggestions: {lo:.2e} to {hi:.2e}" in labels
+    np.testing.assert_array_equal(ax.lines[0].get_ydata(), runs[0].trend)  # the runs' lag-free curves

@@ -5,6 +5,7 @@ import json
 import math
 import re
 import sys
+from pathlib import Path
 
 import matplotlib
 
@@ -84,31 +85,106 @@ def with_lr(result):
 # --- plot -------------------------------------------------------------------------------------
 
 
-def test_plot_draws_curve_suggestions_stop_and_range(numpy_result):
-    ax = numpy_result.plot()
-    n = len(with_lr(numpy_result))
-    ranged = [s for s in with_lr(numpy_result) if s.range is not None]
-    assert [s.method for s in ranged] == ["auto"]
-    assert numpy_result.diagnosis.range is not None and numpy_result.explosion_lr is not None
-    # raw, smoothed, one marker each, the stop line, and the two caps of auto's range bar
-    assert len(ax.lines) == 2 + n + 1 + 2
-    low, high = ranged[0].range
-    caps = sorted(float(line.get_xdata()[0]) for line in ax.lines if line.get_marker() == "|")
-    np.testing.assert_allclose(caps, [low, high], rtol=1e-12)
-    assert len(ax.patches) == 1  # the diagnosis range
-    assert ax.get_xscale() == "log" and ax.get_title() == f"LR range test: {numpy_result.diagnosis.kind}"
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    for s in with_lr(numpy_result):
-        extra = "" if s.range is None else f" (range {s.range[0]:.1e} to {s.range[1]:.1e})"
-        assert f"{s.method}: {s.lr:.2e}{extra}" in labels
-    assert any(label.startswith("stop (threshold)") for label in labels)
+def main_curve(ax):
+    """The thick line: the curve a reader reads the picture by."""
+    return max(ax.lines, key=lambda line: line.get_linewidth())
 
 
-def test_plot_marks_only_the_named_methods(numpy_result):
+def span_extent(patch):
+    """(low, high) in data x of an axvspan: a Rectangle in recent matplotlib, a Polygon before."""
+    if hasattr(patch, "get_width"):
+        return float(patch.get_x()), float(patch.get_x() + patch.get_width())
+    xs = patch.get_xy()[:, 0]
+    return float(np.min(xs)), float(np.max(xs))
+
+
+def legend_clear_of_the_axes(ax):
+    """The legend's box and the axes' box do not overlap: the legend covers no data."""
+    ax.figure.canvas.draw()
+    legend, area = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    return legend.y1 <= area.y0 or legend.y0 >= area.y1 or legend.x1 <= area.x0 or legend.x0 >= area.x1
+
+
+def test_plot_draws_the_lag_free_curve_the_main_suggestion_its_range_and_the_stop(numpy_result):
+    r = numpy_result
+    ax = r.plot()
+    assert r.diagnosis.gives_lr and r.explosion_lr is not None and r.suggested_range is not None
+    # The thick line is the lag-free curve the suggestion reads, not the lagging EMA.
+    np.testing.assert_array_equal(main_curve(ax).get_ydata(), r.trend)
+    labels = [line.get_label() for line in ax.lines]
+    assert labels == [
+        "loss (raw)",
+        "loss, lag-free (what the suggestion reads)",
+        f"auto: {r.suggested_lr:.2e}",
+        f"stop (threshold): {r.explosion_lr:.2e}, loss {r.explosion_loss:.3g}",
+    ]
+    # One shaded span: the suggested range, holding the suggestion, under the name it has everywhere.
+    (patch,) = ax.patches
+    np.testing.assert_allclose(span_extent(patch), r.suggested_range, rtol=1e-12)
+    low, high = r.suggested_range
+    assert patch.get_label() == f"suggested range: {low:.2e} to {high:.2e}"
+    assert ax.get_xscale() == "log" and ax.get_title() == f"LR range test: {r.diagnosis.kind}"
+    assert legend_clear_of_the_axes(ax)
+
+
+def test_plot_marks_the_named_methods_each_in_its_own_colour(numpy_result):
     ax = numpy_result.plot(methods=["steepest"])
-    assert len(ax.lines) == 2 + 1 + 1
+    assert [line.get_label().split(":")[0] for line in ax.lines[2:]] == ["steepest", "stop (threshold)"]
+    assert len(ax.patches) == 0  # the main suggestion (auto) is not shown, nor its range
+    every = numpy_result.plot(methods=list(numpy_result.suggestions))
+    markers = [line for line in every.lines if line.get_marker() == "o"]
+    assert len(markers) == len(with_lr(numpy_result))
+    colours = {m.get_label().split(":")[0]: m.get_color() for m in markers}
+    assert len(set(colours.values())) == len(colours), colours
     with pytest.raises(ValueError, match="no suggestion 'best'"):
         numpy_result.plot(methods="best")
+
+
+def test_plot_shows_the_ema_and_the_descent_on_request(numpy_result):
+    ax = numpy_result.plot(show_ema=True, show_descent=True)
+    labels = [line.get_label() for line in ax.lines]
+    assert "EMA of the loss (lags)" in labels
+    low, high = numpy_result.diagnosis.descent
+    descent = next(line for line in ax.lines if line.get_label().startswith("loss falls (diagnosis)"))
+    np.testing.assert_allclose(descent.get_xdata(), [low, high])
+    assert len(ax.patches) == 1  # the descent is a bar along the bottom, not a second shaded span
+
+
+def test_a_flat_sweep_gets_the_advice_and_no_marker():
+    lrs = lrfind.sweep_lrs(1e-6, 1.0, 60)
+    flat = 2.3 + 0.002 * np.sin(np.arange(60) * 1.7)
+    r = lrfind.RangeTestResult.from_sweep(lrs, flat)
+    assert r.diagnosis.kind == "flat" and not r.diagnosis.gives_lr
+    assert r.suggested_lr is not None  # present, but flagged: no LR to train at
+    ax = r.plot()
+    assert [line.get_marker() for line in ax.lines].count("o") == 0 and len(ax.patches) == 0
+    assert "no LR to train at" in ax.get_title() and r.diagnosis.message[:40] in ax.get_title().replace("\n", " ")
+    bottom, top = ax.get_ylim()
+    assert top - bottom >= 0.1 * 2.3 * 0.999  # a tenth of the loss's level: the noise stays flat
+    assert "No LR to train at (flat)" in r.summary() and "Suggested LR" not in r.summary()
+    with pytest.raises(ValueError, match="gives no LR to train at"):
+        r.scheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1), total_steps=10)
+
+
+FIXTURE_CURVES = sorted((Path(__file__).parent / "fixtures" / "fastai").glob("*.json"))
+
+
+@pytest.mark.parametrize("fixture", FIXTURE_CURVES, ids=lambda p: p.stem)
+def test_the_picture_agrees_with_the_numbers_on_recorded_curves(fixture):
+    """On real recorded range tests: the main drawn curve is lowest within 0.1 decade of the
+    lag-free curve's minimum, and the suggestion lies inside every shaded span."""
+    doc = json.loads(fixture.read_text())
+    r = lrfind.RangeTestResult.from_sweep(doc["lrs"], doc["raw_losses"])
+    ax = r.plot()
+    drawn = main_curve(ax)
+    xs, ys = np.asarray(drawn.get_xdata()), np.asarray(drawn.get_ydata())
+    lowest_drawn = np.log10(xs[np.argmin(ys)])
+    assert abs(lowest_drawn - np.log10(r.lrs[np.argmin(r.trend)])) <= 0.1
+    if r.suggested_lr is not None and r.diagnosis.gives_lr:
+        for patch in ax.patches:
+            low, high = span_extent(patch)
+            assert low <= r.suggested_lr <= high
+    assert legend_clear_of_the_axes(ax)
 
 
 def test_plot_clips_the_top_at_three_times_the_starting_loss():
@@ -166,11 +242,13 @@ def assert_same_result(a, b):
     for name in ("stop_index", "stop_reason", "suggested_lr", "skipped_steps", "options"):
         assert getattr(a, name) == getattr(b, name), name
     assert suggestion_fields(a) == suggestion_fields(b)
-    assert (a.diagnosis.kind, a.diagnosis.message, a.diagnosis.range) == (
+    assert (a.diagnosis.kind, a.diagnosis.message, a.diagnosis.descent, a.diagnosis.gives_lr) == (
         b.diagnosis.kind,
         b.diagnosis.message,
-        b.diagnosis.range,
+        b.diagnosis.descent,
+        b.diagnosis.gives_lr,
     )
+    assert np.array_equal(a.trend, b.trend) and a.suggested_range == b.suggested_range
     assert np.array_equal(a.analysis.gradient, b.analysis.gradient, equal_nan=True)
 
 
@@ -309,7 +387,7 @@ def scheduled_lrs(result, total_steps, policy="one_cycle", **kwargs):
 
 
 def test_one_cycle_scheduler_follows_the_rust_schedule(numpy_result):
-    low, high = numpy_result.diagnosis.range
+    low, high = numpy_result.suggested_range  # one-cycle starts at the low end of the suggested range
     lr = numpy_result.suggested_lr
     base = low if low < lr else lr / 10
     want = lrfind.one_cycle(50, base, lr)
@@ -359,11 +437,16 @@ def test_scheduler_rejects_bad_requests_before_touching_the_optimizer(numpy_resu
 
 def test_scheduler_without_a_suggestion_says_why():
     flat = lrfind.LearningRateFinder(num_steps=30).range_test(lambda lr: 1.0)
-    assert flat.suggested_lr is None
+    assert flat.suggested_lr is None and not flat.diagnosis.gives_lr
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
-    reason = flat.suggestions["auto"].reason
-    with pytest.raises(ValueError, match=re.escape(f"no suggested LR to schedule from ({reason})")):
+    why = f"a flat sweep gives no LR to train at: {flat.diagnosis.message}"
+    with pytest.raises(ValueError, match=re.escape(f"no suggested LR to schedule from ({why})")):
         flat.scheduler(optimizer, total_steps=10)
+    # A sweep too short to read gives an LR in principle, but auto has none: its reason is said.
+    short = lrfind.RangeTestResult.from_sweep([1e-3, 1e-2, 1e-1], [2.0, 1.0, 0.5])
+    assert short.diagnosis.gives_lr and short.suggested_lr is None
+    with pytest.raises(ValueError, match=re.escape(f"({short.suggestions['auto'].reason})")):
+        short.scheduler(optimizer, total_steps=10)
     with pytest.raises(ValueError, match="pass base_lr="):
         flat.scheduler(optimizer, "warmup_cosine", total_steps=10)
     flat.scheduler(optimizer, total_steps=10, max_lr=0.1)  # an explicit peak needs no suggestion
@@ -377,14 +460,25 @@ def test_scheduler_names_the_extra_without_torch(numpy_result, monkeypatch):
 
 
 def test_summary_marks_the_seed_good_table():
-    """The seed's "Good Result" table: learning starts around 1e-4..1e-3, best zone 1e-2,
-    too fast beyond, then the explosion."""
+    """The seed's "Good Result" table, read off the lag-free curve: learning starts around
+    1e-4..1e-3, the lowest loss (best zone) near 1e-2, too fast beyond, then the explosion; a
+    row marked later never shows a lower loss than the best zone, and no two rows print the
+    same LR."""
     from seed import seed_good_curve
 
     result = lrfind.LearningRateFinder().range_test(lambda lr: float(seed_good_curve(np.array([lr]))[0]))
-    low, high = result.diagnosis.range
-    rows = {line.split("  Loss")[0]: line for line in result.summary().splitlines() if line.startswith("LR:")}
-    assert rows[f"LR: {10 ** np.floor(np.log10(low)):.0e}"].endswith("<- starting to learn")
-    assert rows[f"LR: {10 ** np.floor(np.log10(high)):.0e}"].endswith("<- best zone")
-    assert any(line.endswith("<- too fast") for line in rows.values())
+    lines = result.summary().splitlines()
+    rows = [line.split() for line in lines[1:] if line.strip()[:1].isdigit()]
+    lrs = [row[0] for row in rows]
+    assert len(set(lrs)) == len(lrs)  # 3 significant digits tell rows apart
+    marked = {line.split("<- ")[1]: float(line.split()[0]) for line in lines if "<- " in line}
+    assert 1e-5 <= marked["starting to learn"] <= 1e-3
+    assert 3e-3 <= marked["lowest (best zone)"] <= 3e-2
+    best = next(float(row[1]) for row in rows if "zone)" in row)
+    too_fast = [float(row[1]) for row in rows if row[-1] == "fast"]
+    assert too_fast and min(too_fast) >= best
+    lowest = int(np.argmin(result.trend))
+    assert marked["lowest (best zone)"] == float(f"{result.lrs[lowest]:.2e}")
     assert "stop (threshold)" in result.summary()
+    low, high = result.suggested_range
+    assert f"Suggested range: {low:.2e} to {high:.2e}" in result.summary()

@@ -863,6 +863,21 @@ def test_a_loss_fn_that_returns_a_float_is_named_with_the_fix():
     assert_identical(before, observe(model, optimizer, loaders=[data]))
 
 
+def test_a_missing_loss_fn_or_a_wrong_step_fn_is_named_with_the_fix():
+    seed_everything(0)
+    data = loader()
+    model, optimizer, _ = mid_training("cpu", data)
+    before = observe(model, optimizer, loaders=[data])
+    # loss_fn=None on (inputs, targets) batches: the model is called with both and takes one.
+    with pytest.raises(
+        TypeError, match=r"with loss_fn=None the model is called as model\(inputs, targets\).*pass loss_fn"
+    ):
+        range_test(model, optimizer, None, data, num_steps=5)
+    with pytest.raises(TypeError, match=r"step_fn must take \(model, batch\) .* got a function of \(batch\)"):
+        range_test(model, optimizer, None, data, num_steps=5, step_fn=lambda batch: batch)
+    assert_identical(before, observe(model, optimizer, loaders=[data]))
+
+
 def test_numpy_settings_save_and_load(tmp_path):
     seed_everything(0)
     model, optimizer, _ = mid_training("cpu", loader())

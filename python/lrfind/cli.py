@@ -29,6 +29,7 @@ import numpy as np
 
 import lrfind
 from lrfind import demo
+from lrfind.io import HISTORY_SMOOTHING, read_sweeps
 
 #: Every suggestion method, ``"auto"`` (the main suggestion) first.
 DEFAULT_METHODS = list(lrfind.METHODS)
@@ -42,6 +43,7 @@ _NAME_WIDTH = 40
 
 _STOP_REASONS = lrfind.BatchAnalysis.STOP_REASONS
 _DIAGNOSES = lrfind.BatchAnalysis.DIAGNOSES
+_GIVES_LR = lrfind.BatchAnalysis.GIVES_LR
 _FORMATS = ("table", "json", "csv")
 _POLICIES = ("one_cycle", "warmup_cosine")
 
@@ -59,12 +61,10 @@ class InputError(Exception):
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     """Read every sweep, analyse them in one ``analyze_batch`` call and report them."""
-    from lrfind.io import read_sweeps
-
     methods = _unique(args.method) if args.method else DEFAULT_METHODS
     if args.plot is not None:
         _require_matplotlib()  # a usage error, before a report that would then be cut short
-    sweeps = read_sweeps(args.paths)
+    sweeps = read_sweeps(args.paths, history_smoothing=args.history_smoothing)
     if len(sweeps) == 0:  # every input rejected: exit 1 as for some, with no (empty) report
         for r in sweeps.rejected:
             _warn(f"rejected {r.source}: {r.reason}")
@@ -106,22 +106,25 @@ def _index(i: int) -> int | None:
 
 
 def _table(sweeps: Any, batch: lrfind.BatchAnalysis, methods: list[str]) -> str:
-    """One aligned row per sweep, then the sweeps' count per diagnosis."""
+    """One aligned row per sweep, then the sweeps' count per diagnosis, and what to do about
+    the sweeps that give no LR to train at."""
     points = _points(sweeps)
+    main = methods[0]
     confident = "auto" in methods  # auto's confidence gets a column
     header = ["name", "points", "stop", *methods, *(["confidence"] if confident else []), "range", "diagnosis"]
     rows = []
     for i, name in enumerate(sweeps.names):
         reason = _stop_reason(int(batch.stop_reason[i]))
-        low, high = batch.range_low[i], batch.range_high[i]
+        gives_lr = _GIVES_LR[batch.diagnosis[i]]
+        low, high = batch.range_low[main][i], batch.range_high[main][i]
         rows.append(
             [
                 name if len(name) <= _NAME_WIDTH else "..." + name[-(_NAME_WIDTH - 3) :],
                 str(points[i]),
                 "-" if reason is None else f"{batch.stop_index[i]} {reason}",
-                *(_lr_text(batch.lr[m][i]) for m in methods),
-                *([_confidence_text(batch.confidence["auto"][i])] if confident else []),
-                f"{low:.2e}..{high:.2e}" if math.isfinite(low) else "-",
+                *(_lr_text(batch.lr[m][i] if gives_lr else math.nan) for m in methods),
+                *([_confidence_text(batch.confidence["auto"][i] if gives_lr else math.nan)] if confident else []),
+                f"{low:.2e}..{high:.2e}" if math.isfinite(low) and gives_lr else "-",
                 _DIAGNOSES[batch.diagnosis[i]],
             ]
         )
@@ -137,10 +140,16 @@ def _table(sweeps: Any, batch: lrfind.BatchAnalysis, methods: list[str]) -> str:
     counts = _diagnosis_counts(batch)
     lines.append("")
     lines.append(f"{len(batch)} sweep(s) from {sweeps.files_read} file(s); {len(sweeps.rejected)} input(s) rejected")
+    lines.append(f"range: {main}'s suggested range, the LRs to train in; stop '-': the sweep never exploded")
     lines.append("diagnoses: " + ", ".join(f"{kind} {n}" for kind, n in counts.items()))
     if confident:
         levels = _confidence_counts(batch)
         lines.append("auto confidence: " + ", ".join(f"{level} {n}" for level, n in levels.items()))
+    for code, kind in enumerate(_DIAGNOSES):
+        if kind in counts and not _GIVES_LR[code]:
+            first = int(np.flatnonzero(batch.diagnosis == code)[0])
+            advice = lrfind.analyze(*sweeps.sweep(first), methods=methods).diagnosis.message
+            lines.append(f"{kind}: no LR to train at (first: {sweeps.names[first]}). {advice}")
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
@@ -173,7 +182,7 @@ def _json(sweeps: Any, batch: lrfind.BatchAnalysis, methods: list[str]) -> str:
         # The suggestion reasons and the diagnosis message are texts the batch does not keep;
         # analysing the one sweep again gives them (the numbers come from the batch).
         one = lrfind.analyze(*sweeps.sweep(i), methods=methods)
-        low, high = _float(batch.range_low[i]), _float(batch.range_high[i])
+        low, high = _float(batch.descent_low[i]), _float(batch.descent_high[i])
         rows.append(
             {
                 "name": sweeps.names[i],
@@ -187,14 +196,15 @@ def _json(sweeps: Any, batch: lrfind.BatchAnalysis, methods: list[str]) -> str:
                         "index": _index(batch.index[m][i]),
                         "reason": one.suggestions[m].reason,
                         "confidence": _float(batch.confidence[m][i]),
-                        "range": None if one.suggestions[m].range is None else list(one.suggestions[m].range),
+                        "range": _pair(batch.range_low[m][i], batch.range_high[m][i]),
                     }
                     for m in methods
                 },
                 "diagnosis": {
                     "kind": _DIAGNOSES[batch.diagnosis[i]],
+                    "gives_lr": _GIVES_LR[batch.diagnosis[i]],
                     "message": one.diagnosis.message,
-                    "range": None if low is None or high is None else [low, high],
+                    "descent": None if low is None or high is None else [low, high],
                 },
             }
         )
@@ -211,6 +221,10 @@ def _json(sweeps: Any, batch: lrfind.BatchAnalysis, methods: list[str]) -> str:
         },
     }
     return json.dumps(doc, indent=2, allow_nan=False) + "\n"
+
+
+def _pair(low: float, high: float) -> list[float] | None:
+    return [float(low), float(high)] if math.isfinite(low) and math.isfinite(high) else None
 
 
 def _csv(sweeps: Any, batch: lrfind.BatchAnalysis, methods: list[str]) -> str:
@@ -230,6 +244,9 @@ def _csv(sweeps: Any, batch: lrfind.BatchAnalysis, methods: list[str]) -> str:
             "range_low",
             "range_high",
             "diagnosis",
+            "gives_lr",
+            "descent_low",
+            "descent_high",
         ]
     )
     reasons = ["", *batch.STOP_REASONS]
@@ -241,9 +258,12 @@ def _csv(sweeps: Any, batch: lrfind.BatchAnalysis, methods: list[str]) -> str:
         [reasons[c] for c in batch.stop_reason.tolist()],
         *(_csv_floats(batch.lr[m]) for m in methods),
         *(_csv_floats(batch.confidence[m]) for m in confidence),
-        _csv_floats(batch.range_low),
-        _csv_floats(batch.range_high),
+        _csv_floats(batch.range_low[methods[0]]),
+        _csv_floats(batch.range_high[methods[0]]),
         [_DIAGNOSES[c] for c in batch.diagnosis.tolist()],
+        ["true" if _GIVES_LR[c] else "false" for c in batch.diagnosis.tolist()],
+        _csv_floats(batch.descent_low),
+        _csv_floats(batch.descent_high),
     ]
     writer.writerows(zip(*columns, strict=True))
     return buffer.getvalue()
@@ -280,8 +300,9 @@ def _plot_sweeps(sweeps: Any, out_dir: Path, methods: list[str]) -> None:
     figure = Figure(figsize=(4 * _GRID_COLUMNS, 3 * rows), layout="constrained")
     for i, ax in enumerate(figure.subplots(rows, _GRID_COLUMNS).ravel()):
         result = lrfind.RangeTestResult.from_sweep(*sweeps.sweep(i), methods=methods)
-        result.plot(ax=ax, methods=methods[:1])  # one marker per panel keeps the small panels legible
-        ax.set_title(f"{sweeps.names[i]}: {result.diagnosis.kind}", fontsize="small")
+        result.plot(ax=ax, methods=methods[:1], legend=False)  # small panels: the marker and range speak
+        no_lr = "" if result.diagnosis.gives_lr else ", no LR to train at"
+        ax.set_title(f"{sweeps.names[i]}: {result.diagnosis.kind}{no_lr}", fontsize="small")
     path = out_dir / "sweeps.png"
     figure.savefig(path)
     _warn(f"wrote {path}: the first {MAX_PLOTS} of {len(sweeps)} sweeps")
@@ -402,23 +423,28 @@ exit codes: 0 success; 1 some inputs rejected (the rest reported) or an output n
 _ANALYZE_HELP = f"""\
 Read recorded range-test sweeps (CSV, JSON, JSONL, NPZ or Parquet files, directories of them,
 or globs), analyse them all in one batch, and report one row per sweep: its points, where and
-why it stopped, the suggested LR of each method (auto, the default, first), auto's confidence
-(0 to 1: 0.7 and up is high, below 0.4 low), the diagnosis range and kind, then the count of
-sweeps per diagnosis. Unreadable inputs are rejected (listed on stderr, or under
+why it stopped ('-': it never exploded), the suggested LR of each method (auto, the default,
+first), auto's confidence (0 to 1: 0.7 and up is high, below 0.4 low), the main method's
+suggested range (the LRs to train in) and the diagnosis, then the count of sweeps per
+diagnosis. A flat sweep or an immediate explosion gives no LR to train at: its row shows none,
+and the advice follows the table. Unreadable inputs are rejected (listed on stderr, or under
 "rejected" in JSON) and the exit code is 1; the other sweeps are still reported. When every
 input is rejected, the exit code is 1 too and no report is written.
 
 --format json prints one object:
   {{"sweeps": [{{"name", "source", "points", "stop_index", "stop_reason",
-               "suggestions": {{METHOD: {{"lr", "index", "reason", "confidence", "range"}}}},
-               "diagnosis": {{"kind", "message", "range": [low, high]}}}}],
+               "suggestions": {{METHOD: {{"lr", "index", "reason", "confidence", "range": [low, high]}}}},
+               "diagnosis": {{"kind", "gives_lr", "message", "descent": [low, high]}}}}],
    "rejected": [{{"source", "reason"}}],
    "summary": {{"files_read", "sweeps_read", "analysed", "rejected", "diagnoses": {{KIND: COUNT}},
                "auto_confidence": {{"high", "medium", "low"}} (when auto is among the methods)}}}}
   with null where there is no value.
 --format csv writes name, source, points, stop_index, stop_reason, lr_METHOD...,
-  confidence_auto (when auto is among the methods), range_low, range_high, diagnosis; empty
-  where there is no value. "confidence" and "range" are auto's (null for the other methods).
+  confidence_auto (when auto is among the methods), range_low, range_high (the main method's
+  suggested range), diagnosis, gives_lr, descent_low, descent_high; empty where there is no
+  value. "range" is always a suggestion's range, the LRs to train in (auto's; null for the
+  other methods); "descent" is where the loss falls, the diagnosis's reading. A sweep with
+  gives_lr false (flat, immediate explosion) keeps its numbers but gives no LR to train at.
 --plot DIR writes one PNG per sweep, named after the sweep, for up to {MAX_PLOTS} sweeps;
   with more, one grid of the first {MAX_PLOTS} (sweeps.png). It needs matplotlib
   (pip install 'lrfind[plot]'); without it, the command stops before reading or printing
@@ -459,6 +485,16 @@ examples:
 """
 
 
+def _history_smoothing(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -488,6 +524,15 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"a suggestion method, repeatable: {', '.join(lrfind.METHODS)} (default: all, auto first)",
     )
     analyze.add_argument("--format", choices=_FORMATS, default="table", help="output format (default: table)")
+    analyze.add_argument(
+        "--history-smoothing",
+        type=_history_smoothing,
+        default=HISTORY_SMOOTHING,
+        metavar="W",
+        help=f'the EMA weight that smoothed {{"lr", "loss"}} JSON histories (torch-lr-finder\'s smooth_f, '
+        f"default {HISTORY_SMOOTHING}), undone on reading; 0 reads them as raw losses (your own logs, "
+        "Lightning's results)",
+    )
     analyze.add_argument("--out", metavar="FILE", help="write the report to FILE instead of stdout")
     analyze.add_argument("--plot", metavar="DIR", help=f"write PNG plots to DIR (see above; at most {MAX_PLOTS})")
 

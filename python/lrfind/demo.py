@@ -161,15 +161,17 @@ def main(
         result = run(**options)
         print(f"Range test: {setup}\n")
         print(result.summary(), "\n")
-        print(terminal_plot(result.lrs, result.smoothed_losses), "\n")
+        print("The lag-free loss (what the suggestion reads) against the LR:")
+        print(terminal_plot(result.lrs, result.trend), "\n")
     else:
         result = run_parallel(parallel, **options)
         print(f"{parallel} parallel range tests: {setup}\n")
         print(result.summary(), "\n")
         lrs, median = result.median_curve()
-        print("Median smoothed loss of the runs:")
+        print("Median lag-free loss of the runs (what their suggestions read) against the LR:")
         print(terminal_plot(lrs, median), "\n")
-    if result.suggested_lr is not None:
+    no_lr = isinstance(result, lrfind.RangeTestResult) and not result.diagnosis.gives_lr
+    if result.suggested_lr is not None and not no_lr:
         total = 1000
         schedule = lrfind.one_cycle(total, result.suggested_lr / 10, result.suggested_lr)
         marks = ", ".join(f"step {s}: {schedule[s]:.2e}" for s in (0, 150, 300, 650, 999))

@@ -8,9 +8,14 @@ every sweep they hold as flat ``lrs``/``losses`` buffers with Arrow-style ``offs
   order of first appearance, rows of a run in file order) or ``lr,loss`` rows (one sweep).
   Column names are case-insensitive; other columns are ignored.
 - ``.json``: a ``RangeTestResult.save`` file (the recorded sweep, explosion point included), a
-  ``ParallelResult.save`` file (one sweep per run, named ``seed<s>``), torch-lr-finder's
-  ``history`` or Lightning's ``lr_finder.results`` (``{"lr": [...], "loss": [...]}``), a list
-  of these or a dict of name -> these.
+  ``ParallelResult.save`` file (one sweep per run, named ``seed<s>``), a history
+  ``{"lr": [...], "loss": [...]}``, a list of these or a dict of name -> these. A history is
+  read as torch-lr-finder's ``history``, whose losses are its EMA of the raw losses
+  (``smooth_f``, 0.05 by default): ``history_smoothing`` (the same 0.05 by default) undoes it
+  exactly, so the curve is analysed once, raw, as lrfind records it. Pass
+  ``history_smoothing=0`` for a history of raw losses (your own logs), and for Lightning's
+  ``lr_finder.results``, whose debiased EMA cannot be undone (Lightning does not keep its step
+  count), so that it is at least not smoothed twice.
 - ``.jsonl``: one such JSON object per line; a ``"name"`` or ``"run"`` key names the sweep.
 - ``.npz``: arrays ``lrs``, ``losses`` and ``offsets`` (optional ``names``); without
   ``offsets`` the file holds one sweep.
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import functools
 import glob
 import json
 import math
@@ -45,10 +51,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Rejected", "Sweeps", "read_sweeps", "EXTENSIONS", "MAX_DEPTH"]
+__all__ = ["Rejected", "Sweeps", "read_sweeps", "EXTENSIONS", "MAX_DEPTH", "HISTORY_SMOOTHING"]
 
 #: The extensions ``read_sweeps`` reads (lower case); directories are searched for these.
 EXTENSIONS = (".csv", ".json", ".jsonl", ".npz", ".parquet")
+
+#: torch-lr-finder's default ``smooth_f``: the EMA weight its ``history`` losses were smoothed with.
+HISTORY_SMOOTHING = 0.05
 
 #: How deep sweeps may be nested in a JSON document (lists and dicts of sweeps); deeper parts are
 #: rejected, so that no file can make the reader hit Python's recursion limit.
@@ -101,8 +110,13 @@ class Sweeps:
         return self.lrs[start:end], self.losses[start:end]
 
 
-def read_sweeps(paths: Iterable[str | os.PathLike[str]]) -> Sweeps:
+def read_sweeps(paths: Iterable[str | os.PathLike[str]], *, history_smoothing: float = HISTORY_SMOOTHING) -> Sweeps:
     """Read every sweep in files, directories (recursively) and glob patterns.
+
+    ``history_smoothing`` (default 0.05, torch-lr-finder's ``smooth_f``) is the EMA weight
+    that smoothed the losses of ``{"lr": [...], "loss": [...]}`` JSON histories: they are
+    un-smoothed exactly, ``raw[i] = (loss[i] - (1 - w) * loss[i - 1]) / w``; 0 reads them as
+    they are (see the module's docs). It must be in [0, 1).
 
     Directories contribute every file below them with an extension in ``EXTENSIONS``, in sorted
     order; patterns are expanded with ``glob.glob(pattern, recursive=True)``; a file named twice
@@ -113,11 +127,20 @@ def read_sweeps(paths: Iterable[str | os.PathLike[str]]) -> Sweeps:
     finite and positive, LRs not strictly increasing, fewer losses than LRs) is listed in
     ``rejected``; losses may be NaN or infinite (an explosion). Never raises for bad data.
     """
+    if isinstance(history_smoothing, bool) or not isinstance(history_smoothing, (int, float)):
+        raise TypeError(f"history_smoothing must be a number in [0, 1), got {history_smoothing!r}")
+    if not 0 <= history_smoothing < 1:
+        raise ValueError(f"history_smoothing must be in [0, 1), got {history_smoothing!r}")
+    readers = {
+        **_READERS,
+        ".json": functools.partial(_read_json, history_smoothing=history_smoothing),
+        ".jsonl": functools.partial(_read_jsonl, history_smoothing=history_smoothing),
+    }
     rejected: list[Rejected] = []
     batches: list[_Batch] = []
     files_read = 0
     for path in _expand(paths, rejected):
-        reader = _READERS.get(Path(path).suffix.lower())
+        reader = readers.get(Path(path).suffix.lower())
         if reader is None:
             known = ", ".join(EXTENSIONS)
             rejected.append(Rejected(path, f"unknown extension {Path(path).suffix!r} (expected one of {known})"))
@@ -384,14 +407,14 @@ def _grouped(path: str, lrs: np.ndarray, losses: np.ndarray, group: np.ndarray, 
 # --- JSON and JSON Lines -------------------------------------------------------------------------
 
 
-def _read_json(path: str, rejected: list[Rejected]) -> _Batch:
+def _read_json(path: str, rejected: list[Rejected], history_smoothing: float = HISTORY_SMOOTHING) -> _Batch:
     try:
         doc = _parse_json(Path(path).read_text(encoding="utf-8"))
     except OSError as e:
         raise _Bad(path, f"not a readable JSON file: {_os_reason(e)}") from None
     except ValueError as e:  # bad UTF-8 or bad JSON
         raise _Bad(path, f"not a readable JSON file: {e}") from None
-    parts = _Parts(path)
+    parts = _Parts(path, history_smoothing)
     parts.add(doc, [], path, rejected)
     lrs, losses, offsets = parts.arrays()
     if parts.names == [""]:  # the whole file is one sweep
@@ -399,14 +422,14 @@ def _read_json(path: str, rejected: list[Rejected]) -> _Batch:
     return _many(path, lrs, losses, offsets, parts.names)
 
 
-def _read_jsonl(path: str, rejected: list[Rejected]) -> _Batch:
+def _read_jsonl(path: str, rejected: list[Rejected], history_smoothing: float = HISTORY_SMOOTHING) -> _Batch:
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as e:
         raise _Bad(path, f"not a readable text file: {_os_reason(e)}") from None
     except ValueError as e:  # bad UTF-8
         raise _Bad(path, f"not a readable text file: {e}") from None
-    parts = _Parts(path)
+    parts = _Parts(path, history_smoothing)
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -445,8 +468,9 @@ def _label(doc: Any, default: int) -> str:
 class _Parts:
     """The sweeps of one JSON document, gathered to be concatenated once."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, history_smoothing: float) -> None:
         self.path = path
+        self.history_smoothing = history_smoothing
         self.lrs: list[np.ndarray] = []
         self.losses: list[np.ndarray] = []
         self.names: list[str] = []
@@ -468,6 +492,8 @@ class _Parts:
                 self._add_parallel(doc, name, where, rejected, depth)
             elif isinstance(doc, dict) and ("format" in doc or ("lr" in doc and "loss" in doc)):
                 lrs, losses = _json_sweep(doc, where)
+                if "format" not in doc:  # a history: losses smoothed by torch-lr-finder's EMA
+                    losses = _unsmoothed(losses, self.history_smoothing, where)
                 self.lrs.append(lrs)
                 self.losses.append(losses)
                 self.names.append("/".join(name))
@@ -528,6 +554,33 @@ def _json_sweep(doc: dict[str, Any], where: str) -> tuple[np.ndarray, np.ndarray
     if len(lrs) != len(losses):
         raise _Bad(where, f"{len(lrs)} values in {keys[0]!r} but {len(losses)} in {keys[1]!r}")
     return lrs, losses
+
+
+def _unsmoothed(losses: np.ndarray, weight: float, where: str) -> np.ndarray:
+    """The raw losses behind torch-lr-finder's ``s[i] = w * x[i] + (1 - w) * s[i - 1]``
+    (``s[0] = x[0]``), exactly: ``x[i] = s[i] + (s[i] - s[i - 1]) (1 - w) / w``; ``w = 0`` keeps them.
+
+    Non-negative smoothed losses can only come from non-negative raw ones: a negative result
+    means the history holds raw losses (or another smoothing), and it is rejected with the fix."""
+    if weight == 0 or len(losses) < 2:
+        return losses
+    raw = losses.copy()
+    # inf - inf after an infinite loss is NaN, which stops the sweep; a huge loss may overflow to inf.
+    with np.errstate(invalid="ignore", over="ignore"):
+        raw[1:] = losses[1:] + (losses[1:] - losses[:-1]) * ((1 - weight) / weight)  # exact on a constant
+    finite = np.isfinite(losses)
+    if finite.any() and losses[finite].min() >= 0:
+        scale = np.abs(losses[finite]).max()
+        negative = np.flatnonzero(raw < -1e-9 * scale)
+        if len(negative):
+            i = int(negative[0])
+            raise _Bad(
+                where,
+                f"un-smoothing this history as torch-lr-finder's (smooth_f {weight:g}) gives a negative loss at "
+                f"point {i} from non-negative ones: it holds raw losses, so read it with history_smoothing=0 "
+                "(lrfind analyze --history-smoothing 0)",
+            )
+    return raw
 
 
 def _json_floats(values: Any, where: str) -> np.ndarray:

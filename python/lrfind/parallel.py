@@ -47,8 +47,11 @@ class ParallelResult:
 
     @property
     def suggestions(self) -> np.ndarray:
-        """Each run's suggested LR (NaN where a run has none)."""
-        return np.array([np.nan if r.suggested_lr is None else r.suggested_lr for r in self.runs])
+        """Each run's suggested LR (NaN where a run has none, or gives no LR to train at: a flat
+        run, an immediate explosion)."""
+        return np.array(
+            [np.nan if r.suggested_lr is None or not r.diagnosis.gives_lr else r.suggested_lr for r in self.runs]
+        )
 
     @property
     def suggested_lr(self) -> float | None:
@@ -115,40 +118,50 @@ class ParallelResult:
         return "\n".join(rows)
 
     def plot(self, ax: Axes | None = None, path: str | os.PathLike[str] | None = None) -> Axes:
-        """Every run's smoothed curve faintly, the median curve, the band of the middle half of
-        the suggestions, and the consensus; log-x. ``path`` saves the figure. Returns the axes."""
+        """Every run's lag-free curve (``trend``) faintly, their median, the consensus as a
+        vertical line and the middle half of the runs' suggestions as a bar with end caps along
+        the top (visible however narrow) and shaded; log-x; the legend below the axes.
+        ``path`` saves the figure. Returns the axes."""
+        from matplotlib.transforms import blended_transform_factory
+
         from lrfind.plot import new_axes, save_figure
 
         if ax is None:
             ax = new_axes(use_pyplot=path is None)
         for r in self.runs:
-            ax.plot(r.lrs, r.smoothed_losses, color="tab:blue", alpha=0.2, linewidth=0.8)
+            ax.plot(r.lrs, r.trend, color="C0", alpha=0.2, linewidth=0.8)
         lrs, median = self.median_curve()
         if len(lrs):
-            ax.plot(lrs, median, color="tab:blue", linewidth=2, label="median smoothed loss")
+            ax.plot(lrs, median, color="C0", linewidth=2, label="median lag-free loss of the runs")
+        if self.suggested_lr is not None:
+            ax.axvline(self.suggested_lr, color="C2", lw=1.5, label=f"consensus LR: {self.suggested_lr:.2e}")
         finite = self.suggestions[np.isfinite(self.suggestions)]
         if len(finite) >= 2:
             lo, hi = np.exp(np.percentile(np.log(finite), [25, 75]))
-            ax.axvspan(lo, hi, color="tab:green", alpha=0.15, label="middle half of suggestions")
-        if self.suggested_lr is not None:
-            ax.axvline(self.suggested_lr, color="tab:red", label=f"consensus {self.suggested_lr:.2e}")
+            label = f"middle half of the runs' suggestions: {lo:.2e} to {hi:.2e}"
+            ax.axvspan(lo, hi, color="C2", alpha=0.15)
+            top = blended_transform_factory(ax.transData, ax.transAxes)
+            ax.errorbar(
+                [np.sqrt(lo * hi)], [0.96], xerr=[[np.sqrt(lo * hi) - lo], [hi - np.sqrt(lo * hi)]],
+                transform=top, fmt="none", ecolor="C2", elinewidth=3, capsize=6, capthick=2, label=label,
+            )  # fmt: skip
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
         ax.set_ylabel("loss")
         spread = "" if self.spread is None else f", spread x{self.spread:.2g}"
-        ax.set_title(f"{len(self.runs)} parallel range tests{spread}")
-        ax.legend(fontsize="small")
+        ax.set_title(f"{len(self.runs)} parallel range tests{spread}", fontsize="medium")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=1, fontsize="small")
         if path is not None:
             save_figure(ax, path)
         return ax
 
     def median_curve(self) -> tuple[np.ndarray, np.ndarray]:
-        """The pointwise median of the smoothed curves over the LRs every run reached (runs that
-        share a ladder); empty arrays if the runs' ladders differ."""
+        """The pointwise median of the runs' lag-free curves (``trend``) over the LRs every run
+        reached (runs that share a ladder); empty arrays if the runs' ladders differ."""
         length = min((len(r.lrs) for r in self.runs), default=0)
         if length == 0 or any(not np.array_equal(r.lrs[:length], self.runs[0].lrs[:length]) for r in self.runs):
             return np.empty(0), np.empty(0)
-        curves = np.stack([r.smoothed_losses[:length] for r in self.runs])
+        curves = np.stack([r.trend[:length] for r in self.runs])
         return self.runs[0].lrs[:length], np.median(curves, axis=0)
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -168,11 +181,14 @@ class ParallelResult:
             doc: Any = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise ValueError(f"{path}: not a readable JSON file: {e}") from e
+        except RecursionError:  # how deep json can go depends on the caller's stack
+            raise ValueError(f"{path}: not a readable JSON file (nested too deeply to parse)") from None
         if not isinstance(doc, dict):
             raise ValueError(f"{path}: expected a JSON object, got {type(doc).__name__}")
         for key, want in (("format", FILE_FORMAT), ("version", FILE_VERSION)):
             if doc.get(key) != want:
-                raise ValueError(f"{path}: key {key!r} is {doc.get(key)!r}, expected {want!r}")
+                shown = repr(doc.get(key)) if isinstance(doc.get(key), (str, int, float)) else "not that"
+                raise ValueError(f"{path}: key {key!r} is {shown[:40]}, expected {want!r}")
         runs, seeds = doc.get("runs"), doc.get("seeds")
         if not isinstance(runs, list) or not isinstance(seeds, list) or len(runs) != len(seeds):
             raise ValueError(f"{path}: keys 'runs' and 'seeds' must be lists of the same length")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,7 @@ import numpy as np
 
 try:
     from matplotlib.figure import Figure
+    from matplotlib.transforms import blended_transform_factory
 except ImportError:  # pragma: no cover - exercised in an environment without matplotlib
     raise ImportError("RangeTestResult.plot needs matplotlib: pip install 'lrfind[plot]'") from None
 
@@ -23,18 +25,31 @@ if TYPE_CHECKING:
 #: positive starting loss), so the rise before an explosion does not flatten the curve.
 TOP_SCALES = 2.0
 
-#: Colours of the suggestion markers (matplotlib's cycle, past those of the other artists).
-MARKER_COLORS = ("C4", "C5", "C6", "C8", "C9", "C7")
+#: The y-axis spans at least this share of the loss's level (its median), so that the noise of
+#: a flat sweep is not blown up into a trend.
+MIN_SPAN = 0.1
+
+#: One colour per method, none shared with the curve (blue), the validation loss (orange), the
+#: stop (red) or the gradient norm (grey).
+METHOD_COLORS = {
+    "auto": "C2",
+    "steepest": "C4",
+    "minimum": "C5",
+    "steep": "C6",
+    "valley": "C8",
+    "slide": "C9",
+    "explosion": "black",
+}
 
 
 def new_axes(use_pyplot: bool) -> Axes:
-    """Fresh axes: from ``pyplot`` (so ``plt.show()`` shows them) or, when only saving, on a bare
-    ``Figure`` that leaves pyplot's global state alone."""
+    """Fresh axes with room for a legend below them: from ``pyplot`` (so ``plt.show()`` shows
+    them) or, when only saving, on a bare ``Figure`` that leaves pyplot's global state alone."""
     if use_pyplot:
         import matplotlib.pyplot as plt
 
-        return plt.subplots()[1]
-    return Figure().subplots()
+        return plt.subplots(figsize=(7, 5.5), layout="constrained")[1]
+    return Figure(figsize=(7, 5.5), layout="constrained").subplots()
 
 
 def save_figure(ax: Axes, path: str | os.PathLike[str]) -> None:
@@ -43,26 +58,54 @@ def save_figure(ax: Axes, path: str | os.PathLike[str]) -> None:
     ax.figure.figure.savefig(path, bbox_inches="tight")
 
 
-def plot_result(result: RangeTestResult, ax: Axes, methods: str | Sequence[str] | None, show_grad_norm: bool) -> Axes:
+def plot_result(
+    result: RangeTestResult,
+    ax: Axes,
+    methods: str | Sequence[str] | None,
+    show_grad_norm: bool,
+    show_ema: bool,
+    show_descent: bool,
+    legend: bool,
+) -> Axes:
     """Draw ``result`` on ``ax`` as ``RangeTestResult.plot`` describes, and return ``ax``."""
     norms = result.grad_norms if show_grad_norm else None
     if show_grad_norm and norms is None:
         raise ValueError("show_grad_norm=True needs grad_norms, which lrfind.torch.range_test records")
+    suggestions = _selected(result, methods)
     ax.set_xscale("log")
     _widen_a_single_lr(ax, result)
-    ax.plot(result.lrs, result.losses, color="C0", lw=0.8, alpha=0.35, label="loss")
-    ax.plot(result.lrs, result.smoothed_losses, color="C0", lw=2, label="smoothed loss")
+    ax.plot(result.lrs, result.losses, color="C0", lw=0.8, alpha=0.3, label="loss (raw)")
+    ax.plot(result.lrs, result.trend, color="C0", lw=2, label="loss, lag-free (what the suggestion reads)")
+    if show_ema:
+        ax.plot(result.lrs, result.smoothed_losses, color="C0", lw=1, ls="--", label="EMA of the loss (lags)")
     _plot_val_losses(ax, result)
-    _mark_suggestions(ax, result, _selected(result, methods))
-    _mark_stop_and_range(ax, result)
-    limits = _ylim(result)
+    if result.diagnosis.gives_lr:
+        _mark_suggestions(ax, result, suggestions)
+    _mark_stop(ax, result)
+    if show_descent:
+        _mark_descent(ax, result)
+    limits = _ylim(result, show_ema)
     if limits is not None:
         ax.set_ylim(*limits)
-    ax.set(xlabel="learning rate", ylabel="loss", title=f"LR range test: {result.diagnosis.kind}")
+    ax.set(xlabel="learning rate", ylabel="loss")
+    ax.set_title(_title(result), fontsize="medium")
     top = ax if norms is None else _plot_grad_norms(ax, result.lrs, norms)
-    handles = [h for a in ([ax] if top is ax else [ax, top]) for h in a.get_legend_handles_labels()[0]]
-    top.legend(handles=handles, fontsize="small")
+    if legend:
+        handles = [h for a in ([ax] if top is ax else [ax, top]) for h in a.get_legend_handles_labels()[0]]
+        # Below the axes, outside them: a legend never covers the curve.
+        top.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize="small")
     return ax
+
+
+def _title(result: RangeTestResult) -> str:
+    """The diagnosis and, unless the curve is good, its advice; a sweep that gives no LR to
+    train at says so (it gets the advice instead of a suggestion)."""
+    kind = result.diagnosis.kind
+    if kind == "good":
+        return f"LR range test: {kind}"
+    advice = textwrap.fill(result.diagnosis.message, 90)
+    no_lr = "" if result.diagnosis.gives_lr else ", no LR to train at"
+    return f"LR range test: {kind}{no_lr}\n{advice}"
 
 
 def _plot_val_losses(ax: Axes, result: RangeTestResult) -> None:
@@ -74,9 +117,9 @@ def _plot_val_losses(ax: Axes, result: RangeTestResult) -> None:
 
 
 def _selected(result: RangeTestResult, methods: str | Sequence[str] | None) -> list[Suggestion]:
-    """The suggestions to mark: those named (all when None) that have an LR."""
+    """The suggestions to mark: the main one (None), or those named; only those with an LR."""
     if methods is None:
-        chosen = list(result.suggestions.values())
+        chosen = list(result.suggestions.values())[:1]
     else:
         names = [methods] if isinstance(methods, str) else list(methods)
         unknown = [n for n in names if n not in result.suggestions]
@@ -87,35 +130,38 @@ def _selected(result: RangeTestResult, methods: str | Sequence[str] | None) -> l
 
 
 def _mark_suggestions(ax: Axes, result: RangeTestResult, suggestions: list[Suggestion]) -> None:
-    """One marker per suggestion at its LR, on the curve the suggestions were read from (raw
-    losses unless ``suggest_on="smoothed"``), interpolated in log LR; a suggestion with a range
-    (``auto``) gets it as a horizontal bar through the marker."""
+    """One marker per suggestion at its LR on the lag-free curve (interpolated in log LR); the
+    main suggestion's range, the LRs to train in, shaded in its colour."""
     if not len(result.lrs):
         return
-    smoothed = result.options.get("suggest_on") == "smoothed"
-    curve = result.smoothed_losses if smoothed else result.losses
+    main = next(iter(result.suggestions.values()), None)
     log_lrs = np.log(result.lrs)
-    for i, s in enumerate(suggestions):
+    for s in suggestions:
         lr = float(s.lr or 0.0)  # _selected keeps only suggestions with an LR
-        y = np.interp(np.log(lr), log_lrs, curve)
-        color = MARKER_COLORS[i % len(MARKER_COLORS)]
-        label = f"{s.method}: {lr:.2e}"
-        if s.range is None:
-            ax.plot([lr], [y], "o", color=color, markersize=7, zorder=3, label=label)
-        else:
-            low, high = s.range
-            label += f" (range {low:.1e} to {high:.1e})"
-            xerr = [[lr - low], [high - lr]]
-            ax.errorbar([lr], [y], xerr=xerr, fmt="o", color=color, markersize=7, capsize=4, zorder=3, label=label)
+        color = METHOD_COLORS.get(s.method, "C7")
+        y = np.interp(np.log(lr), log_lrs, result.trend)
+        ax.plot([lr], [y], "o", color=color, markersize=8, zorder=4, label=f"{s.method}: {lr:.2e}")
+        if s is main and result.suggested_range is not None:
+            low, high = result.suggested_range
+            ax.axvspan(low, high, color=color, alpha=0.15, label=f"suggested range: {low:.2e} to {high:.2e}")
 
 
-def _mark_stop_and_range(ax: Axes, result: RangeTestResult) -> None:
-    """The stop as a dashed vertical line (its loss may be NaN or inf), the range shaded."""
+def _mark_stop(ax: Axes, result: RangeTestResult) -> None:
+    """The stop as a dashed vertical line (its loss may be NaN or inf)."""
     if result.explosion_lr is not None:
         label = f"stop ({result.stop_reason}): {result.explosion_lr:.2e}, loss {result.explosion_loss:.3g}"
-        ax.axvline(result.explosion_lr, color="red", ls="--", lw=1, label=label)
-    if result.diagnosis.range is not None:
-        ax.axvspan(*result.diagnosis.range, color="C2", alpha=0.15, label="diagnosis range")
+        ax.axvline(result.explosion_lr, color="C3", ls="--", lw=1, label=label)
+
+
+def _mark_descent(ax: Axes, result: RangeTestResult) -> None:
+    """The diagnosis's descent as a bar along the bottom of the axes: not a shaded span, which
+    would read as a range to train in."""
+    if result.diagnosis.descent is None:
+        return
+    low, high = result.diagnosis.descent
+    bottom = blended_transform_factory(ax.transData, ax.transAxes)
+    label = f"loss falls (diagnosis): {low:.2e} to {high:.2e}"
+    ax.plot([low, high], [0.02, 0.02], transform=bottom, color="C7", lw=4, solid_capstyle="butt", label=label)
 
 
 def _widen_a_single_lr(ax: Axes, result: RangeTestResult) -> None:
@@ -126,27 +172,35 @@ def _widen_a_single_lr(ax: Axes, result: RangeTestResult) -> None:
         ax.set_xlim(xs[0] / 10, xs[0] * 10)
 
 
-def _ylim(result: RangeTestResult) -> tuple[float, float] | None:
-    """From the lowest loss to the capped highest (see ``TOP_SCALES``), padded by 5%; None
-    (matplotlib's autoscale) for an empty or flat curve."""
+def _ylim(result: RangeTestResult, show_ema: bool) -> tuple[float, float] | None:
+    """From the lowest loss drawn to the capped highest (see ``TOP_SCALES``), padded by 5% and
+    widened to at least ``MIN_SPAN`` of the loss's level; None (matplotlib's autoscale) for an
+    empty curve or one at 0."""
     if not len(result.losses):
         return None
-    values = [result.losses, result.smoothed_losses]
+    values = [result.losses, result.trend, *([result.smoothed_losses] if show_ema else [])]
     if result.val_losses is not None:
         values.append(result.val_losses)
     finite = np.concatenate(values)
     finite = finite[np.isfinite(finite)]
+    if not len(finite):
+        return None
     start, low, high = float(result.losses[0]), float(finite.min()), float(finite.max())
     top = min(high, start + TOP_SCALES * max(abs(start), start - low))
     pad = 0.05 * (top - low)
-    return (low - pad, top + pad) if top > low else None
+    low, top = low - pad, top + pad
+    need = MIN_SPAN * abs(float(np.median(finite)))
+    if top - low < need:
+        middle = 0.5 * (low + top)
+        low, top = middle - need / 2, middle + need / 2
+    return (low, top) if top > low else None
 
 
 def _plot_grad_norms(ax: Axes, lrs: np.ndarray, norms: np.ndarray) -> Axes:
     """The gradient norms (finite, positive ones) on a log-scale twin y-axis; returns the twin."""
     shown = np.isfinite(norms) & (norms > 0)
     twin = ax.twinx()
-    twin.plot(lrs[shown], norms[shown], color="C3", lw=1, alpha=0.7, label="gradient norm")
+    twin.plot(lrs[shown], norms[shown], color="C7", lw=1, alpha=0.7, label="gradient norm")
     twin.set_yscale("log")
     twin.set_ylabel("gradient norm")
     return twin

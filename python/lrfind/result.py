@@ -74,12 +74,17 @@ def detector(options: dict[str, Any]) -> _core.DivergenceDetector:
 class RangeTestResult:
     """One sweep, analysed.
 
-    ``lrs``, ``losses`` and ``smoothed_losses`` are the curve: the points before the explosion.
+    ``lrs``, ``losses``, ``smoothed_losses`` (the seed's EMA, which lags) and ``trend`` (the
+    lag-free curve the suggestions read: ``auto``'s running median and Gaussian kernel) are the
+    curve: the points before the explosion.
     The point that stopped the sweep is kept apart in ``explosion_lr`` / ``explosion_loss``
     (None when the sweep ran to ``max_lr``). ``stop_index`` is its index in the recorded sequence
     (-1 if none), ``stop_reason`` is ``"nan"``, ``"inf"``, ``"threshold"`` or None.
     ``suggestions`` maps each method to its ``Suggestion``; ``suggested_lr`` is the first
-    method's LR (None if it has none). ``result["suggested_lr"]`` works too, as in the seed.
+    method's LR (None if it has none) and ``suggested_range`` its range, the LRs to train in
+    (``auto``'s; None for the other methods). ``result["suggested_lr"]`` works too, as in the
+    seed. When ``diagnosis.gives_lr`` is False (a flat sweep, an immediate explosion) the
+    suggestion is kept but is no LR to train at: ``diagnosis.message`` says what to fix.
     The PyTorch range test also records ``grad_norms`` (total L2 norm of each step's
     gradients), ``val_losses`` (NaN where not measured) and ``skipped_steps`` (steps the fp16
     grad scaler skipped, which did not advance the sweep). ``options`` are the ``analyze``
@@ -91,6 +96,7 @@ class RangeTestResult:
     lrs: np.ndarray
     losses: np.ndarray
     smoothed_losses: np.ndarray
+    trend: np.ndarray
     stop_index: int
     stop_reason: str | None
     explosion_lr: float | None
@@ -122,6 +128,7 @@ class RangeTestResult:
             lrs=lrs[:end],
             losses=losses[:end],
             smoothed_losses=a.smoothed,
+            trend=a.trend,
             stop_index=a.stop_index,
             stop_reason=a.stop_reason,
             explosion_lr=float(lrs[end]) if stopped else None,
@@ -146,45 +153,66 @@ class RangeTestResult:
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
 
-    def summary(self) -> str:
-        """The seed's "Interpreting Results" table as text: one row per decade of LR with the
-        loss, marked (from the diagnosis range) where the model starts to learn, where the loss
-        is lowest and where it is past its best, then the stop, the suggestion and the diagnosis."""
-        rows = []
-        decades = np.floor(np.log10(self.lrs)) if len(self.lrs) else np.empty(0)
-        marks = self._decade_marks(decades)
-        for d in np.unique(decades):
-            i = int(np.flatnonzero(decades == d)[0])
-            mark = f"  <- {marks[i]}" if i in marks else ""
-            rows.append(f"LR: {self.lrs[i]:.0e}  Loss: {self.losses[i]:.4g}{mark}")
-        if self.explosion_lr is not None:
-            rows.append(f"LR: {self.explosion_lr:.0e}  Loss: {self.explosion_loss:.4g}  <- stop ({self.stop_reason})")
+    @property
+    def suggested_range(self) -> tuple[float, float] | None:
+        """The main suggestion's range: the LRs (low, high) that should train about as well as
+        the suggested one, ``auto``'s ``range`` (None for a method without one, or no LR)."""
         main = next(iter(self.suggestions.values()), None)
-        if self.suggested_lr is not None and main is not None:
+        return None if main is None or main.lr is None else main.range
+
+    def summary(self) -> str:
+        """The seed's "Interpreting Results" table as text, then the stop, the suggestion with
+        its range, and the diagnosis.
+
+        One row per decade of LR (its first point), plus a row where the loss starts to fall
+        and one at its lowest point; each shows the lag-free loss (``trend``, what the
+        suggestion reads) and, in brackets, the raw loss. The rows are marked by what the
+        lag-free curve does: "starting to learn" where it has made a tenth of its descent,
+        "lowest (best zone)" at its minimum, "too fast" after it. A flat sweep or an
+        immediate explosion gets no marks and no LR to train at, but the advice.
+        """
+        rows = [f"{'LR':>9}  {'loss':>9}  (raw)"]
+        marks = self._marks()
+        for i in self._rows(marks):
+            mark = f"  <- {marks[i]}" if i in marks else ""
+            rows.append(f"{self.lrs[i]:9.2e}  {self.trend[i]:9.4g}  ({self.losses[i]:.4g}){mark}")
+        if self.explosion_lr is not None:
+            rows.append(f"{self.explosion_lr:9.2e}  {self.explosion_loss:9.4g}  <- stop ({self.stop_reason})")
+        main = next(iter(self.suggestions.values()), None)
+        if not self.diagnosis.gives_lr:
+            rows.append(f"No LR to train at ({self.diagnosis.kind}); fix the setup first:")
+        elif self.suggested_lr is not None and main is not None:
             rows.append(f"Suggested LR: {self.suggested_lr:.2e} ({main.method}: {main.reason})")
-            if main.range is not None:
-                rows.append(f"Suggested range: {main.range[0]:.2e} to {main.range[1]:.2e}")
+            if self.suggested_range is not None:
+                low, high = self.suggested_range
+                rows.append(f"Suggested range: {low:.2e} to {high:.2e} (train anywhere in it)")
         else:
             rows.append(f"No suggestion: {main.reason if main else 'no method'}")
         rows.append(self.diagnosis.message)
         return "\n".join(rows)
 
-    def _decade_marks(self, decades: np.ndarray) -> dict[int, str]:
-        """Labels for the first point of some decades, from the diagnosis range: where the loss
-        starts to fall (its low end), where it is lowest (its high end), and past it."""
-        if self.diagnosis.range is None:
+    def _marks(self) -> dict[int, str]:
+        """Point index -> the seed's label, read off the lag-free curve (none for a sweep that
+        gives no LR to train at, or with no descent)."""
+        if not self.diagnosis.gives_lr or len(self.trend) < 2:
             return {}
-        low, high = np.floor(np.log10(self.diagnosis.range))
-        marks: dict[int, str] = {}
-        for d in np.unique(decades):
-            i = int(np.flatnonzero(decades == d)[0])
-            if d == low and d < high:
-                marks[i] = "starting to learn"
-            elif d == high:
-                marks[i] = "best zone"
-            elif d > high:
-                marks[i] = "too fast"
+        lowest = int(np.argmin(self.trend))
+        top = float(np.max(self.trend[: lowest + 1]))
+        drop = top - float(self.trend[lowest])
+        if not drop > 0:
+            return {}
+        start = int(np.flatnonzero(self.trend[: lowest + 1] <= top - 0.1 * drop)[0])
+        marks = {start: "starting to learn", lowest: "lowest (best zone)"}
+        marks.update({i: "too fast" for i in self._rows({}) if i > lowest})
         return marks
+
+    def _rows(self, marks: dict[int, str]) -> list[int]:
+        """The first point of each decade of LR, and the marked points, in order."""
+        if not len(self.lrs):
+            return []
+        decades = np.floor(np.log10(self.lrs))
+        firsts = np.flatnonzero(np.diff(decades, prepend=decades[0] - 1))
+        return sorted({*firsts.tolist(), *marks})
 
     def plot(
         self,
@@ -192,24 +220,36 @@ class RangeTestResult:
         path: str | os.PathLike[str] | None = None,
         methods: str | Sequence[str] | None = None,
         show_grad_norm: bool = False,
+        *,
+        show_ema: bool = False,
+        show_descent: bool = False,
+        legend: bool = True,
     ) -> Axes:
         """Draw the curve with matplotlib (the ``plot`` extra): loss against LR, log-x.
 
-        Draws the raw loss (thin, faint), the smoothed loss, a marker per suggestion labelled
-        with its method and LR, the stop (a dashed line at ``explosion_lr``), the diagnosis range
-        (shaded), the measured validation losses and, with ``show_grad_norm=True``, the gradient
-        norms on a second, logarithmic y-axis. The title names the diagnosis; the y-axis stops
-        at three times a positive starting loss, so an explosion does not flatten the curve.
+        Draws the lag-free loss (``trend``, thick: the curve the suggestion reads, so its
+        lowest point is where the loss really is lowest), the raw loss faintly behind it, the
+        main suggestion as a marker with its range (the LRs to train in) shaded, the stop (a
+        dashed line at ``explosion_lr``) and the measured validation losses; the title names
+        the diagnosis. A sweep that gives no LR to train at (flat, immediate explosion) gets no
+        marker: the title carries the advice instead, and the y-axis spans at least a tenth of
+        the loss's level, so noise does not look like a trend. The y-axis stops at three times
+        a positive starting loss, so an explosion does not flatten the curve. The legend sits
+        below the axes, never on the curve.
 
         Args:
             ax: the axes to draw on (default None: new axes, on a bare ``Figure`` when only
                 saving to ``path``, from ``pyplot`` otherwise).
             path: save the figure there (default None: do not save); the format follows the
                 extension, PNG when there is none.
-            methods: the suggestions to mark, by method name (default None: every suggestion
-                with an LR); named ones without an LR are skipped.
-            show_grad_norm: also draw ``grad_norms`` (default False; ``lrfind.torch.range_test``
-                records them).
+            methods: the suggestions to mark, by method name (default None: the main one);
+                named ones without an LR are skipped. Each method has its own colour.
+            show_grad_norm: also draw ``grad_norms`` on a second, logarithmic y-axis (default
+                False; ``lrfind.torch.range_test`` records them).
+            show_ema: also draw ``smoothed_losses``, the seed's EMA, which lags (default False).
+            show_descent: also mark the diagnosis's descent, where the loss falls, as a bar
+                along the bottom (default False; not a range to train in).
+            legend: draw the legend (default True).
 
         Returns:
             the axes drawn on (the loss axes, not the gradient-norm twin).
@@ -218,13 +258,17 @@ class RangeTestResult:
 
         if ax is None:
             ax = new_axes(use_pyplot=path is None)
-        plot_result(self, ax, methods, show_grad_norm)
+        plot_result(self, ax, methods, show_grad_norm, show_ema, show_descent, legend)
         if path is not None:
             save_figure(ax, path)
         return ax
 
     def to_dict(self) -> dict[str, Any]:
-        """The result as JSON values (what ``save`` writes); ``from_dict`` reads it back."""
+        """The result as JSON values (what ``save`` writes); ``from_dict`` reads it back. Beside
+        the sweep and its options, it holds what the analysis found (``suggested_lr``,
+        ``suggested_range``, ``diagnosis``), for a reader of the file; ``from_dict`` analyses
+        the sweep again rather than reading them."""
+        descent = self.diagnosis.descent
         return {
             "format": FILE_FORMAT,
             "version": FILE_VERSION,
@@ -234,6 +278,14 @@ class RangeTestResult:
             "grad_norms": None if self.grad_norms is None else _encode(self.grad_norms),
             "val_losses": None if self.val_losses is None else _encode(self.val_losses),
             "skipped_steps": self.skipped_steps,
+            "suggested_lr": self.suggested_lr,
+            "suggested_range": None if self.suggested_range is None else list(self.suggested_range),
+            "diagnosis": {
+                "kind": self.diagnosis.kind,
+                "message": self.diagnosis.message,
+                "gives_lr": self.diagnosis.gives_lr,
+                "descent": None if descent is None else list(descent),
+            },
         }
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -306,7 +358,7 @@ class RangeTestResult:
         Policies and their keyword overrides (LRs in the optimizer's units):
 
         - ``"one_cycle"``: ``max_lr`` (default: the suggested LR), ``base_lr`` (default: the low
-          end of the diagnosis range if it is below ``max_lr``, else ``max_lr / 10``),
+          end of the suggested range if there is one, else ``max_lr / 10``),
           ``pct_start`` (default 0.3, the warm-up fraction of the steps).
         - ``"warmup_cosine"``: ``base_lr`` (the peak; default: the suggested LR),
           ``warmup_steps`` (default ``total_steps // 20``, 5% rounded down), ``min_lr``
@@ -350,7 +402,7 @@ def _one_cycle(
     if max_lr is None:
         max_lr = _suggested_lr(result, "max_lr")
     if base_lr is None:
-        low = result.diagnosis.range[0] if result.diagnosis.range is not None else math.inf
+        low = result.suggested_range[0] if result.suggested_range is not None else math.inf
         base_lr = low if low < max_lr else max_lr / 10
     params = dict(total_steps=total_steps, base_lr=base_lr, max_lr=max_lr, pct_start=pct_start)
     return _LRFactor("one_cycle_at", max_lr, **params)
@@ -376,6 +428,9 @@ _POLICIES: dict[str, Callable[..., _LRFactor]] = {"one_cycle": _one_cycle, "warm
 
 
 def _suggested_lr(result: RangeTestResult, override: str) -> float:
+    if not result.diagnosis.gives_lr:
+        why = f"a {result.diagnosis.kind} sweep gives no LR to train at: {result.diagnosis.message}"
+        raise ValueError(f"no suggested LR to schedule from ({why}); pass {override}= to choose one")
     if result.suggested_lr is None:
         main = next(iter(result.suggestions.values()), None)
         why = main.reason if main is not None else "no suggestion method ran"

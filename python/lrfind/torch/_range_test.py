@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import inspect
 import itertools
 import math
 import numbers
@@ -154,6 +155,8 @@ def range_test(
         raise ValueError(f"max_grad_norm must be > 0 or None, got {max_grad_norm!r}")
     if isinstance(dist_timeout, bool) or not isinstance(dist_timeout, numbers.Real) or not 0 < dist_timeout < math.inf:
         raise ValueError(f"dist_timeout must be a finite number of seconds > 0, got {dist_timeout!r}")
+    if step_fn is not None:
+        _check_takes_two(step_fn)
     if loss_fn is None and step_fn is None:
         step = _tensor_loss(_model_loss, "the model (with loss_fn=None)")
     else:
@@ -517,12 +520,47 @@ def _tensor_loss(step: StepFn, source: str) -> StepFn:
     return checked
 
 
+def _check_takes_two(step_fn: Callable[..., Any]) -> None:
+    """A step_fn of the wrong arity fails at its first call with a message about its own
+    parameters; say at once what range_test calls it with."""
+    try:
+        signature = inspect.signature(step_fn)
+    except (TypeError, ValueError):  # a builtin or C callable: nothing to check
+        return
+    try:
+        signature.bind(None, None)
+    except TypeError:
+        raise TypeError(
+            f"step_fn must take (model, batch) and return the loss tensor, got a function of {signature}"
+        ) from None
+
+
 def _model_loss(model: torch.nn.Module, batch: Any) -> torch.Tensor:
     if isinstance(batch, Mapping):
         return _output_loss(model(**batch))
     if isinstance(batch, (tuple, list)):
-        return _output_loss(model(*batch))
+        try:
+            return _output_loss(model(*batch))
+        except TypeError as error:
+            if len(batch) != 2 or _binds(model, batch):
+                raise
+            raise TypeError(
+                f"with loss_fn=None the model is called as model(inputs, targets) and must return its loss, but "
+                f"{type(model).__name__}.forward takes {inspect.signature(model.forward)}: pass loss_fn (for "
+                "example torch.nn.functional.cross_entropy) to compute the loss from model(inputs), or step_fn"
+            ) from error
     return _output_loss(model(batch))
+
+
+def _binds(model: torch.nn.Module, batch: Sequence[Any]) -> bool:
+    """Whether ``model.forward`` takes the batch's items as its arguments."""
+    try:
+        inspect.signature(model.forward).bind(*batch)
+    except TypeError:
+        return False
+    except ValueError:  # no signature to read
+        return True
+    return True
 
 
 def _output_loss(out: Any) -> torch.Tensor:
