@@ -811,6 +811,29 @@ def test_step_fn_for_a_two_input_model():
     np.testing.assert_array_equal(result.losses, reference.losses)
 
 
+def test_backward_fn_runs_each_micro_batchs_backward():
+    """A framework's backward (accelerator.backward, say) gets each micro-batch's scaled loss
+    once and replaces loss.backward(): same curve as the default when it does the same."""
+    seed_everything(0)
+    data = loader()
+    model, optimizer, _ = mid_training("cpu", data)
+    before = observe(model, optimizer, loaders=[data])
+    seen = []
+
+    def backward(loss):
+        seen.append(float(loss.detach()))
+        loss.backward()
+
+    settings = dict(num_steps=12, accumulation_steps=2, progress=False)
+    custom = range_test(model, optimizer, F.cross_entropy, data, backward_fn=backward, **settings)
+    assert_identical(before, observe(model, optimizer, loaders=[data]))
+    plain = range_test(model, optimizer, F.cross_entropy, data, **settings)
+    np.testing.assert_array_equal(custom.losses, plain.losses)
+    assert len(seen) == 2 * (len(custom.lrs) + (custom.explosion_lr is not None))
+    with pytest.raises(ValueError, match="backward_fn owns the backward pass and its loss scaling"):
+        range_test(model, optimizer, F.cross_entropy, data, backward_fn=backward, amp="fp16", **settings)
+
+
 def test_namedtuple_batches():
     result, reference = run_and_replay(mlp(), DataLoader(NamedDigits(), batch_size=64))
     np.testing.assert_array_equal(result.losses, reference.losses)

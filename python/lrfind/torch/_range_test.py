@@ -45,6 +45,7 @@ def range_test(
     watch: str = "raw",
     patience: int = 1,
     step_fn: StepFn | None = None,
+    backward_fn: Callable[[torch.Tensor], Any] | None = None,
     accumulation_steps: int = 1,
     max_grad_norm: float | None = None,
     amp: str | None = None,
@@ -86,6 +87,10 @@ def range_test(
         patience: consecutive violations needed to stop (default 1).
         step_fn: ``step_fn(model, batch) -> loss`` for anything else (multi-input models,
             GANs, custom outputs); it runs the forward pass and returns the loss tensor.
+        backward_fn: ``backward_fn(loss)`` runs the backward pass of each micro-batch's loss
+            (already divided by ``accumulation_steps``) instead of ``loss.backward()``: for a
+            framework that owns backward and loss scaling, such as ``accelerator.backward``. It
+            then owns fp16 scaling too, so ``amp="fp16"`` and ``grad_scaler`` must stay unset.
         accumulation_steps: micro-batches per optimizer step (default 1); the recorded loss is
             their mean and the LR moves once per optimizer step.
         max_grad_norm: clip the total gradient norm to this (default None: no clipping).
@@ -153,6 +158,11 @@ def range_test(
         raise ValueError(f'group_lrs must be "ratio" or "same", got {group_lrs!r}')
     if max_grad_norm is not None and not max_grad_norm > 0:
         raise ValueError(f"max_grad_norm must be > 0 or None, got {max_grad_norm!r}")
+    if backward_fn is not None and (amp == "fp16" or grad_scaler is not None):
+        raise ValueError(
+            "backward_fn owns the backward pass and its loss scaling: leave amp='fp16' and grad_scaler unset "
+            f"(got amp={amp!r}, grad_scaler={grad_scaler!r})"
+        )
     if isinstance(dist_timeout, bool) or not isinstance(dist_timeout, numbers.Real) or not 0 < dist_timeout < math.inf:
         raise ValueError(f"dist_timeout must be a finite number of seconds > 0, got {dist_timeout!r}")
     if step_fn is not None:
@@ -170,7 +180,9 @@ def range_test(
     if amp == "fp16" and scaler is None:
         scaler = torch.amp.GradScaler(device.type)
     ranks = _Ranks.of(model, dist_timeout)
-    run = _Run(model, optimizer, step, device, amp, scaler, max_grad_norm, accumulation_steps, num_steps, ranks)
+    run = _Run(
+        model, optimizer, step, device, amp, scaler, max_grad_norm, accumulation_steps, num_steps, ranks, backward_fn
+    )
     snapshot = Snapshot(model, optimizer, grad_scaler, state_cache, data=(data, val_data))
     try:
         run.sweep(lrs, ratios, data, val_data, val_every, val_batches, stop, check_every, progress)
@@ -293,9 +305,10 @@ class _Run:
         accumulation_steps: int,
         num_steps: int,
         ranks: _Ranks | None,
+        backward: Callable[[torch.Tensor], Any] | None,
     ) -> None:
         self.model, self.optimizer, self.step, self.device = model, optimizer, step, device
-        self.ranks = ranks
+        self.ranks, self.backward = ranks, backward
         self.amp, self.scaler, self.max_grad_norm, self.k = amp, scaler, max_grad_norm, accumulation_steps
         self.autocast = (
             torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
@@ -365,7 +378,10 @@ class _Run:
             with self.autocast:
                 loss = self.step(self.model, batch).float()
             scaled = loss / self.k if self.k > 1 else loss
-            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            if self.backward is not None:
+                self.backward(scaled)
+            else:
+                (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
             total = loss.detach() if total is None else total + loss.detach()
         assert total is not None  # k >= 1
         if self.scaler is not None:
