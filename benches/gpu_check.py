@@ -15,6 +15,10 @@ second and each contender's time relative to the bare loop.
 Then the parallel sweeps: ``parallel_range_test`` with K in {1, 16, 64, 256} runs of a small
 MLP and a small CNN (no BatchNorm: vmap cannot update running statistics), sweep-steps per
 second (K x steps / time) against K sequential ``range_test`` calls (timed on one run, times K).
+
+Last, FSDP2 on one device (a smoke test: one process, a process group of one): ``range_test`` of
+the MLP sharded with ``fully_shard``, its steps per second against the unsharded MLP, and
+whether its shards, gradients and optimizer state came back bit for bit.
 """
 
 from __future__ import annotations
@@ -22,11 +26,13 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 import lrfind
@@ -171,6 +177,51 @@ def parallel_table(device: str, steps: int, sizes: tuple[int, ...]) -> None:
             print(f"{k:>6}{rate:>16.1f}{rate / one:>17.1f}x")
 
 
+def fsdp2_smoke(device: str, steps: int) -> bool:
+    """One process, a process group of one: range_test on the MLP sharded with FSDP2, timed
+    against the unsharded MLP; True if every shard came back bit for bit."""
+    from torch.distributed.fsdp import fully_shard
+
+    backend = "nccl" if device == "cuda" else "gloo"
+    dist.init_process_group(backend, init_method=f"file://{tempfile.mktemp()}", rank=0, world_size=1)
+    try:
+        rates, restored = {}, True
+        for sharded in (False, True):
+            torch.manual_seed(0)
+            net, shape, classes = mlp()
+            net = net.to(device)
+            if sharded:
+                for layer in net:
+                    if isinstance(layer, nn.Linear):
+                        fully_shard(layer)
+                fully_shard(net)
+            opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+            batch = (torch.randn(shape, device=device), torch.randint(0, classes, (shape[0],), device=device))
+            nn.functional.cross_entropy(net(batch[0]), batch[1]).backward()
+            opt.step()
+
+            def local(t: torch.Tensor) -> torch.Tensor:
+                return (t.to_local() if hasattr(t, "to_local") else t).detach().clone()
+
+            before = [local(p) for p in net.parameters()] + [local(p.grad) for p in net.parameters()]
+            if device == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            range_test(net, opt, nn.functional.cross_entropy, batch, min_lr=MIN_LR, max_lr=MAX_LR, num_steps=steps,
+                       progress=False)  # fmt: skip
+            if device == "cuda":
+                torch.cuda.synchronize()
+            rates[sharded] = steps / (time.perf_counter() - start)
+            after = [local(p) for p in net.parameters()] + [local(p.grad) for p in net.parameters()]
+            restored &= all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+        print(f"\nFSDP2 on one {device} device, MLP 512-1024-1024-10, batch 256, {steps} steps")
+        print(f"  unsharded range_test: {rates[False]:.1f} steps/s; fully_shard: {rates[True]:.1f} steps/s")
+        print(f"  shards and gradients restored bit for bit: {restored}")
+        return restored
+    finally:
+        dist.destroy_process_group()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
@@ -198,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         for contender, rate in rates.items():
             print(f"{contender:<28}{rate:>10.1f}{rates['bare loop'] / rate:>14.3f}")
     parallel_table(args.device, steps, (1, 4) if args.quick else (1, 16, 64, 256))
+    if not fsdp2_smoke(args.device, steps):
+        status = status or 1
     return status
 
 

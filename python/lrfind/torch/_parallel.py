@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -86,7 +87,13 @@ def parallel_range_test(
             CPU; on CUDA, as many as half the free memory allows, by the size of parameters,
             gradients and optimizer state, times 4 for activations).
         smooth_factor, diverge_threshold, watch, patience, check_every, methods, suggest_on,
-        arch, progress: as ``range_test``.
+        arch, progress: as ``range_test`` (the progress bar on rank 0 only).
+
+    Under ``torch.distributed`` (a process group initialised, e.g. by ``torchrun``), every rank
+    calls it with the same arguments and the same ``data``: the runs are dealt out over the
+    ranks (run k to rank ``k % world_size``), each rank vmaps its share on the device of its
+    ``model``, and every rank gathers every run's curve and returns the same ``ParallelResult``.
+    A run's curve depends on its seed only, not on the number of ranks.
 
     Returns:
         a ``ParallelResult``: ``runs`` (one ``RangeTestResult`` each), the consensus
@@ -124,28 +131,40 @@ def parallel_range_test(
         _check_positive_int("chunk_size", chunk_size)
     chunk = chunk_size or _default_chunk(model, num_runs, device, optimizer)
 
+    # Under torch.distributed the runs are dealt out over the ranks (run k to rank k % world),
+    # each rank vmaps its share on its own device, and every rank gathers every run.
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+    mine = list(range(rank, num_runs, world))
     snapshot = Snapshot(model, data=(data,))  # reinit and shuffling draw on the RNGs
-    runs: list[RangeTestResult] = []
-    bar = _progress_bar(num_runs * num_steps, progress)
+    sweeps: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # run -> its recorded losses, norms
+    bar = _progress_bar(len(mine) * num_steps, progress and rank == 0)
     try:
-        for start in range(0, num_runs, chunk):
+        for start in range(0, len(mine), chunk):
             # Every chunk starts from the same RNG and data order (shared batches from a DataLoader
             # that draws on the global RNG); random ops in the model draw on per-run generators.
             snapshot.restore()
-            ids = list(range(start, min(start + chunk, num_runs)))
+            ids = mine[start : start + chunk]
             sweep = _Chunk(model, loss_fn, [seeds[k] for k in ids], init, device, optimizer, kwargs)
             batches = _chunk_batches(data, data_order, [seeds[k] for k in ids], device)
             detectors = [detector(options) for _ in ids]
             losses, norms, recorded = sweep.run(lrs[ids], batches, detectors, check_every, bar)
             for j, k in enumerate(ids):
                 n = recorded[j]
-                result = RangeTestResult.from_sweep(lrs[k, :n], losses[j, :n], **options)
-                runs.append(dataclasses.replace(result, grad_norms=norms[j, : len(result.lrs)]))
+                sweeps[k] = (lrs[k, :n], losses[j, :n], norms[j, :n])
     finally:
         if bar is not None:
             bar.close()
         snapshot.restore()
         snapshot.close()
+    if world > 1:
+        shares: list[Any] = [None] * world
+        dist.all_gather_object(shares, sweeps)
+        sweeps = {k: v for share in shares for k, v in share.items()}
+    runs = []
+    for k in range(num_runs):
+        run_lrs, run_losses, run_norms = sweeps[k]
+        result = RangeTestResult.from_sweep(run_lrs, run_losses, **options)
+        runs.append(dataclasses.replace(result, grad_norms=run_norms[: len(result.lrs)]))
     return ParallelResult(runs=runs, seeds=seeds)
 
 

@@ -19,7 +19,7 @@ import torch.distributed as dist
 
 from lrfind import _core
 from lrfind.result import RangeTestResult, detector, sweep_options
-from lrfind.torch._state import Snapshot
+from lrfind.torch._state import DTensor, Snapshot
 
 StepFn = Callable[[torch.nn.Module, Any], torch.Tensor]
 
@@ -165,6 +165,7 @@ def range_test(
         )
     if isinstance(dist_timeout, bool) or not isinstance(dist_timeout, numbers.Real) or not 0 < dist_timeout < math.inf:
         raise ValueError(f"dist_timeout must be a finite number of seconds > 0, got {dist_timeout!r}")
+    _refuse_fsdp1(model)
     if step_fn is not None:
         _check_takes_two(step_fn)
     if loss_fn is None and step_fn is None:
@@ -402,7 +403,11 @@ class _Run:
         return True
 
     def _record(self, i: int, loss: torch.Tensor, norm: torch.Tensor) -> None:
-        # DDP averages the gradients, so the norm is the same on every rank already.
+        # DDP averages the gradients, so the norm is the same on every rank already; FSDP2's
+        # gradients are sharded DTensors, whose norm is a partial sum until reduced (a
+        # collective, no host sync).
+        if DTensor is not None and isinstance(norm, DTensor):
+            norm = norm.full_tensor()
         self.pending.append((i, self._summed(loss), norm))
 
     def _summed(self, value: torch.Tensor) -> torch.Tensor:
@@ -534,6 +539,20 @@ def _tensor_loss(step: StepFn, source: str) -> StepFn:
         return loss
 
     return checked
+
+
+def _refuse_fsdp1(model: torch.nn.Module) -> None:
+    """FSDP1's flat parameters live outside the module's state as a range test sees it; FSDP2's
+    DTensor parameters do not, so point there."""
+    try:
+        from torch.distributed.fsdp import FullyShardedDataParallel
+    except ImportError:  # a torch without distributed support
+        return
+    if any(isinstance(m, FullyShardedDataParallel) for m in model.modules()):
+        raise TypeError(
+            "lrfind.torch.range_test works on models sharded with FSDP2 (torch.distributed.fsdp.fully_shard), not "
+            "on the FullyShardedDataParallel wrapper (FSDP1): shard the model with fully_shard instead"
+        )
 
 
 def _check_takes_two(step_fn: Callable[..., Any]) -> None:

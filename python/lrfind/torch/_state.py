@@ -12,16 +12,54 @@ from typing import Any
 import numpy as np
 import torch
 
+try:
+    from torch.distributed.tensor import DTensor
+except ImportError:  # a torch without distributed support (or before 2.4): no DTensors to meet
+    DTensor = None
 
-def _to_cpu(obj: Any) -> Any:
-    """A deep copy with every tensor moved to (or copied on) the CPU."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(v) for v in obj)
-    return copy.deepcopy(obj)
+
+class _Shard:
+    """A DTensor's own shard in a copied state: the local tensor on the CPU, and the index of
+    what rebuilds it (its mesh, placements, global shape and stride, its device), which stays
+    in memory: a device mesh does not go to disk, and no rank ever holds another's shard."""
+
+    def __init__(self, index: int, local: torch.Tensor) -> None:
+        self.index, self.local = index, local
+
+
+class _Copier:
+    """Deep copies of state trees with every tensor on the CPU (DTensors as their local shard),
+    and their way back."""
+
+    def __init__(self) -> None:
+        self.shards: list[tuple[Any, Any, torch.Size, tuple[int, ...], torch.device]] = []
+
+    def to_cpu(self, obj: Any) -> Any:
+        if DTensor is not None and isinstance(obj, DTensor):
+            local = obj.to_local()
+            self.shards.append((obj.device_mesh, obj.placements, obj.shape, obj.stride(), local.device))
+            return _Shard(len(self.shards) - 1, local.detach().to("cpu", copy=True))
+        if isinstance(obj, torch.Tensor):
+            return obj.detach().to("cpu", copy=True)
+        if isinstance(obj, dict):
+            return {k: self.to_cpu(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return type(obj)(self.to_cpu(v) for v in obj)
+        return copy.deepcopy(obj)
+
+    def back(self, obj: Any) -> Any:
+        """``obj`` with its shards rebuilt as DTensors on their meshes (everything else as is:
+        ``load_state_dict`` moves plain tensors itself)."""
+        if isinstance(obj, _Shard):
+            assert DTensor is not None  # only a DTensor makes a _Shard
+            mesh, placements, shape, stride, device = self.shards[obj.index]
+            local = obj.local.to(device)
+            return DTensor.from_local(local, mesh, placements, run_check=False, shape=shape, stride=stride)
+        if isinstance(obj, dict):
+            return {k: self.back(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return type(obj)(self.back(v) for v in obj)
+        return obj
 
 
 def _generators(data: Sequence[Any]) -> list[torch.Generator]:
@@ -57,13 +95,17 @@ class Snapshot:
             raise ValueError(f'state_cache must be "cpu" or "disk", got {cache!r}')
         self.model, self.optimizer, self.scaler = model, optimizer, scaler
         self.training = {name: m.training for name, m in model.named_modules()}
+        # A sharded model (FSDP2) has DTensor parameters, gradients and optimizer state: each
+        # rank keeps its own shards, never the gathered whole.
+        self.copier = _Copier()
+        cpu = self.copier.to_cpu
         state = {
-            "model": _to_cpu(model.state_dict()),
+            "model": cpu(model.state_dict()),
             # state_dict leaves out buffers registered with persistent=False.
-            "buffers": {n: _to_cpu(b) for n, b in model.named_buffers()},
-            "grads": {n: None if p.grad is None else _to_cpu(p.grad) for n, p in model.named_parameters()},
-            "optimizer": None if optimizer is None else _to_cpu(optimizer.state_dict()),
-            "scaler": None if scaler is None else _to_cpu(scaler.state_dict()),
+            "buffers": {n: cpu(b) for n, b in model.named_buffers()},
+            "grads": {n: None if p.grad is None else cpu(p.grad) for n, p in model.named_parameters()},
+            "optimizer": None if optimizer is None else cpu(optimizer.state_dict()),
+            "scaler": None if scaler is None else cpu(scaler.state_dict()),
         }
         # A step interrupted after unscale_() leaves the scaler mid-step: keep its stage too.
         self.scaler_stages = None if scaler is None else {k: dict(v) for k, v in scaler._per_optimizer_states.items()}
@@ -87,12 +129,13 @@ class Snapshot:
     def restore(self) -> None:
         """Put everything back as it was when the snapshot was taken."""
         state = self._state if self._state is not None else torch.load(self._path, weights_only=False)
+        back = self.copier.back
         with torch.no_grad():
-            self.model.load_state_dict(state["model"])
+            self.model.load_state_dict(back(state["model"]))
             for name, b in self.model.named_buffers():
-                b.copy_(state["buffers"][name])
+                b.copy_(back(state["buffers"][name]))
             for name, p in self.model.named_parameters():
-                saved = state["grads"].get(name)
+                saved = back(state["grads"].get(name))
                 if saved is None:
                     p.grad = None
                 elif p.grad is None:
@@ -100,7 +143,7 @@ class Snapshot:
                 else:
                     p.grad.copy_(saved)
         if self.optimizer is not None:
-            self.optimizer.load_state_dict(state["optimizer"])
+            self.optimizer.load_state_dict(back(state["optimizer"]))
         if self.scaler is not None:
             self.scaler.load_state_dict(state["scaler"])
             self.scaler._per_optimizer_states.clear()
