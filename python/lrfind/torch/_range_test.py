@@ -163,6 +163,14 @@ def range_test(
             "backward_fn owns the backward pass and its loss scaling: leave amp='fp16' and grad_scaler unset "
             f"(got amp={amp!r}, grad_scaler={grad_scaler!r})"
         )
+    if backward_fn is not None and getattr(optimizer, "scaler", None) is not None:
+        # accelerate's AcceleratedOptimizer under fp16: accelerator.backward scales the loss and the
+        # wrapper steps the scaler, so the sweep would clip and record scaled gradients and count
+        # a skipped step as done.
+        raise ValueError(
+            "this optimizer steps its own GradScaler (accelerate under fp16): use lrfind.hf.accelerate_range_test, or "
+            "pass the optimizer inside it (optimizer.optimizer) with grad_scaler=accelerator.scaler and no backward_fn"
+        )
     if isinstance(dist_timeout, bool) or not isinstance(dist_timeout, numbers.Real) or not 0 < dist_timeout < math.inf:
         raise ValueError(f"dist_timeout must be a finite number of seconds > 0, got {dist_timeout!r}")
     _refuse_fsdp1(model)
@@ -214,7 +222,31 @@ class LRFinder:
     ``LRFinder(model, optimizer, loss_fn, **settings).range_test(data, **overrides)`` runs
     ``lrfind.torch.range_test`` with the stored settings (overrides win) and keeps the last
     result in ``.result``; ``plot()`` and ``summary()`` read it.
+
+    Settings and overrides are ``range_test``'s keyword arguments, checked when they are given:
+    an unknown name is a TypeError, and so is a torch-lr-finder name (``end_lr``, ``num_iter``,
+    ``device``, ``val_loader``, ...), whose message gives lrfind's name for it.
+    ``lrfind.compat.torch_lr_finder.LRFinder`` keeps torch-lr-finder's names and behaviour.
     """
+
+    # torch-lr-finder's keyword arguments, and what lrfind.torch calls them (or does instead).
+    _TORCH_LR_FINDER_NAMES = {
+        "start_lr": "min_lr",
+        "end_lr": "max_lr",
+        "num_iter": "num_steps",
+        "step_mode": "mode",
+        "smooth_f": "smooth_factor",
+        "diverge_th": 'diverge_threshold (torch-lr-finder\'s rule is watch="smoothed", diverge_threshold=5)',
+        "device": "(no argument: move the model yourself, model.to(device); lrfind uses the model's device)",
+        "memory_cache": 'state_cache="cpu" (memory_cache=True) or state_cache="disk" (False)',
+        "cache_dir": 'state_cache="disk" (a temporary folder, removed afterwards)',
+        "amp_backend": 'amp="bf16" or amp="fp16"',
+        "amp_config": 'amp="bf16" or amp="fp16" (autocast on the model\'s device)',
+        "val_loader": "val_data",
+        "train_loader": "the data argument, range_test(data)",
+        "non_blocking_transfer": "(no argument: not needed, batches move with non_blocking=True)",
+        "criterion": "loss_fn",
+    }
 
     def __init__(
         self,
@@ -223,12 +255,14 @@ class LRFinder:
         loss_fn: Callable[..., torch.Tensor] | None = None,
         **settings: Any,
     ) -> None:
+        self._check_names(settings, "LRFinder()")
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.settings = settings
         self.result: RangeTestResult | None = None
 
-    def range_test(self, data: Any, **overrides: Any) -> RangeTestResult:
+    def range_test(self, data: Any = None, **overrides: Any) -> RangeTestResult:
         """Run the test on ``data``; keyword arguments as ``lrfind.torch.range_test``."""
+        self._check_names(overrides, "LRFinder.range_test()")
         self.result = range_test(self.model, self.optimizer, self.loss_fn, data, **{**self.settings, **overrides})
         return self.result
 
@@ -244,6 +278,27 @@ class LRFinder:
         if self.result is None:
             raise RuntimeError("no range test has run yet: call range_test(data) first")
         return self.result
+
+    @classmethod
+    def _check_names(cls, given: Mapping[str, Any], where: str) -> None:
+        """Refuse, before anything runs, keyword arguments that ``range_test`` does not take:
+        torch-lr-finder's with lrfind's names for them, any other with the names it takes."""
+        params = inspect.signature(range_test).parameters
+        known = [name for name, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        theirs = [name for name in given if name in cls._TORCH_LR_FINDER_NAMES]
+        unknown = [name for name in given if name not in known and name not in theirs]
+        if theirs:
+            renames = "; ".join(f"{name} -> {cls._TORCH_LR_FINDER_NAMES[name]}" for name in theirs)
+            also = f" (and unknown: {', '.join(unknown)})" if unknown else ""
+            raise TypeError(
+                f"{where} got torch-lr-finder's argument(s) {', '.join(theirs)}{also}; in lrfind.torch: {renames}. "
+                "lrfind.compat.torch_lr_finder.LRFinder keeps torch-lr-finder's names"
+            )
+        if unknown:
+            raise TypeError(
+                f"{where} got unexpected keyword argument(s) {', '.join(unknown)}: lrfind.torch.range_test takes "
+                f"{', '.join(known)}"
+            )
 
 
 class StoppedRankError(RuntimeError):
