@@ -1,6 +1,7 @@
 //! criterion benches of the core: `analyze` on one realistic 100-point sweep (the seed's pipeline
-//! and each method), `analyze_batch` on 100,000 ragged sweeps of 60-100 points (seed pipeline),
-//! and the per-point parts of the batch (one read, `ln`, the detector) over the same 8M points.
+//! and each method), `analyze_batch` on 100,000 ragged sweeps of 60-100 points (the seed's
+//! pipeline, `auto`, every method), and the per-point parts of the batch (one read, libm's `ln`,
+//! the detector) over the same 8M points.
 //!
 //! The sweeps follow `benches/sweeps.py`: plateau, smoothstep descent, exponential explosion,
 //! log-normal noise, and the same mix of flat, never-diverging, NaN/inf-tailed,
@@ -225,11 +226,21 @@ fn bench_batch(c: &mut Criterion) {
         .sample_size(10)
         .measurement_time(Duration::from_secs(3))
         .throughput(Throughput::Elements(lrs.len() as u64));
-    g.bench_function("analyze_batch", |b| b.iter(|| analyze_batch(&lrs, &losses, &offsets, &cfg).unwrap()));
-    g.bench_function("analyze_batch_1thread", |b| {
-        b.iter(|| one_thread.install(|| analyze_batch(&lrs, &losses, &offsets, &cfg).unwrap()))
-    });
-    // `minimum` reads no slope: the difference to the above is steepest's ln + gradient.
+    // steepest (the seed's pipeline), auto (`AnalyzeConfig::default()`), and every method (the
+    // default of Python's `analyze_batch` and of the command line), on rayon's pool and on one
+    // thread.
+    let variants = [("", cfg.clone()), ("_auto", config(&["auto"])), ("_all", config(&METHOD_NAMES))];
+    for (suffix, cfg) in &variants {
+        g.bench_function(format!("analyze_batch{suffix}"), |b| {
+            b.iter(|| analyze_batch(&lrs, &losses, &offsets, cfg).unwrap())
+        });
+    }
+    for (suffix, cfg) in &variants {
+        g.bench_function(format!("analyze_batch{suffix}_1thread"), |b| {
+            b.iter(|| one_thread.install(|| analyze_batch(&lrs, &losses, &offsets, cfg).unwrap()))
+        });
+    }
+    // `minimum` reads no slope: the difference to steepest is its ln + gradient.
     let minimum = config(&["minimum"]);
     g.bench_function("analyze_batch_minimum_1thread", |b| {
         b.iter(|| one_thread.install(|| analyze_batch(&lrs, &losses, &offsets, &minimum).unwrap()))

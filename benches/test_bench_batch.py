@@ -38,7 +38,15 @@ def _analyze_batch(lrs, losses, offsets):
     return b.stop_index, b.index["steepest"], b.lr["steepest"]
 
 
-BATCH = {"analyze_batch": _analyze_batch, "per_sweep_loop": per_sweep_loop, "vectorized": vectorized, "floor": floor}
+BATCH = {
+    "analyze_batch": _analyze_batch,
+    # `auto` alone (the core's default method), and every method (Python's and the CLI's default).
+    "analyze_batch_auto": lambda *data: lrfind.analyze_batch(*data, methods="auto"),
+    "analyze_batch_all": lambda *data: lrfind.analyze_batch(*data, methods=lrfind.METHODS),
+    "per_sweep_loop": per_sweep_loop,
+    "vectorized": vectorized,
+    "floor": floor,
+}
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +68,18 @@ def _ratios(t):
         ours = t["analyze_batch"]
         for name, goal in (("per_sweep_loop", ">= 200x"), ("vectorized", ">= 20x")):
             if name in t:
-                lines.append(f"analyze_batch is {t[name] / ours:.1f}x faster than {name} (goal {goal})")
+                lines.append(f"analyze_batch (steepest) is {t[name] / ours:.1f}x faster than {name} (goal {goal})")
         if "floor" in t:
-            lines.append(f"analyze_batch takes {ours / t['floor']:.1f}x the floor's time (goal <= 3x)")
+            lines.append(f"analyze_batch (steepest) takes {ours / t['floor']:.1f}x the floor's time (goal <= 3x)")
+        if "analyze_batch_auto" in t:
+            auto = t["analyze_batch_auto"]
+            lines.append(f"analyze_batch (auto) takes {auto / ours:.2f}x steepest's time (goal <= 2x)")
+        if "analyze_batch_all" in t:
+            every = t["analyze_batch_all"] * 1e3 * 100_000 / SWEEPS[0]
+            lines.append(
+                f"analyze_batch (all {len(lrfind.METHODS)} methods): {every:.0f} ms per 100,000 sweeps, "
+                f"{t['analyze_batch_all'] / ours:.2f}x steepest's time"
+            )
     if {"tracker", "empty_loop"} <= t.keys():
         per_step = (t["tracker"] - t["empty_loop"]) / STEPS[0] * 1e9
         lines.append(f"DivergenceDetector.update from Python: {per_step:.0f} ns per step over an empty loop")
@@ -83,10 +100,18 @@ def test_matches_vectorized(benchmark):
 @pytest.mark.benchmark(group="batch: 100,000 sweeps of 60-100 points", min_rounds=10)
 @pytest.mark.parametrize(
     "name, rounds",
-    [("analyze_batch", None), ("per_sweep_loop", 3), ("vectorized", None), ("floor", None)],
+    [
+        ("analyze_batch", None),
+        ("analyze_batch_auto", None),
+        ("analyze_batch_all", None),
+        ("per_sweep_loop", 3),
+        ("vectorized", None),
+        ("floor", None),
+    ],
 )
 def test_batch(benchmark, best, name, rounds):
-    """One implementation of the seed's pipeline (or the floor) over all the sweeps."""
+    """One implementation of the seed's pipeline (or auto, or every method, or the floor) over all
+    the sweeps."""
     data = _sweeps(_size(benchmark, SWEEPS))
     if rounds is None:
         benchmark(BATCH[name], *data)

@@ -3,7 +3,7 @@
 use crate::auto::AutoParams;
 use crate::cancel::Cancel;
 use crate::diagnose::{diagnose_checked, Arch, DiagnoseConfig, Diagnosis};
-use crate::diverge::{detect, DivergenceConfig, DivergenceDetector, StopReason};
+use crate::diverge::{detect, DivergenceConfig, DivergenceDetector, StopReason, Watch};
 use crate::error::{check_sweep, param, Result};
 use crate::gradient::gradient_into;
 use crate::suggest::{
@@ -134,11 +134,57 @@ pub(crate) struct Summary {
 /// Per-worker buffers: a batch allocates them once per thread, not once per sweep.
 #[derive(Debug, Default)]
 pub(crate) struct Work {
+    /// The points before the stop.
     pub lrs: Vec<f64>,
     pub raw: Vec<f64>,
+    /// Their EMA, when asked for (see [`Work::read`]).
     pub smoothed: Vec<f64>,
     pub suggest: Scratch,
     pub diag: crate::diagnose::Scratch,
+}
+
+impl Work {
+    /// Validates the sweep, finds the stop and keeps the points before it; the EMA is computed
+    /// only when the rule watches it or `smoothed` asks for it. The sweep comes from memory
+    /// once: the passes after the first read it from the cache.
+    fn read<L, F>(
+        &mut self,
+        lrs: &[L],
+        losses: &[F],
+        config: DivergenceConfig,
+        smoothed: bool,
+    ) -> Result<Option<(usize, StopReason)>>
+    where
+        L: Copy + Into<f64>,
+        F: Copy + Into<f64>,
+    {
+        check_sweep(lrs, losses)?;
+        let mut detector = DivergenceDetector::checked(config);
+        self.smoothed.clear();
+        if smoothed || config.watch == Watch::Smoothed {
+            for &loss in losses {
+                if detector.update(loss.into()) {
+                    break;
+                }
+                self.smoothed.push(detector.smoothed().unwrap_or(f64::NAN));
+            }
+        } else {
+            for &loss in losses {
+                if detector.update_raw(loss.into()) {
+                    break;
+                }
+            }
+        }
+        let stop = detector.stop();
+        // With patience > 1 the stop lies before the point that decided it.
+        let kept = stop.map_or(lrs.len(), |(i, _)| i);
+        self.smoothed.truncate(kept);
+        self.lrs.clear();
+        self.lrs.extend(lrs[..kept].iter().map(|&v| v.into()));
+        self.raw.clear();
+        self.raw.extend(losses[..kept].iter().map(|&v| v.into()));
+        Ok(stop)
+    }
 }
 
 /// Reads one sweep: LRs finite, positive and strictly increasing; losses may hold NaN/inf.
@@ -161,7 +207,7 @@ where
     config.validate()?;
     let mut work = Work::default();
     let mut suggestions = Vec::with_capacity(config.methods.len());
-    let summary = analyze_into(lrs, losses, config, &mut work, &mut suggestions, cancel)?;
+    let summary = analyze_into(lrs, losses, config, true, &mut work, &mut suggestions, cancel)?;
     let smooth = config.methods.iter().find_map(|m| match m {
         Method::Auto(p) => Some(p.smooth),
         _ => None,
@@ -171,11 +217,11 @@ where
         SuggestOn::Raw => &work.raw,
         SuggestOn::Smoothed => &work.smoothed,
     };
-    let trend = crate::auto::lag_free(&work.lrs, series, smooth, &mut work.suggest.auto, cancel)?.to_vec();
+    let logs = &mut work.suggest.logs;
+    let trend = crate::auto::lag_free(logs.log10(&work.lrs), series, smooth, &mut work.suggest.auto, cancel)?.to_vec();
     let mut gradient = vec![0.0; series.len()];
     if series.len() >= 2 {
-        let x: Vec<f64> = work.lrs.iter().map(|v| v.ln()).collect();
-        gradient_into(&x, series, &mut gradient);
+        gradient_into(logs.ln(&work.lrs), series, &mut gradient);
     } else {
         gradient.clear();
     }
@@ -191,12 +237,15 @@ where
     })
 }
 
-/// The shared body of `analyze` and `analyze_batch`: validates the sweep, fills `work` with the
-/// points before the stop, appends one suggestion per method to `out`.
+/// The shared body of `analyze` and `analyze_batch`: validates the sweep (`config` must be
+/// valid), fills `work` with the points before the stop, appends one suggestion per method to
+/// `out`. `full` is for `analyze`, which reports more than a batch: the EMA of the kept points
+/// and the diagnosis's noise ratio.
 pub(crate) fn analyze_into<L, F>(
     lrs: &[L],
     losses: &[F],
     config: &AnalyzeConfig,
+    full: bool,
     work: &mut Work,
     out: &mut Vec<Suggestion>,
     cancel: &Cancel,
@@ -205,27 +254,8 @@ where
     L: Copy + Into<f64>,
     F: Copy + Into<f64>,
 {
-    check_sweep(lrs, losses)?;
-    let mut detector = DivergenceDetector::new(config.detector)?;
-    work.lrs.clear();
-    work.raw.clear();
-    work.smoothed.clear();
-    for (&lr, &loss) in lrs.iter().zip(losses) {
-        let loss = loss.into();
-        if detector.update(loss) {
-            break;
-        }
-        work.lrs.push(lr.into());
-        work.raw.push(loss);
-        work.smoothed.push(detector.smoothed().unwrap_or(f64::NAN));
-    }
-    let stop = detector.stop();
-    // With patience > 1 the stop lies before the point that decided it.
-    let kept = stop.map_or(work.raw.len(), |(i, _)| i);
-    work.lrs.truncate(kept);
-    work.raw.truncate(kept);
-    work.smoothed.truncate(kept);
-
+    let stop = work.read(lrs, losses, config.detector, full || config.suggest_on == SuggestOn::Smoothed)?;
+    work.suggest.logs.clear();
     let series = match config.suggest_on {
         SuggestOn::Raw => &work.raw,
         SuggestOn::Smoothed => &work.smoothed,
@@ -265,7 +295,7 @@ where
     };
     let stop_lr = stop.map(|(i, reason)| (i, reason, lrs[i].into()));
     let suggested = out.first().and_then(|s| s.lr);
-    let diagnosis = diagnose_checked(&work.lrs, &work.raw, stop_lr, suggested, &config.diagnose, &mut work.diag);
+    let diagnosis = diagnose_checked(&work.lrs, &work.raw, stop_lr, suggested, &config.diagnose, full, &mut work.diag);
     Ok(Summary { stop, min_loss, lr_at_min, diagnosis })
 }
 

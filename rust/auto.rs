@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use crate::cancel::Cancel;
+use crate::cancel::{Cancel, CHECK_EVERY};
 use crate::error::Result;
 use crate::kernel::gaussian;
 
@@ -136,18 +136,17 @@ pub(crate) const MIN_POINTS: usize = 5;
 /// Reusable buffers.
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
-    x: Vec<f64>,
     median: Vec<f64>,
     smooth: Vec<f64>,
-    resid: Vec<f64>,
+    keys: Vec<i64>,
     kernel: crate::kernel::Scratch,
 }
 
-/// Runs `auto` on finite `losses` at `lrs` (validated, `MIN_POINTS` or more); `exploded` says
-/// whether the sweep ended in an explosion (then a minimum at the end is no sign of a range too low).
-/// Linear time; only a cancelled call fails.
+/// Runs `auto` on finite `losses` at `x`, the log10 of validated LRs (`MIN_POINTS` or more);
+/// `exploded` says whether the sweep ended in an explosion (then a minimum at the end is no sign
+/// of a range too low). Linear time; only a cancelled call fails.
 pub(crate) fn auto(
-    lrs: &[f64],
+    x: &[f64],
     losses: &[f64],
     exploded: bool,
     p: &AutoParams,
@@ -155,9 +154,9 @@ pub(crate) fn auto(
     cancel: &Cancel,
 ) -> Result<Auto> {
     let n = losses.len();
-    debug_assert!(n >= MIN_POINTS && lrs.len() == n);
-    lag_free(lrs, losses, p.smooth, s, cancel)?;
-    let (x, sm) = (&s.x, &s.smooth);
+    debug_assert!(n >= MIN_POINTS && x.len() == n);
+    lag_free(x, losses, p.smooth, s, cancel)?;
+    let sm = &s.smooth;
 
     let at_min = argmin(sm);
     let start = argmax(&sm[..=at_min]);
@@ -172,9 +171,9 @@ pub(crate) fn auto(
     let (_, x_10) = crossing(0.1);
 
     // Noise: robust spread of the raw loss about the smoothed one, up to the minimum.
-    s.resid.clear();
-    s.resid.extend(losses[..=at_min].iter().zip(&sm[..=at_min]).map(|(a, b)| a - b));
-    let noise = 1.4826 * mad(&mut s.resid);
+    s.keys.clear();
+    s.keys.extend(losses[..=at_min].iter().zip(&sm[..=at_min]).map(|(a, b)| total_key(a - b)));
+    let noise = 1.4826 * mad(&mut s.keys);
     let snr = depth / noise.max(1e-12 * top.abs().max(1e-300));
     let still_falling = !exploded && at_min + (n / 20).max(2) >= n;
     let width = x[at_min] - x_10;
@@ -199,20 +198,18 @@ pub(crate) fn auto(
     Ok(Auto::Found { index, lr, range, reading })
 }
 
-/// The lag-free curve `auto` reads, into `s.smooth` (and log10 of the LRs into `s.x`): a
-/// 5-point running median, so that no single point gets through, then a Gaussian kernel
-/// `smooth` decades wide in log10(LR), which, unlike an EMA, does not lag. Linear time.
+/// The lag-free curve `auto` reads, into `s.smooth`: a 5-point running median, so that no
+/// single point gets through, then a Gaussian kernel `smooth` decades wide in `x`, log10(LR),
+/// which, unlike an EMA, does not lag. Linear time.
 pub(crate) fn lag_free<'s>(
-    lrs: &[f64],
+    x: &[f64],
     losses: &[f64],
     smooth: f64,
     s: &'s mut Scratch,
     cancel: &Cancel,
 ) -> Result<&'s [f64]> {
-    s.x.clear();
-    s.x.extend(lrs.iter().map(|v| v.log10()));
-    running_median5(losses, &mut s.median, cancel)?;
-    gaussian(&s.x, &s.median, smooth, &mut s.kernel, &mut s.smooth, cancel)?;
+    running_median5(losses, &mut s.keys, &mut s.median, cancel)?;
+    gaussian(x, &s.median, smooth, &mut s.kernel, &mut s.smooth, cancel)?;
     Ok(&s.smooth)
 }
 
@@ -224,55 +221,128 @@ fn crossing(x: &[f64], sm: &[f64], start: usize, end: usize, level: f64) -> (usi
     (j, x[j] + t * (x[j + 1] - x[j]))
 }
 
-/// Median of each point and its two neighbours either side (fewer at the ends).
-fn running_median5(v: &[f64], out: &mut Vec<f64>, cancel: &Cancel) -> Result<()> {
-    out.clear();
+/// Median of each point and its two neighbours either side (fewer at the ends), in the order
+/// of `f64::total_cmp`.
+fn running_median5(v: &[f64], keys: &mut Vec<i64>, out: &mut Vec<f64>, cancel: &Cancel) -> Result<()> {
     let n = v.len();
+    out.clear();
+    out.resize(n, 0.0);
+    // Inside, a min/max network on integer keys: no sort, no branch.
+    keys.clear();
+    keys.extend(v.iter().map(|&v| total_key(v)));
+    if n >= 5 {
+        for first in (0..n - 4).step_by(CHECK_EVERY) {
+            cancel.check()?;
+            let end = (first + CHECK_EVERY).min(n - 4);
+            medians5(&keys[first..end + 4], &mut out[first + 2..end + 2]);
+        }
+    }
     let mut w = [0.0; 5];
-    for i in 0..n {
-        cancel.every(i)?;
+    for i in (0..n.min(2)).chain(n.saturating_sub(2).max(2)..n) {
         let (lo, hi) = (i.saturating_sub(2), (i + 2).min(n - 1));
         let k = hi - lo + 1;
         w[..k].copy_from_slice(&v[lo..=hi]);
         w[..k].sort_unstable_by(f64::total_cmp);
-        out.push(if k % 2 == 1 { w[k / 2] } else { 0.5 * (w[k / 2 - 1] + w[k / 2]) });
+        out[i] = if k % 2 == 1 { w[k / 2] } else { 0.5 * (w[k / 2 - 1] + w[k / 2]) };
     }
     Ok(())
 }
 
+widest! {
+    /// `out[i]` is the median of `keys[i..i + 5]`, as a value.
+    fn medians5(keys: &[i64], out: &mut [f64]) => each_median5
+}
+
+#[inline(always)]
+fn each_median5(keys: &[i64], out: &mut [f64]) {
+    // Slices of one length: the loop runs without bounds checks, several points at once.
+    let m = out.len();
+    let (a, b, c, d, e) = (&keys[..m], &keys[1..m + 1], &keys[2..m + 2], &keys[3..m + 3], &keys[4..m + 4]);
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = from_key(median5([a[i], b[i], c[i], d[i], e[i]]));
+    }
+}
+
+/// The median of five: the middle of `e` and the two middle values of the other four.
+#[inline(always)]
+fn median5([a, b, c, d, e]: [i64; 5]) -> i64 {
+    let (lo, hi) = (a.min(b).max(c.min(d)), a.max(b).min(c.max(d)));
+    lo.min(hi).max(lo.max(hi).min(e))
+}
+
+/// Index of the first lowest value (0 if the first is NaN: nothing is below it).
 fn argmin(v: &[f64]) -> usize {
-    (0..v.len()).fold(0, |b, i| if v[i] < v[b] { i } else { b })
+    if v[0].is_nan() {
+        0
+    } else {
+        crate::suggest::argmin(v).unwrap_or(0)
+    }
 }
 
-/// Index of the last largest value (the descent starts after it).
+/// Index of the last largest value (the descent starts after it; 0 if the first is NaN).
 fn argmax(v: &[f64]) -> usize {
-    (0..v.len()).fold(0, |b, i| if v[i] >= v[b] { i } else { b })
+    if v[0].is_nan() {
+        return 0;
+    }
+    // The largest value over lanes that do not wait on each other, then where it last occurs.
+    let mut lanes = [v[0]; 4];
+    let chunks = v.chunks_exact(4);
+    for &x in chunks.remainder() {
+        lanes[0] = if x > lanes[0] { x } else { lanes[0] };
+    }
+    for c in chunks {
+        for (m, &x) in lanes.iter_mut().zip(c) {
+            *m = if x > *m { x } else { *m };
+        }
+    }
+    let max = lanes.into_iter().fold(v[0], |m, x| if x > m { x } else { m });
+    v.iter().rposition(|&x| x == max).unwrap_or(0)
 }
 
-/// Median absolute deviation from the median (reorders `v`).
-fn mad(v: &mut [f64]) -> f64 {
+/// Median absolute deviation from the median of the values whose [`total_key`]s are `v`
+/// (reorders `v`).
+fn mad(v: &mut [i64]) -> f64 {
     let med = median(v);
     for a in v.iter_mut() {
-        *a = (*a - med).abs();
+        *a = total_key((from_key(*a) - med).abs());
     }
     median(v)
 }
 
-/// Median by selection, O(n) (reorders `v`, which must not be empty).
-fn median(v: &mut [f64]) -> f64 {
+/// Median by selection in the order of `f64::total_cmp`, O(n), of the values whose
+/// [`total_key`]s are `v` (reorders `v`, which must not be empty).
+fn median(v: &mut [i64]) -> f64 {
     let n = v.len();
-    let (below, &mut upper, _) = v.select_nth_unstable_by(n / 2, f64::total_cmp);
+    let (below, &mut upper, _) = v.select_nth_unstable(n / 2);
+    let upper = from_key(upper);
     if n % 2 == 1 {
         upper
     } else {
-        0.5 * (below.iter().copied().fold(f64::NEG_INFINITY, f64::max) + upper)
+        0.5 * (below.iter().map(|&k| from_key(k)).fold(f64::NEG_INFINITY, f64::max) + upper)
     }
+}
+
+/// An integer in the order of `f64::total_cmp`: selections then compare integers.
+#[inline]
+pub(crate) fn total_key(v: f64) -> i64 {
+    let bits = v.to_bits() as i64;
+    bits ^ (((bits >> 63) as u64) >> 1) as i64
+}
+
+/// The value of a [`total_key`] (the map is its own inverse).
+#[inline]
+pub(crate) fn from_key(k: i64) -> f64 {
+    f64::from_bits((k ^ (((k >> 63) as u64) >> 1) as i64) as u64)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn log10(lrs: &[f64]) -> Vec<f64> {
+        lrs.iter().map(|v| v.log10()).collect()
+    }
 
     fn sigmoid_curve(n: usize, noise: f64) -> (Vec<f64>, Vec<f64>) {
         // Loss 2.0 falling to 0.5 around lr 1e-3 (log10 -3), rising after 1e-1; deterministic noise.
@@ -294,7 +364,7 @@ mod tests {
         let (lrs, losses) = sigmoid_curve(141, 0.0);
         let p = AutoParams { smooth: 0.0, drop: 0.5, shift: 0.0, spread: 0.5 };
         let Auto::Found { lr, range, reading, .. } =
-            auto(&lrs, &losses, false, &p, &mut Scratch::default(), &Cancel::new()).unwrap()
+            auto(&log10(&lrs), &losses, false, &p, &mut Scratch::default(), &Cancel::new()).unwrap()
         else {
             panic!()
         };
@@ -305,7 +375,7 @@ mod tests {
         assert!(!reading.still_falling && reading.confidence == 1.0);
         let shifted = AutoParams { shift: 1.0, ..p };
         let Auto::Found { lr: lr2, .. } =
-            auto(&lrs, &losses, false, &shifted, &mut Scratch::default(), &Cancel::new()).unwrap()
+            auto(&log10(&lrs), &losses, false, &shifted, &mut Scratch::default(), &Cancel::new()).unwrap()
         else {
             panic!()
         };
@@ -317,13 +387,13 @@ mod tests {
         let (lrs, mut losses) = sigmoid_curve(100, 0.02);
         let p = AutoParams::default();
         let Auto::Found { lr: before, .. } =
-            auto(&lrs, &losses, false, &p, &mut Scratch::default(), &Cancel::new()).unwrap()
+            auto(&log10(&lrs), &losses, false, &p, &mut Scratch::default(), &Cancel::new()).unwrap()
         else {
             panic!()
         };
         losses[30] = 50.0; // one early spike, far above everything
         let Auto::Found { lr: after, .. } =
-            auto(&lrs, &losses, false, &p, &mut Scratch::default(), &Cancel::new()).unwrap()
+            auto(&log10(&lrs), &losses, false, &p, &mut Scratch::default(), &Cancel::new()).unwrap()
         else {
             panic!()
         };
@@ -335,18 +405,19 @@ mod tests {
         let lrs: Vec<f64> = (0..20).map(|i| 1e-4 * 1.5f64.powi(i)).collect();
         let rising: Vec<f64> = (0..20).map(|i| 1.0 + 0.1 * i as f64).collect();
         assert_eq!(
-            auto(&lrs, &rising, false, &AutoParams::default(), &mut Scratch::default(), &Cancel::new()).unwrap(),
+            auto(&log10(&lrs), &rising, false, &AutoParams::default(), &mut Scratch::default(), &Cancel::new())
+                .unwrap(),
             Auto::NoDescent
         );
         // Smoothing a constant rounds to a few ulps of wiggle, which is no descent.
         let flat = vec![0.01171875; 20];
         assert_eq!(
-            auto(&lrs, &flat, false, &AutoParams::default(), &mut Scratch::default(), &Cancel::new()).unwrap(),
+            auto(&log10(&lrs), &flat, false, &AutoParams::default(), &mut Scratch::default(), &Cancel::new()).unwrap(),
             Auto::NoDescent
         );
         let falling: Vec<f64> = (0..20).map(|i| 2.0 - 0.05 * i as f64).collect();
         let read = |exploded| match auto(
-            &lrs,
+            &log10(&lrs),
             &falling,
             exploded,
             &AutoParams::default(),
@@ -366,28 +437,59 @@ mod tests {
     fn noise_lowers_the_confidence() {
         let (lrs, clean) = sigmoid_curve(100, 0.01);
         let (_, noisy) = sigmoid_curve(100, 1.0);
-        let conf =
-            |l: &[f64]| match auto(&lrs, l, false, &AutoParams::default(), &mut Scratch::default(), &Cancel::new())
-                .unwrap()
-            {
-                Auto::Found { reading, .. } => reading.confidence,
-                Auto::NoDescent => panic!(),
-            };
+        let conf = |l: &[f64]| match auto(
+            &log10(&lrs),
+            l,
+            false,
+            &AutoParams::default(),
+            &mut Scratch::default(),
+            &Cancel::new(),
+        )
+        .unwrap()
+        {
+            Auto::Found { reading, .. } => reading.confidence,
+            Auto::NoDescent => panic!(),
+        };
         assert!(conf(&clean) > 0.9 && conf(&noisy) < conf(&clean), "{} {}", conf(&clean), conf(&noisy));
     }
 
     #[test]
     fn running_median() {
         let mut out = vec![];
-        running_median5(&[5.0, 1.0, 9.0, 2.0, 3.0, 100.0, 4.0], &mut out, &Cancel::new()).unwrap();
+        running_median5(&[5.0, 1.0, 9.0, 2.0, 3.0, 100.0, 4.0], &mut vec![], &mut out, &Cancel::new()).unwrap();
         assert_eq!(out, vec![5.0, 3.5, 3.0, 3.0, 4.0, 3.5, 4.0]);
     }
 
     proptest! {
+        /// As sorting each window in the order of `total_cmp`, signed zeros and NaN included.
+        #[test]
+        fn running_median_as_sorting(v in prop::collection::vec(prop_oneof![
+            -3.0f64..3.0, Just(0.0), Just(-0.0), Just(1.0), Just(f64::NAN), Just(f64::INFINITY), Just(f64::NEG_INFINITY),
+        ], 0..60)) {
+            let mut out = vec![];
+            running_median5(&v, &mut vec![], &mut out, &Cancel::new()).unwrap();
+            for (i, o) in out.iter().enumerate() {
+                let mut w = v[i.saturating_sub(2)..(i + 3).min(v.len())].to_vec();
+                w.sort_unstable_by(f64::total_cmp);
+                let k = w.len();
+                let want = if k % 2 == 1 { w[k / 2] } else { 0.5 * (w[k / 2 - 1] + w[k / 2]) };
+                prop_assert!(o.to_bits() == want.to_bits() || (o.is_nan() && want.is_nan()), "{i}: {o} {want}");
+            }
+        }
+
+        /// The first lowest and the last largest, as the folds over the indices find them.
+        #[test]
+        fn extremes_as_the_folds(v in prop::collection::vec(prop_oneof![
+            -3.0f64..3.0, Just(0.0), Just(-0.0), Just(1.0), Just(f64::NAN), Just(f64::INFINITY), Just(f64::NEG_INFINITY),
+        ], 1..40)) {
+            prop_assert_eq!(argmin(&v), (0..v.len()).fold(0, |b, i| if v[i] < v[b] { i } else { b }));
+            prop_assert_eq!(argmax(&v), (0..v.len()).fold(0, |b, i| if v[i] >= v[b] { i } else { b }));
+        }
+
         #[test]
         fn pick_and_range_lie_in_order(losses in prop::collection::vec(0.0f64..10.0, MIN_POINTS..150)) {
             let lrs: Vec<f64> = (0..losses.len()).map(|i| 1e-6 * 1.2f64.powi(i as i32)).collect();
-            match auto(&lrs, &losses, false, &AutoParams::default(), &mut Scratch::default(), &Cancel::new()).unwrap() {
+            match auto(&log10(&lrs), &losses, false, &AutoParams::default(), &mut Scratch::default(), &Cancel::new()).unwrap() {
                 Auto::NoDescent => {}
                 Auto::Found { index, lr, range, reading } => {
                     prop_assert!(index < losses.len());

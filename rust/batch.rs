@@ -226,13 +226,12 @@ where
         // Offsets were checked: in range and non-decreasing.
         let (a, b) = (offsets[sweep] as usize, offsets[sweep + 1] as usize);
         suggestions.clear();
-        let s =
-            analyze_into(&lrs[a..b], &losses[a..b], config, &mut work, &mut suggestions, cancel).map_err(
-                |e| match e {
-                    Error::Interrupted => e,
-                    e => Error::Sweep { index: sweep, source: Box::new(e) },
-                },
-            )?;
+        let s = analyze_into(&lrs[a..b], &losses[a..b], config, false, &mut work, &mut suggestions, cancel).map_err(
+            |e| match e {
+                Error::Interrupted => e,
+                e => Error::Sweep { index: sweep, source: Box::new(e) },
+            },
+        )?;
         if let Some((i, reason)) = s.stop {
             rows.stop_index[r] = i as i64;
             rows.stop_reason[r] = reason.code();

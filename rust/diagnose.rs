@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::auto::{from_key, total_key};
 use crate::diverge::StopReason;
 use crate::error::{param, Result};
 
@@ -254,13 +255,15 @@ impl fmt::Display for Diagnosis {
 /// `lrs` and `raw` hold those points (validated, finite); `stop` is the stop of the whole sweep
 /// with the LR of the explosion point; `suggested` is the main suggestion. The shape is read
 /// off a centred moving average of the raw loss: unlike the EMA it does not lag, so the range
-/// and the minimum sit where the loss really is.
+/// and the minimum sit where the loss really is. `noise_ratio` is NaN unless the kind is noisy
+/// or `noise_ratio` asks for it (a batch reports only the kind).
 pub(crate) fn diagnose_checked(
     lrs: &[f64],
     raw: &[f64],
     stop: Option<(usize, StopReason, f64)>,
     suggested: Option<f64>,
     cfg: &DiagnoseConfig,
+    noise_ratio: bool,
     scratch: &mut Scratch,
 ) -> Diagnosis {
     let n = raw.len();
@@ -290,13 +293,7 @@ pub(crate) fn diagnose_checked(
     centred_mean(raw, (n / 40).max(1), &mut scratch.centred);
     let smoothed = &scratch.centred;
     let first = smoothed[0];
-    let (mut lo, mut hi, mut at_min) = (first, first, 0);
-    for (i, &v) in smoothed.iter().enumerate() {
-        if v < lo {
-            (lo, at_min) = (v, i);
-        }
-        hi = hi.max(v);
-    }
+    let (at_min, lo, hi) = extremes(smoothed);
     let scale = first.abs().max(f64::MIN_POSITIVE);
     if (hi - lo) / scale < cfg.flat_tol {
         d.kind = DiagnosisKind::Flat;
@@ -309,62 +306,130 @@ pub(crate) fn diagnose_checked(
     }
     let low = smoothed.iter().position(|&v| v <= first - cfg.range_drop * drop).unwrap_or(at_min);
     d.descent = Some((lrs[low], lrs[at_min]));
-    d.noise_ratio = robust_noise(raw, &mut scratch.noise) / drop;
     let tail = ((cfg.improving_tail * n as f64).ceil() as usize).max(1);
     d.kind = if stop.is_none() && at_min >= n - tail {
         DiagnosisKind::NoDivergence
-    } else if d.noise_ratio > cfg.noise_tol {
+    } else if noisy(raw, drop, cfg.noise_tol, &mut scratch.noise) {
         DiagnosisKind::Noisy
     } else {
         DiagnosisKind::Good
     };
+    if noise_ratio || d.kind == DiagnosisKind::Noisy {
+        d.noise_ratio = robust_noise(raw, &mut scratch.noise) / drop;
+    }
     d
+}
+
+/// The first lowest point and its value (none is below a NaN first), and the highest value
+/// (NaN only if all are), from lanes that do not wait on each other.
+fn extremes(v: &[f64]) -> (usize, f64, f64) {
+    let first = v[0];
+    let (mut lows, mut highs) = ([first; 4], [first; 4]);
+    let chunks = v.chunks_exact(4);
+    for &x in chunks.remainder() {
+        lows[0] = if x < lows[0] { x } else { lows[0] };
+        highs[0] = highs[0].max(x);
+    }
+    for c in chunks {
+        for ((l, h), &x) in lows.iter_mut().zip(highs.iter_mut()).zip(c) {
+            *l = if x < *l { x } else { *l };
+            *h = h.max(x);
+        }
+    }
+    let lowest = lows.into_iter().fold(first, |m, x| if x < m { x } else { m });
+    let at_min = v.iter().position(|&x| x == lowest).unwrap_or(0);
+    (at_min, v[at_min], highs.into_iter().fold(first, f64::max))
 }
 
 /// Reusable buffers of the diagnosis.
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
     centred: Vec<f64>,
-    noise: Vec<f64>,
+    noise: Vec<i64>,
 }
 
 /// Mean over the window `[i - half, i + half]`, clipped at both ends, by running sums.
 fn centred_mean(x: &[f64], half: usize, out: &mut Vec<f64>) {
     let n = x.len();
     out.clear();
+    out.resize(n, 0.0);
     let mut sum: f64 = x[..half.min(n)].iter().sum();
-    for i in 0..n {
+    // The sums first: three stretches (the window growing, whole, shrinking) with the additions
+    // of one loop; then the divisions, which no longer wait on the sums one by one.
+    let (grow, whole) = ((half + 1).min(n), n.saturating_sub(half).max(half + 1).min(n));
+    for (i, o) in out[..grow].iter_mut().enumerate() {
         if i + half < n {
             sum += x[i + half];
         }
-        if i > half {
-            sum -= x[i - half - 1];
-        }
-        let count = (i + half).min(n - 1) + 1 - i.saturating_sub(half);
-        out.push(sum / count as f64);
+        *o = sum;
     }
+    for i in grow..whole {
+        sum += x[i + half];
+        sum -= x[i - half - 1];
+        out[i] = sum;
+    }
+    for (i, o) in out.iter_mut().enumerate().skip(whole) {
+        sum -= x[i - half - 1];
+        *o = sum;
+    }
+    for (i, o) in out[..grow].iter_mut().enumerate() {
+        *o /= ((i + half).min(n - 1) + 1) as f64;
+    }
+    let width = (2 * half + 1) as f64;
+    for o in &mut out[grow..whole] {
+        *o /= width;
+    }
+    for (i, o) in out.iter_mut().enumerate().skip(whole) {
+        *o /= (n - (i - half)) as f64;
+    }
+}
+
+/// `robust_noise(raw) / drop > tol` without selecting the median: the ratio rounds up or stays
+/// as a difference grows (NaN aside), so the median's ratio is above `tol` exactly when at most
+/// the median's rank of differences have a ratio at or below it. A count against two bounds that
+/// bracket the threshold decides, unless a difference falls between them or is NaN.
+fn noisy(raw: &[f64], drop: f64, tol: f64, scratch: &mut Vec<i64>) -> bool {
+    let ratio = |v: f64| v * 1.4826 / 6f64.sqrt() / drop;
+    let guess = tol * drop * 6f64.sqrt() / 1.4826;
+    let (below, above) = (guess * (1.0 - 1e-9), guess * (1.0 + 1e-9));
+    if raw.len() >= 3 && ratio(below) <= tol && ratio(above) > tol {
+        // Slices of one length and no branch: the loop runs several differences at once.
+        let m = raw.len() - 2;
+        let (a, b, c) = (&raw[..m], &raw[1..=m], &raw[2..]);
+        let (mut at_or_below, mut unsure) = (0, 0);
+        for i in 0..m {
+            let v = (c[i] - 2.0 * b[i] + a[i]).abs();
+            at_or_below += usize::from(v <= below);
+            unsure += usize::from(!(v <= below || v >= above));
+        }
+        if unsure == 0 {
+            return at_or_below <= m / 2;
+        }
+    }
+    robust_noise(raw, scratch) / drop > tol
 }
 
 /// Robust standard deviation of white noise on a smooth curve: the median absolute second
 /// difference, which is sqrt(6) sigma / 1.4826 for Gaussian noise and nearly blind to curvature.
-fn robust_noise(raw: &[f64], scratch: &mut Vec<f64>) -> f64 {
+fn robust_noise(raw: &[f64], scratch: &mut Vec<i64>) -> f64 {
     scratch.clear();
-    scratch.extend(raw.windows(3).map(|w| (w[2] - 2.0 * w[1] + w[0]).abs()));
+    scratch.extend(raw.windows(3).map(|w| total_key((w[2] - 2.0 * w[1] + w[0]).abs())));
     if scratch.is_empty() {
         return 0.0;
     }
     let mid = scratch.len() / 2;
-    let (_, median, _) = scratch.select_nth_unstable_by(mid, f64::total_cmp);
-    *median * 1.4826 / 6f64.sqrt()
+    let (_, &mut median, _) = scratch.select_nth_unstable(mid);
+    from_key(median) * 1.4826 / 6f64.sqrt()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn run(raw: &[f64], stop: Option<(usize, StopReason, f64)>) -> Diagnosis {
         let lrs: Vec<f64> = (0..raw.len()).map(|i| 1e-7 * 10f64.powf(i as f64 / 12.0)).collect();
-        diagnose_checked(&lrs, raw, stop, Some(1e-3), &DiagnoseConfig::default(), &mut Scratch::default())
+        diagnose_checked(&lrs, raw, stop, Some(1e-3), &DiagnoseConfig::default(), true, &mut Scratch::default())
     }
 
     /// The seed's "good" table, 12 points a decade: plateau, descent, then up.
@@ -416,9 +481,9 @@ mod tests {
         let lrs: Vec<f64> = (0..90).map(|i| 1e-7 * 10f64.powf(i as f64 / 12.0)).collect();
         let raw = seed_good();
         let cfg = DiagnoseConfig { arch: Some(Arch::FineTuning), ..Default::default() };
-        let d = diagnose_checked(&lrs, &raw, None, Some(1e-2), &cfg, &mut Scratch::default());
+        let d = diagnose_checked(&lrs, &raw, None, Some(1e-2), &cfg, true, &mut Scratch::default());
         assert!(d.message().contains("outside the usual range for fine-tuning (1e-6 to 1e-4)"), "{}", d.message());
-        let d = diagnose_checked(&lrs, &raw, None, Some(1e-5), &cfg, &mut Scratch::default());
+        let d = diagnose_checked(&lrs, &raw, None, Some(1e-5), &cfg, true, &mut Scratch::default());
         assert_eq!(d.arch_warning, None);
         assert!(Arch::parse("rnn").is_err());
     }
@@ -441,5 +506,41 @@ mod tests {
         let bad = DiagnoseConfig { flat_tol: 0.0, ..Default::default() };
         assert_eq!(bad.validate().unwrap_err().to_string(), "flat_tol must be in (0, 1), got 0");
         assert!(DiagnoseConfig { min_points: 1, ..Default::default() }.validate().is_err());
+    }
+
+    proptest! {
+        /// As the scan that keeps the first lowest point and the running maximum.
+        #[test]
+        fn extremes_as_one_scan(v in prop::collection::vec(prop_oneof![
+            -3.0f64..3.0, Just(0.0), Just(-0.0), Just(1.0), Just(f64::NAN), Just(f64::INFINITY), Just(f64::NEG_INFINITY),
+        ], 1..40)) {
+            let (mut lo, mut hi, mut at_min) = (v[0], v[0], 0);
+            for (i, &x) in v.iter().enumerate() {
+                if x < lo {
+                    (lo, at_min) = (x, i);
+                }
+                hi = hi.max(x);
+            }
+            let (a, l, h) = extremes(&v);
+            prop_assert_eq!((a, l.to_bits()), (at_min, lo.to_bits()));
+            prop_assert!(h == hi || (h.is_nan() && hi.is_nan()));
+        }
+
+        /// The count decides as the median would, also with `tol` at the median's own ratio or
+        /// one ulp either side of it, and with repeated values.
+        #[test]
+        fn noisy_is_the_medians_verdict(
+            raw in prop::collection::vec(prop_oneof![-3.0f64..3.0, Just(0.5), Just(0.0)], 0..90),
+            drop in prop_oneof![1e-3f64..10.0, Just(0.0), Just(f64::INFINITY)],
+            tol in 1e-3f64..2.0,
+        ) {
+            let median = robust_noise(&raw, &mut vec![]);
+            let at_median = median / drop;
+            for tol in [tol, at_median, at_median.next_up(), at_median.next_down()] {
+                if tol.is_finite() && tol > 0.0 {
+                    prop_assert_eq!(noisy(&raw, drop, tol, &mut vec![]), median / drop > tol);
+                }
+            }
+        }
     }
 }

@@ -124,8 +124,13 @@ impl DivergenceDetector {
     /// A detector that has seen nothing yet.
     pub fn new(config: DivergenceConfig) -> Result<Self> {
         config.validate()?;
-        Ok(Self {
-            ema: Ema::new(config.alpha, config.debias)?,
+        Ok(Self::checked(config))
+    }
+
+    /// [`DivergenceDetector::new`] for a config validated once for many sweeps.
+    pub(crate) fn checked(config: DivergenceConfig) -> Self {
+        Self {
+            ema: Ema::checked(config.alpha, config.debias),
             config,
             smoothed: f64::NAN,
             best: f64::INFINITY,
@@ -134,7 +139,7 @@ impl DivergenceDetector {
             violations: 0,
             run_start: 0,
             stop: None,
-        })
+        }
     }
 
     /// Adds the loss of the next step; `true` means stop. Once stopped, it stays stopped and
@@ -144,22 +149,38 @@ impl DivergenceDetector {
         if self.stop.is_some() {
             return true;
         }
-        let i = self.count;
-        self.count += 1;
         self.smoothed = self.ema.update(loss);
-        if loss.is_nan() {
-            self.stop = Some((i, StopReason::Nan));
-            return true;
-        }
-        if loss.is_infinite() {
-            self.stop = Some((i, StopReason::Inf));
-            return true;
-        }
         let watched = match self.config.watch {
             Watch::Raw => loss,
             Watch::Smoothed => self.smoothed,
         };
-        let limit = self.best + (self.config.threshold - 1.0) * self.best.abs().max(ZERO_FLOOR * self.peak);
+        self.judge(loss, watched)
+    }
+
+    /// [`DivergenceDetector::update`] without the EMA, whose serial multiply-add is most of the
+    /// detector's time: for a `Watch::Raw` rule whose caller never reads `smoothed`.
+    #[inline]
+    pub(crate) fn update_raw(&mut self, loss: f64) -> bool {
+        debug_assert!(self.config.watch == Watch::Raw);
+        if self.stop.is_some() {
+            return true;
+        }
+        self.judge(loss, loss)
+    }
+
+    /// The stop rule on the next loss and the value it watches.
+    #[inline]
+    fn judge(&mut self, loss: f64, watched: f64) -> bool {
+        let i = self.count;
+        self.count += 1;
+        if !loss.is_finite() {
+            self.stop = Some((i, if loss.is_nan() { StopReason::Nan } else { StopReason::Inf }));
+            return true;
+        }
+        // `best` and `peak` are never NaN, so plain comparisons give what `f64::min` and
+        // `f64::max` give (ties keep the old value), without their NaN handling.
+        let (floor, zero) = (self.best.abs(), ZERO_FLOOR * self.peak);
+        let limit = self.best + (self.config.threshold - 1.0) * if zero > floor { zero } else { floor };
         if self.best.is_finite() && watched > limit && i >= self.config.min_steps {
             if self.violations == 0 {
                 self.run_start = i;
@@ -172,8 +193,12 @@ impl DivergenceDetector {
         } else {
             self.violations = 0;
         }
-        self.best = self.best.min(watched);
-        self.peak = self.peak.max(watched.abs());
+        if watched < self.best {
+            self.best = watched;
+        }
+        if watched.abs() > self.peak {
+            self.peak = watched.abs();
+        }
         false
     }
 

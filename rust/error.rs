@@ -107,23 +107,37 @@ pub(crate) fn check_sweep<L: Copy + Into<f64>, F>(lrs: &[L], losses: &[F]) -> Re
     if lrs.len() != losses.len() {
         return Err(Error::Length { name: "lrs", other: "losses", len: lrs.len(), other_len: losses.len() });
     }
-    let mut prev = 0.0_f64;
+    // Above the one before (0 for the first) and below infinity: "> 0" comes with the first. A
+    // pass with `&`, not `&&`, has no branch per LR and runs several at once; only a sweep that
+    // fails it is walked again, to name the first bad LR.
+    let good = |prev: f64, lr: f64| (lr > prev) & (lr < f64::INFINITY);
+    let first = lrs.first().is_none_or(|&lr| good(0.0, lr.into()));
+    if first && lrs.iter().zip(&lrs[1.min(lrs.len())..]).fold(true, |ok, (&a, &b)| ok & good(a.into(), b.into())) {
+        return Ok(());
+    }
+    let mut prev = 0.0;
     for (index, &lr) in lrs.iter().enumerate() {
-        let lr: f64 = lr.into();
-        if !(lr.is_finite() && lr > 0.0) {
-            return Err(Error::Element { name: "lrs", index, expected: "finite and > 0", value: lr.shown() });
-        }
-        if index > 0 && lr <= prev {
-            return Err(Error::Element {
-                name: "lrs",
-                index,
-                expected: "strictly greater than the previous LR",
-                value: format!("{lr} after {prev}"),
-            });
+        let lr = lr.into();
+        if !good(prev, lr) {
+            return Err(bad_lr(index, lr, prev));
         }
         prev = lr;
     }
     Ok(())
+}
+
+#[cold]
+fn bad_lr(index: usize, lr: f64, prev: f64) -> Error {
+    if !(lr.is_finite() && lr > 0.0) {
+        Error::Element { name: "lrs", index, expected: "finite and > 0", value: lr.shown() }
+    } else {
+        Error::Element {
+            name: "lrs",
+            index,
+            expected: "strictly greater than the previous LR",
+            value: format!("{lr} after {prev}"),
+        }
+    }
 }
 
 #[cfg(test)]

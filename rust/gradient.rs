@@ -2,10 +2,15 @@
 
 use crate::error::{check_sweep, param, Result};
 
-/// `np.gradient(f, x)` into `out`: second-order central differences on the (possibly
-/// non-uniform) interior, first-order at both ends, and numpy's uniform formula when every
-/// spacing is exactly equal. Needs `f.len() == x.len() == out.len() >= 2`, `x` increasing.
-pub(crate) fn gradient_into(x: &[f64], f: &[f64], out: &mut [f64]) {
+widest! {
+    /// `np.gradient(f, x)` into `out`: second-order central differences on the (possibly
+    /// non-uniform) interior, first-order at both ends, and numpy's uniform formula when every
+    /// spacing is exactly equal. Needs `f.len() == x.len() == out.len() >= 2`, `x` increasing.
+    pub(crate) fn gradient_into(x: &[f64], f: &[f64], out: &mut [f64]) => gradient
+}
+
+#[inline(always)]
+fn gradient(x: &[f64], f: &[f64], out: &mut [f64]) {
     let n = f.len();
     debug_assert!(n >= 2 && x.len() == n && out.len() == n);
     let dx0 = x[1] - x[0];
@@ -13,12 +18,15 @@ pub(crate) fn gradient_into(x: &[f64], f: &[f64], out: &mut [f64]) {
         return gradient_uniform_into(f, dx0, out);
     }
     out[0] = (f[1] - f[0]) / dx0;
-    for i in 1..n - 1 {
-        let (dx1, dx2) = (x[i] - x[i - 1], x[i + 1] - x[i]);
+    // Slices of one length, so that the loop runs without bounds checks, several points at once.
+    let m = n - 2;
+    let (x0, x1, x2, f0, f1, f2) = (&x[..m], &x[1..=m], &x[2..], &f[..m], &f[1..=m], &f[2..]);
+    for (i, o) in out[1..=m].iter_mut().enumerate() {
+        let (dx1, dx2) = (x1[i] - x0[i], x2[i] - x1[i]);
         let a = -dx2 / (dx1 * (dx1 + dx2));
         let b = (dx2 - dx1) / (dx1 * dx2);
         let c = dx1 / (dx2 * (dx1 + dx2));
-        out[i] = a * f[i - 1] + b * f[i] + c * f[i + 1];
+        *o = a * f0[i] + b * f1[i] + c * f2[i];
     }
     out[n - 1] = (f[n - 1] - f[n - 2]) / (x[n - 1] - x[n - 2]);
 }

@@ -36,13 +36,16 @@ pub(crate) fn gaussian(
     }
     let n = x.len();
     let step = (x[n - 1] - x[0]) / (n - 1).max(1) as f64;
-    let even = n >= 2 && x.windows(2).all(|w| (w[1] - w[0] - step).abs() <= 1e-9 * step);
+    // Not `all`, which stops early: a fold over every step runs several steps at once.
+    let steps = x[1..].iter().zip(x).map(|(b, a)| b - a);
+    let even = n >= 2 && steps.fold(true, |even, d| even & ((d - step).abs() <= 1e-9 * step));
     // The direct sums cost a multiply-add (even spacing) or an `exp` (any spacing) per pair,
     // the transform about 400 multiply-adds per point: it wins above these window sizes.
     let direct_up_to = if even { 512 } else { 32 };
-    if pairs_per_point(x, reach) <= direct_up_to {
+    // No point has more than n points in reach.
+    if n <= direct_up_to || pairs_per_point(x, reach) <= direct_up_to {
         if even {
-            direct_even(x, y, step, reach, inv, &mut s.weights, out, cancel)
+            direct_even(x, y, step, reach, inv, s, out, cancel)
         } else {
             direct(x, y, reach, inv, out, cancel)
         }
@@ -55,6 +58,9 @@ pub(crate) fn gaussian(
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
     weights: Vec<f64>,
+    window: Vec<f64>,
+    pad: Vec<f64>,
+    one: Vec<f64>,
     cells: Vec<Cell>,
     moments: Vec<Moments>,
     den: Vec<f64>,
@@ -192,26 +198,90 @@ fn direct_even(
     step: f64,
     reach: f64,
     inv: f64,
-    weights: &mut Vec<f64>,
+    s: &mut Scratch,
     out: &mut Vec<f64>,
     cancel: &Cancel,
 ) -> Result<()> {
     let n = x.len();
-    weights.clear();
-    weights.extend((0..n).map(|d| d as f64 * step).take_while(|&d| d <= reach).map(|d| (d * d * inv).exp()));
-    let k = weights.len() - 1;
-    for i in 0..n {
-        cancel.every(i)?;
-        let (mut num, mut den) = (0.0, 0.0);
-        for j in i.saturating_sub(k)..=(i + k).min(n - 1) {
-            let w = weights[i.abs_diff(j)];
-            num += w * y[j];
-            den += w;
+    let half = &mut s.weights;
+    half.clear();
+    half.extend((0..n).map(|d| d as f64 * step).take_while(|&d| d <= reach).map(|d| (d * d * inv).exp()));
+    let k = half.len() - 1;
+    // The weight of each offset -k..=k, in the order a point's window adds them.
+    s.window.clear();
+    s.window.extend((0..=2 * k).map(|o| half[o.abs_diff(k)]));
+    out.clear();
+    out.resize(n, 0.0);
+    even_sums(y, &s.window, &mut s.pad, &mut s.one, out, cancel)
+}
+
+widest! {
+    /// The sums of [`direct_even`] with the weights `w` of a whole window (odd length).
+    fn even_sums(
+        y: &[f64],
+        w: &[f64],
+        pad: &mut Vec<f64>,
+        one: &mut Vec<f64>,
+        out: &mut [f64],
+        cancel: &Cancel,
+    ) -> Result<()> => sums
+}
+
+/// [`even_sums`]' body. Point i sums j = i - k..=i + k in that order, cut at the ends. Groups of
+/// points add each offset's term together, reading y padded with k zeros either side: the same
+/// additions in the same order, plus terms of 0 that change no sum (a sum from +0 is never -0),
+/// and the points no longer wait on each other's sums. Where no window is cut, the weights' sum
+/// is the same for every point.
+#[inline(always)]
+fn sums(y: &[f64], w: &[f64], pad: &mut Vec<f64>, one: &mut Vec<f64>, out: &mut [f64], cancel: &Cancel) -> Result<()> {
+    let (n, k) = (y.len(), w.len() / 2);
+    let whole_den = w.iter().fold(0.0, |den, &w| den + w);
+    for first in (0..n).step_by(BLOCK) {
+        cancel.check()?;
+        let m = BLOCK.min(n - first);
+        // pad[t] = y[first + t - k] where the sweep has that point, else 0; one[t] 1 or 0.
+        let len = m.next_multiple_of(LANES) + 2 * k;
+        let (at, from) = (k.saturating_sub(first), first.saturating_sub(k));
+        let count = (n - from).min(len - at);
+        pad.clear();
+        pad.resize(len, 0.0);
+        pad[at..at + count].copy_from_slice(&y[from..from + count]);
+        one.clear();
+        one.resize(len, 0.0);
+        one[at..at + count].fill(1.0);
+        for t in (0..m).step_by(LANES) {
+            let num = group(w, &pad[t..t + 2 * k + LANES]);
+            let den = if first + t < k || first + t + LANES + k > n {
+                group(w, &one[t..t + 2 * k + LANES])
+            } else {
+                [whole_den; LANES]
+            };
+            for (l, v) in out[first + t..first + (t + LANES).min(m)].iter_mut().enumerate() {
+                *v = num[l] / den[l];
+            }
         }
-        out.push(num / den);
     }
     Ok(())
 }
+
+/// `sum_o w[o] v[l + o]` for each of the `LANES` points `l`, the terms in order of `o`.
+#[inline(always)]
+fn group(w: &[f64], v: &[f64]) -> [f64; LANES] {
+    let mut sum = [0.0; LANES];
+    for (o, &w) in w.iter().enumerate() {
+        let v: &[f64; LANES] = v[o..o + LANES].try_into().expect("LANES values");
+        for (s, &v) in sum.iter_mut().zip(v) {
+            *s += w * v;
+        }
+    }
+    sum
+}
+
+/// Points per group of [`even_sums`], their sums held in registers.
+const LANES: usize = 16;
+
+/// Points per block of [`direct_even`]: its padded copy of the values stays in the L1 cache.
+const BLOCK: usize = 512;
 
 /// The direct sum on any increasing points.
 fn direct(x: &[f64], y: &[f64], reach: f64, inv: f64, out: &mut Vec<f64>, cancel: &Cancel) -> Result<()> {

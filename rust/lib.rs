@@ -5,6 +5,9 @@
 //! the Python bindings live in `python.rs` behind the `python` feature.
 #![deny(missing_docs)]
 
+#[macro_use]
+mod wide;
+
 mod analyze;
 mod auto;
 mod batch;

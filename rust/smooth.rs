@@ -25,7 +25,12 @@ impl Ema {
         if !(alpha > 0.0 && alpha <= 1.0) {
             return Err(param("alpha", "in (0, 1]", alpha));
         }
-        Ok(Self { alpha, debias, value: 0.0, norm: 0.0, count: 0 })
+        Ok(Self::checked(alpha, debias))
+    }
+
+    /// [`Ema::new`] for an `alpha` already checked.
+    pub(crate) fn checked(alpha: f64, debias: bool) -> Self {
+        Self { alpha, debias, value: 0.0, norm: 0.0, count: 0 }
     }
 
     /// Adds `x` and returns the smoothed value.

@@ -378,10 +378,45 @@ pub struct Suggestion {
 /// Reusable buffers so a batch of sweeps allocates once per worker.
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
-    pub x: Vec<f64>,
     pub g: Vec<f64>,
     pub tails: Vec<f64>,
+    pub logs: Logs,
     pub auto: crate::auto::Scratch,
+}
+
+/// ln and log10 of one sweep's LRs, each computed once for all the methods that read it:
+/// [`Logs::clear`] before each sweep.
+#[derive(Debug, Default)]
+pub(crate) struct Logs {
+    ln: Vec<f64>,
+    log10: Vec<f64>,
+    has_ln: bool,
+    has_log10: bool,
+}
+
+impl Logs {
+    pub fn clear(&mut self) {
+        (self.has_ln, self.has_log10) = (false, false);
+    }
+
+    /// `ln` of every LR, computed on the first call after [`Logs::clear`].
+    pub fn ln(&mut self, lrs: &[f64]) -> &[f64] {
+        fill(&mut self.ln, &mut self.has_ln, lrs, f64::ln)
+    }
+
+    /// `log10` of every LR, computed on the first call after [`Logs::clear`].
+    pub fn log10(&mut self, lrs: &[f64]) -> &[f64] {
+        fill(&mut self.log10, &mut self.has_log10, lrs, f64::log10)
+    }
+}
+
+fn fill<'a>(v: &'a mut Vec<f64>, done: &mut bool, lrs: &[f64], f: fn(f64) -> f64) -> &'a [f64] {
+    if !*done {
+        v.clear();
+        v.extend(lrs.iter().map(|&x| f(x)));
+        *done = true;
+    }
+    v
 }
 
 /// Suggests an LR from `losses` at `lrs` with `method`.
@@ -463,11 +498,8 @@ pub(crate) fn suggest_checked(
             s.g.resize(n, 0.0);
             match space {
                 Space::Index => gradient_uniform_into(wf, 1.0, &mut s.g),
-                Space::Log | Space::Linear => {
-                    s.x.clear();
-                    s.x.extend(wl.iter().map(|&lr| if space == Space::Log { lr.ln() } else { lr }));
-                    gradient_into(&s.x, wf, &mut s.g);
-                }
+                Space::Log => gradient_into(&s.logs.ln(lrs)[start..end], wf, &mut s.g),
+                Space::Linear => gradient_into(wl, wf, &mut s.g),
             }
             let Some(m) = argmin(&s.g) else { return Ok(none(Reason::Flat)) };
             let back = (backoff * n as f64).floor() as usize;
@@ -479,8 +511,9 @@ pub(crate) fn suggest_checked(
             pick(m, lrs[m] / factor, Reason::Minimum { at: m, factor })
         }
         Method::Steep { .. } => {
+            let x = &s.logs.ln(lrs)[start..end];
             s.g.clear();
-            s.g.extend(wl.windows(2).zip(wf.windows(2)).map(|(l, f)| (f[1] - f[0]) / (l[1].ln() - l[0].ln())));
+            s.g.extend(x.windows(2).zip(wf.windows(2)).map(|(x, f)| (f[1] - f[0]) / (x[1] - x[0])));
             let Some(m) = argmin(&s.g) else { return Ok(none(Reason::Flat)) };
             pick(start + m, lrs[start + m], Reason::Steep { slope: s.g[m] })
         }
@@ -508,7 +541,14 @@ pub(crate) fn suggest_checked(
             }
             pick(start + cand, lrs[start + cand] * adjust_value, Reason::Slide { adjust_value })
         }
-        Method::Auto(p) => match auto(wl, wf, stop.is_some() || end < losses.len(), &p, &mut s.auto, cancel)? {
+        Method::Auto(p) => match auto(
+            &s.logs.log10(lrs)[start..end],
+            wf,
+            stop.is_some() || end < losses.len(),
+            &p,
+            &mut s.auto,
+            cancel,
+        )? {
             Auto::NoDescent => none(Reason::NoDescent),
             Auto::Found { index, lr, range, reading } => Suggestion {
                 confidence: Some(reading.confidence),
@@ -549,13 +589,22 @@ fn window(losses: &[f64], method: &Method) -> (usize, usize) {
 
 /// Index of the first smallest value, skipping NaN; `None` if all are NaN.
 pub(crate) fn argmin(v: &[f64]) -> Option<usize> {
-    let mut best: Option<usize> = None;
-    for (i, &x) in v.iter().enumerate() {
-        if !x.is_nan() && best.is_none_or(|b| x < v[b]) {
-            best = Some(i);
+    // The smallest value first, over independent lanes (no loop-carried wait), then where it
+    // first occurs; -0 and +0 compare equal, as in a scan that keeps the first of equal values.
+    let mut lanes = [f64::INFINITY; 4];
+    let chunks = v.chunks_exact(4);
+    for x in chunks.remainder() {
+        lanes[0] = if *x < lanes[0] { *x } else { lanes[0] };
+    }
+    for c in chunks {
+        for (m, &x) in lanes.iter_mut().zip(c) {
+            *m = if x < *m { x } else { *m };
         }
     }
-    best
+    let min = lanes.into_iter().fold(f64::INFINITY, |m, x| if x < m { x } else { m });
+    // All NaN or +inf: the first value that is not NaN, if any.
+    let first = if min == f64::INFINITY { v.iter().position(|x| !x.is_nan()) } else { None };
+    first.or_else(|| v.iter().position(|&x| x == min))
 }
 
 /// fastai's longest-valley scan in O(n log n): `(max_start, max_end)` of fastai's quadratic loop,
@@ -799,6 +848,20 @@ mod tests {
             for losses in [&small, &wide, &descent] {
                 prop_assert_eq!(longest_valley(losses, &mut vec![], &Cancel::new()).unwrap(), fastai_valley(losses));
             }
+        }
+
+        /// `argmin` keeps the first of equal values, -0 and +0 included, and skips NaN.
+        #[test]
+        fn argmin_is_the_first_smallest(v in prop::collection::vec(prop_oneof![
+            -3.0f64..3.0, Just(0.0), Just(-0.0), Just(1.0), Just(f64::NAN), Just(f64::INFINITY), Just(f64::NEG_INFINITY),
+        ], 0..40)) {
+            let mut scan: Option<usize> = None;
+            for (i, &x) in v.iter().enumerate() {
+                if !x.is_nan() && scan.is_none_or(|b| x < v[b]) {
+                    scan = Some(i);
+                }
+            }
+            prop_assert_eq!(argmin(&v), scan);
         }
 
         #[test]
