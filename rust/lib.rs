@@ -12,6 +12,7 @@ mod analyze;
 mod auto;
 mod batch;
 mod cancel;
+mod csv;
 mod diagnose;
 mod diverge;
 mod error;
@@ -29,6 +30,7 @@ pub use analyze::{analyze, analyze_cancellable, Analysis, AnalyzeConfig, Suggest
 pub use auto::{AutoParams, AutoReading, Confidence};
 pub use batch::{analyze_batch, analyze_batch_cancellable, BatchAnalysis};
 pub use cancel::Cancel;
+pub use csv::{csv_blocks, csv_rows, CsvColumn};
 pub use diagnose::{Arch, DiagnoseConfig, Diagnosis, DiagnosisKind};
 pub use diverge::{detect, DivergenceConfig, DivergenceDetector, StopReason, Watch};
 pub use error::{Error, Result};

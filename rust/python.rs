@@ -248,8 +248,8 @@ impl Floats<'_> {
 
 /// `obj` as a 1-D contiguous ndarray whose dtype kind (numpy's letter) is one of `kinds`: the
 /// one rule for every array argument. The callers use a native float32/float64 (int64 for
-/// offsets) array as it is and convert other numeric dtypes, non-native byte order and lists
-/// (a copy). Anything else (text, objects, complex numbers, ragged lists, a scalar or None) is
+/// offsets) array as it is and copy other numeric dtypes, non-native byte order, misaligned views
+/// and lists. Anything else (text, objects, complex numbers, ragged lists, a scalar or None) is
 /// a `TypeError`; a strided view or another number of dimensions is a `ValueError`; both name
 /// `name`.
 fn numeric_array<'py>(
@@ -279,6 +279,13 @@ fn numeric_array<'py>(
             "{name} must be contiguous, got a strided view; pass np.ascontiguousarray({name})"
         )));
     }
+    // A view into a byte buffer (a memory-mapped .npz member, np.frombuffer at an odd offset)
+    // can be misaligned, which a Rust slice cannot be: it is copied.
+    let arr = if arr.getattr("flags")?.getattr("aligned")?.extract::<bool>()? {
+        arr
+    } else {
+        arr.call_method0("copy")?.cast_into::<PyUntypedArray>()?
+    };
     let kind = char::from(arr.dtype().kind());
     if !kinds.contains(kind) && !arr.is_empty() {
         return Err(PyTypeError::new_err(format!("{name} must hold {what}, got an array of dtype {}", arr.dtype())));
@@ -942,13 +949,67 @@ fn analyze_batch(
     })
 }
 
+/// One column of `csv_rows`, owned so that the rows are formatted with the GIL released.
+enum OwnedColumn<'py> {
+    Text(Vec<String>),
+    Float(PyReadonlyArray1<'py, f64>),
+    Int(PyReadonlyArray1<'py, i64>),
+}
+
+/// CSV rows of `columns` (lists of str, or 1-D numeric arrays, all of one length) as UTF-8
+/// bytes, each row ended by a newline: text quoted as `csv.writer` does, floats as `repr` (NaN
+/// and infinities empty), integers in decimal (negative ones empty). Formatted in parallel, GIL
+/// released; bytes, not str, because a str of a million rows costs as much again to decode.
+#[pyfunction]
+fn csv_rows<'py>(py: Python<'py>, columns: Vec<Bound<'py, PyAny>>) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+    let mut owned = Vec::with_capacity(columns.len());
+    for (i, column) in columns.iter().enumerate() {
+        let name = format!("columns[{i}]");
+        owned.push(if let Ok(list) = column.cast::<pyo3::types::PyList>() {
+            OwnedColumn::Text(list.extract().map_err(|_| {
+                let item = list.iter().find(|v| !v.is_instance_of::<PyString>());
+                let item = item.map_or_else(|| "<unreadable>".into(), |v| short_repr(&v));
+                PyTypeError::new_err(format!(
+                    "{name} must be a list of str or a 1-D numeric array, got a list holding {item}"
+                ))
+            })?)
+        } else if char::from(numeric_array(&name, column, "biuf", "numbers")?.dtype().kind()) == 'f' {
+            match floats(&name, column)? {
+                Floats::F64(a) => OwnedColumn::Float(a),
+                Floats::F32(a) => OwnedColumn::Float(a.as_array().mapv(f64::from).into_pyarray(py).readonly()),
+            }
+        } else {
+            OwnedColumn::Int(int64s(&name, column)?)
+        });
+    }
+    let mut views = Vec::with_capacity(owned.len());
+    for c in &owned {
+        views.push(match c {
+            OwnedColumn::Text(v) => crate::CsvColumn::Text(v),
+            OwnedColumn::Float(a) => crate::CsvColumn::Float(a.as_slice()?),
+            OwnedColumn::Int(a) => crate::CsvColumn::Int(a.as_slice()?),
+        });
+    }
+    let blocks = detached(py, 0, |_| crate::csv_blocks(&views))?;
+    let len = blocks.iter().map(String::len).sum();
+    pyo3::types::PyBytes::new_with(py, len, |buffer| {
+        let mut at = 0;
+        for block in &blocks {
+            buffer[at..at + block.len()].copy_from_slice(block.as_bytes());
+            at += block.len();
+        }
+        Ok(())
+    })
+}
+
 /// lrfind's Rust core.
 #[pymodule]
 mod _core {
     #[pymodule_export]
     use super::{
-        analyze, analyze_batch, confidence_level, ema, log_gradient, one_cycle, one_cycle_at, suggest, sweep_lrs,
-        warmup_cosine, warmup_cosine_at, Analysis, BatchAnalysis, Diagnosis, DivergenceDetector, Ema, Suggestion,
+        analyze, analyze_batch, confidence_level, csv_rows, ema, log_gradient, one_cycle, one_cycle_at, suggest,
+        sweep_lrs, warmup_cosine, warmup_cosine_at, Analysis, BatchAnalysis, Diagnosis, DivergenceDetector, Ema,
+        Suggestion,
     };
 
     #[pymodule_init]

@@ -240,6 +240,8 @@ def test_bad_input_messages_name_the_parameter(call, error, message):
         lambda x: x.astype(">f4"),
         lambda x: x.astype(np.float16),
         lambda x: x.tolist(),
+        # misaligned: a view one byte into a buffer, as a memory-mapped .npz member can be
+        lambda x: np.frombuffer(b"\0" + x.astype(np.float64).tobytes(), dtype=np.float64, offset=1),
     ],
 )
 def test_one_dtype_rule_for_every_array(convert):
