@@ -15,8 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import lrfind
+from lrfind._core import csv_rows
 from lrfind.io import read_sweeps
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -400,3 +403,151 @@ def test_the_suggested_range_is_one_range_everywhere(data: Path) -> None:
     assert (row["range_low"], row["range_high"]) == (repr(low), repr(high))
     doc = json.loads(run("analyze", data / "a.csv", "--format", "json").stdout)
     assert doc["sweeps"][0]["suggestions"]["auto"]["range"] == [low, high]
+
+
+def test_streaming_in_any_piece_size_gives_the_same_reports(data: Path, tmp_path: Path) -> None:
+    """--batch-size only changes how much is held at once: every format says the same."""
+    for fmt in ("csv", "jsonl", "table"):
+        whole = run("analyze", data / "a.csv", data / "b.json", "--format", fmt)
+        pieces = run("analyze", data / "a.csv", data / "b.json", "--format", fmt, "--batch-size", "1")
+        assert whole.returncode == pieces.returncode == 0, pieces.stderr
+        if fmt == "table":  # the widths come from the first piece: compare the cells
+            assert [line.split() for line in whole.stdout.splitlines()] == [
+                line.split() for line in pieces.stdout.splitlines()
+            ]
+        else:
+            assert whole.stdout == pieces.stdout
+    lines = [json.loads(line) for line in run("analyze", data / "a.csv", "--format", "jsonl").stdout.splitlines()]
+    doc = json.loads(run("analyze", data / "a.csv", "--format", "json").stdout)
+    assert lines == doc["sweeps"]
+
+
+def test_parquet_report_holds_the_csv_reports_values(data: Path, tmp_path: Path) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    done = run("analyze", data / "a.csv", data / "b.json", "--format", "parquet", "--out", tmp_path / "r.parquet")
+    assert done.returncode == 0, done.stderr
+    table = pq.read_table(tmp_path / "r.parquet").to_pylist()
+    rows = list(csv.DictReader(io.StringIO(run("analyze", data / "a.csv", data / "b.json", "--format", "csv").stdout)))
+    assert [r["name"] for r in table] == [r["name"] for r in rows]
+    for got, want in zip(table, rows, strict=True):
+        assert set(got) == set(want)
+        for column, text in want.items():
+            value = got[column]
+            expected = {"true": True, "false": False}.get(text, text)
+            if isinstance(value, float):
+                assert value == float(text)
+            elif isinstance(value, int) and not isinstance(value, bool):
+                assert value == int(text)
+            else:
+                assert value == (None if expected == "" else expected), column
+    usage = run("analyze", data / "a.csv", "--format", "parquet")
+    assert usage.returncode == 2 and "--format parquet writes a file: give it with --out FILE" in usage.stderr
+
+
+# --- the CSV writer -------------------------------------------------------------------------------
+
+_ROWS = st.integers(0, 30)
+
+
+@st.composite
+def _csv_columns(draw):
+    """Columns of one length: text (commas, quotes, line breaks, any Unicode), float64 (any
+    bits, NaN and infinities included), float32 and int64 (negative ones too)."""
+    rows = draw(_ROWS)
+    kinds = draw(st.lists(st.sampled_from(["text", "f64", "f32", "int"]), min_size=1, max_size=5))
+    columns = []
+    for kind in kinds:
+        if kind == "text":
+            alphabet = st.one_of(st.sampled_from(',"\n\r ab'), st.characters(codec="utf-8"))
+            columns.append(draw(st.lists(st.text(alphabet, max_size=8), min_size=rows, max_size=rows)))
+        elif kind == "int":
+            columns.append(
+                np.array(draw(st.lists(st.integers(-(2**63), 2**63 - 1), min_size=rows, max_size=rows)), dtype=np.int64)
+            )
+        else:
+            width = 64 if kind == "f64" else 32
+            values = draw(st.lists(st.floats(width=width), min_size=rows, max_size=rows))
+            columns.append(np.array(values, dtype=np.float64 if width == 64 else np.float32))
+    return columns
+
+
+def _python_csv(columns) -> str:
+    """The same rows through Python's own ``repr`` and ``csv.writer``: the reference."""
+
+    def cell(value):
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, np.integer)):
+            return "" if value < 0 else str(int(value))
+        return repr(float(value)) if np.isfinite(value) else ""
+
+    # Rows end in "\n", yet a "\r" is quoted too (Python 3.11 quotes only what its line
+    # terminator holds): each row is written with "\r\n", which is then cut off.
+    rows = []
+    for i in range(len(columns[0])):
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\r\n").writerow([cell(c[i]) for c in columns])
+        rows.append(out.getvalue().removesuffix("\r\n") + "\n")
+    return "".join(rows)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_csv_columns())
+def test_csv_rows_writes_what_python_writes(columns):
+    """``_core.csv_rows`` (the CSV report's writer) against ``repr`` and ``csv.writer``, byte for byte."""
+    assert csv_rows(columns).decode() == _python_csv(columns)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_csv_floats_are_repr(x):
+    assert csv_rows([np.array([x])]) == (repr(x) + "\n").encode()
+
+
+def test_csv_rows_refuses_what_it_cannot_write():
+    with pytest.raises(
+        TypeError, match=r"columns\[1\] must be a list of str or a 1-D numeric array, got a list holding 2"
+    ):
+        csv_rows([["a"], ["b", 2]])
+    with pytest.raises(TypeError, match=r"columns\[0\] must hold numbers, got an array of dtype <U1"):
+        csv_rows([np.array(["x"])])
+    with pytest.raises(ValueError, match=r"columns\[1\] must be as long as column 0, got 2 rows against 1"):
+        csv_rows([["a"], np.zeros(2)])
+
+
+def test_the_summary_counts_levels_as_confidence_level_names_them():
+    """The JSON summary counts auto's levels vectorised: at and around each bound it agrees
+    with ``lrfind.confidence_level``, the one definition."""
+    from lrfind.cli import _LEVEL_BOUNDS
+
+    for bound in _LEVEL_BOUNDS:
+        below, above = np.nextafter(bound, 0.0), bound
+        assert lrfind.confidence_level(below) != lrfind.confidence_level(above)
+        assert [np.digitize(x, _LEVEL_BOUNDS) for x in (below, above)] == [
+            ("low", "medium", "high").index(lrfind.confidence_level(x)) for x in (below, above)
+        ]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX")
+def test_ctrl_c_stops_a_streamed_analysis_at_once(tmp_path):
+    """Ctrl-C while pieces are being read ahead and analysed: exit 130 within a second, no
+    traceback, the reading thread stopped with the rest."""
+    import signal
+    import time
+
+    rng = np.random.default_rng(0)
+    n, k = 200_000, 60
+    lrs = np.tile(np.geomspace(1e-6, 10.0, k), n)
+    losses = 2.0 + 0.1 * rng.standard_normal(n * k)
+    np.savez(tmp_path / "many.npz", lrs=lrs, losses=losses, offsets=np.arange(n + 1) * k)
+    command, env = lrfind_command()
+    args = [*command, "analyze", str(tmp_path / "many.npz"), "--format", "csv", "--batch-size", "500"]
+    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as proc:
+        assert proc.stdout.readline().startswith(b"name,source,")  # the report has begun
+        proc.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        proc.stdout.close()  # unread rows: the writer may meet a closed pipe, which ends it too
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=30) in (130, 1)
+    assert time.monotonic() - start < 5, "took too long to stop"
+    assert "Traceback" not in err, err

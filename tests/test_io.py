@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import lrfind
-from lrfind.io import MAX_DEPTH, Rejected, Sweeps, read_sweeps
+from lrfind.io import MAX_DEPTH, Rejected, Sweeps, iter_sweeps, read_sweeps
 
 RNG = np.random.default_rng(0)
 
@@ -509,3 +509,77 @@ def test_large_npz_and_parquet_keep_the_good_sweeps(tmp_path: Path) -> None:
         s = read_sweeps([tmp_path / name])  # speed is measured in benches/, not asserted here
         assert len(s) == n - 1 and len(s.lrs) == (n - 1) * length
         assert sources(s) == [f"{tmp_path / name} run 5"]
+
+
+# --- streaming: iter_sweeps --------------------------------------------------------------------
+
+
+def test_iter_sweeps_gives_read_sweeps_in_pieces(tmp_path: Path) -> None:
+    """Pieces of at most batch_size sweeps (whole sweeps), which together are read_sweeps."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    lrs, losses = ragged(23)
+    np.savez(tmp_path / "a.npz", lrs=np.concatenate(lrs[:9]), losses=np.concatenate(losses[:9]),
+             offsets=np.cumsum([0, *map(len, lrs[:9])]))  # fmt: skip
+    pq.write_table(
+        pa.table({"name": [f"r{i}" for i in range(9, 20)], "lr": [x.tolist() for x in lrs[9:20]],
+                  "loss": [y.tolist() for y in losses[9:20]]}),
+        tmp_path / "b.parquet", row_group_size=4,
+    )  # fmt: skip
+    (tmp_path / "c.json").write_text(json.dumps([{"lr": a.tolist(), "loss": [1.0] * len(a)} for a in lrs[20:]]))
+    (tmp_path / "bad.csv").write_text("lr,loss\n1e-3,1\n1e-4,2\n")  # LRs going down: rejected
+    whole = read_sweeps([tmp_path])
+    pieces = list(iter_sweeps([tmp_path], batch_size=4))
+    assert all(len(p) <= 4 + 3 for p in pieces) and max(len(p) for p in pieces) >= 4  # JSON: read whole
+    assert len(pieces) >= 4
+    assert [n for p in pieces for n in p.names] == whole.names
+    assert [s for p in pieces for s in p.sources] == whole.sources
+    assert [r for p in pieces for r in p.rejected] == whole.rejected and len(whole.rejected) == 1
+    assert sum(p.files_read for p in pieces) == whole.files_read == 4
+    np.testing.assert_array_equal(np.concatenate([p.lrs for p in pieces]), whole.lrs)
+    np.testing.assert_array_equal(np.concatenate([p.losses for p in pieces]), whole.losses)
+    for p in pieces:
+        assert p.offsets[0] == 0 and p.offsets[-1] == len(p.lrs)
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
+        next(iter_sweeps([tmp_path], batch_size=0))
+
+
+def test_pieces_are_bounded_by_points_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Long sweeps make small pieces: at most PIECE_POINTS points (or one sweep), whatever
+    batch_size says; together still read_sweeps."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    import lrfind.io
+
+    lrs, losses = ragged(30)
+    np.savez(tmp_path / "a.npz", lrs=np.concatenate(lrs[:15]), losses=np.concatenate(losses[:15]),
+             offsets=np.cumsum([0, *map(len, lrs[:15])]))  # fmt: skip
+    pq.write_table(pa.table({"lr": [x.tolist() for x in lrs[15:]], "loss": [y.tolist() for y in losses[15:]]}),
+                   tmp_path / "b.parquet")  # fmt: skip
+    whole = read_sweeps([tmp_path])
+    limit = 3 * max(map(len, lrs))
+    monkeypatch.setattr(lrfind.io, "PIECE_POINTS", limit)
+    pieces = list(iter_sweeps([tmp_path], batch_size=1000))
+    assert len(pieces) >= 6
+    assert all(len(p.lrs) <= limit or len(p) == 1 for p in pieces)
+    assert [n for p in pieces for n in p.names] == whole.names
+    np.testing.assert_array_equal(np.concatenate([p.losses for p in pieces]), whole.losses)
+
+
+def test_an_uncompressed_npz_is_mapped_and_its_crc_checked(tmp_path: Path) -> None:
+    lrs, losses = ragged(6)
+    path = tmp_path / "m.npz"
+    np.savez(path, lrs=np.concatenate(lrs), losses=np.concatenate(losses), offsets=np.cumsum([0, *map(len, lrs)]))
+    pieces = list(iter_sweeps([path], batch_size=2))
+    assert [len(p) for p in pieces] == [2, 2, 2] and all(p.rejected == [] for p in pieces)
+    # One byte of the losses flipped: the data still parses, and only the CRC can tell.
+    data = bytearray(path.read_bytes())
+    at = data.index(np.concatenate(losses).tobytes()[:8]) + 17
+    data[at] ^= 0x40
+    path.write_bytes(bytes(data))
+    s = read_sweeps([path])
+    assert s.rejected == [
+        Rejected(f"{path}[losses]", "not a readable NPZ file: the data does not match its CRC (corrupt)")
+    ]

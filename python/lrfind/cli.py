@@ -13,23 +13,24 @@ missing optional dependency). A missing dependency of an option, such as matplot
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import math
 import os
+import queue
 import re
 import sys
+import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 import lrfind
 from lrfind import demo
-from lrfind.io import HISTORY_SMOOTHING, read_sweeps
+from lrfind._core import csv_rows
+from lrfind.io import BATCH_SIZE, HISTORY_SMOOTHING, Rejected, Sweeps, iter_sweeps
 
 #: Every suggestion method, ``"auto"`` (the main suggestion) first.
 DEFAULT_METHODS = list(lrfind.METHODS)
@@ -44,7 +45,9 @@ _NAME_WIDTH = 40
 _STOP_REASONS = lrfind.BatchAnalysis.STOP_REASONS
 _DIAGNOSES = lrfind.BatchAnalysis.DIAGNOSES
 _GIVES_LR = lrfind.BatchAnalysis.GIVES_LR
-_FORMATS = ("table", "json", "csv")
+#: Where ``lrfind.confidence_level`` moves from "low" to "medium" and from "medium" to "high".
+_LEVEL_BOUNDS = (0.4, 0.7)
+_FORMATS = ("table", "json", "jsonl", "csv", "parquet")
 _POLICIES = ("one_cycle", "warmup_cosine")
 
 
@@ -60,36 +63,94 @@ class InputError(Exception):
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    """Read every sweep, analyse them in one ``analyze_batch`` call and report them."""
+    """Read the sweeps in pieces (``iter_sweeps``), analyse each piece in one ``analyze_batch``
+    call and write each report format as it goes, so memory stays bounded by the piece."""
     methods = _unique(args.method) if args.method else DEFAULT_METHODS
     if args.plot is not None:
         _require_matplotlib()  # a usage error, before a report that would then be cut short
-    sweeps = read_sweeps(args.paths, history_smoothing=args.history_smoothing)
-    if len(sweeps) == 0:  # every input rejected: exit 1 as for some, with no (empty) report
-        for r in sweeps.rejected:
-            _warn(f"rejected {r.source}: {r.reason}")
-        _warn(f"no sweeps to analyse in {', '.join(map(str, args.paths))}")
-        return 1
-    batch = lrfind.analyze_batch(sweeps.lrs, sweeps.losses, sweeps.offsets, methods=methods)
-    if args.format != "json":  # the JSON report carries its rejections itself
-        for r in sweeps.rejected:
-            _warn(f"rejected {r.source}: {r.reason}")
-    report = {"table": _table, "json": _json, "csv": _csv}[args.format](sweeps, batch, methods)
-    if args.out is None:
-        sys.stdout.write(report)
-    else:
-        _write(Path(args.out), report)
+    if args.format == "parquet" and args.out is None:
+        raise UsageError("--format parquet writes a file: give it with --out FILE")
+    if args.format == "parquet":
+        _require_pyarrow()
+    tally = _Tally(methods)
+    report = _REPORTS[args.format](args.out, methods)
+    plotted: list[tuple[str, np.ndarray, np.ndarray]] = []  # the first sweeps, for --plot
+    try:
+        pieces = iter_sweeps(args.paths, batch_size=args.batch_size, history_smoothing=args.history_smoothing)
+        for piece in _read_ahead(pieces):
+            tally.files_read += piece.files_read
+            tally.rejected.extend(piece.rejected)
+            if args.format != "json":  # the JSON report carries its rejections itself
+                for r in piece.rejected:
+                    _warn(f"rejected {r.source}: {r.reason}")
+            if len(piece) == 0:
+                continue
+            batch = lrfind.analyze_batch(piece.lrs, piece.losses, piece.offsets, methods=methods)
+            tally.add(piece, batch)
+            report.write(piece, batch)
+            for i in range(min(len(piece), MAX_PLOTS + 1 - len(plotted)) if args.plot is not None else 0):
+                lrs, losses = piece.sweep(i)
+                plotted.append((piece.names[i], lrs.copy(), losses.copy()))
+        if tally.sweeps == 0:  # every input rejected: exit 1 as for some, with no (empty) report
+            if args.format == "json":
+                for r in tally.rejected:
+                    _warn(f"rejected {r.source}: {r.reason}")
+            _warn(f"no sweeps to analyse in {', '.join(map(str, args.paths))}")
+            return 1
+        report.finish(tally)
+    finally:
+        report.close()
     if args.plot is not None:
-        _plot_sweeps(sweeps, Path(args.plot), methods)
-    return 1 if sweeps.rejected else 0
+        _plot_sweeps(plotted, tally.sweeps, Path(args.plot), methods)
+    return 1 if tally.rejected else 0
+
+
+_T = TypeVar("_T")
+
+
+def _read_ahead(items: Iterator[_T]) -> Iterator[_T]:
+    """``items``, the next one made in a background thread while the caller works on this one:
+    reading (pyarrow's decoding, numpy) and analysing and writing (the Rust core) release the
+    GIL, so they overlap. An exception in the thread is raised here; leaving early (an error,
+    Ctrl-C) stops the thread after the item it is making."""
+    handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def give(kind: str, value: Any) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put((kind, value), timeout=0.05)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def make() -> None:
+        try:
+            for item in items:
+                if not give("item", item):
+                    return
+            give("end", None)
+        except BaseException as error:  # handed to the caller, who raises it
+            give("error", error)
+
+    worker = threading.Thread(target=make, name="lrfind-read-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = handoff.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        worker.join()
 
 
 def _unique(items: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(items))
-
-
-def _points(sweeps: Any) -> np.ndarray:
-    return np.diff(sweeps.offsets)
 
 
 def _stop_reason(code: int) -> str | None:
@@ -105,15 +166,132 @@ def _index(i: int) -> int | None:
     return int(i) if i >= 0 else None
 
 
-def _table(sweeps: Any, batch: lrfind.BatchAnalysis, methods: list[str]) -> str:
-    """One aligned row per sweep, then the sweeps' count per diagnosis, and what to do about
-    the sweeps that give no LR to train at."""
-    points = _points(sweeps)
+class _Tally:
+    """What the summary counts, added up piece by piece."""
+
+    def __init__(self, methods: list[str]) -> None:
+        self.methods = methods
+        self.files_read = self.sweeps = 0
+        self.rejected: list[Rejected] = []
+        self.diagnoses: Counter[int] = Counter()
+        self.levels: Counter[str] = Counter()
+        self.no_lr: dict[int, tuple[str, str]] = {}  # diagnosis code -> (first sweep's name, message)
+
+    def add(self, piece: Sweeps, batch: lrfind.BatchAnalysis) -> None:
+        self.sweeps += len(batch)
+        self.diagnoses.update(batch.diagnosis.tolist())
+        if "auto" in self.methods:
+            finite = batch.confidence["auto"][np.isfinite(batch.confidence["auto"])]
+            level = np.digitize(finite, _LEVEL_BOUNDS)  # confidence_level, vectorised
+            self.levels.update(
+                dict(zip(("low", "medium", "high"), np.bincount(level, minlength=3).tolist(), strict=True))
+            )
+        for code in np.unique(batch.diagnosis).tolist():
+            if not _GIVES_LR[code] and code not in self.no_lr:
+                first = int(np.flatnonzero(batch.diagnosis == code)[0])
+                message = lrfind.analyze(*piece.sweep(first), methods=self.methods).diagnosis.message
+                self.no_lr[code] = (piece.names[first], message)
+
+    def diagnosis_counts(self) -> dict[str, int]:
+        """Sweeps per diagnosis kind, in ``DIAGNOSES`` order, kinds with no sweep left out."""
+        return {kind: self.diagnoses[code] for code, kind in enumerate(_DIAGNOSES) if self.diagnoses[code]}
+
+    def confidence_counts(self) -> dict[str, int]:
+        """Sweeps per level of auto's confidence (sweeps without a suggestion are left out)."""
+        return {level: self.levels[level] for level in ("high", "medium", "low")}
+
+
+class _Output:
+    """Standard output, or a file opened at the first write: a report with nothing to say
+    leaves no file behind."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.stream: Any = None
+
+    def write(self, text: str | bytes) -> None:
+        """Writes text, or UTF-8 bytes straight to the binary layer underneath (no decoding)."""
+        try:
+            if self.stream is None:
+                self.stream = sys.stdout if self.path is None else open(self.path, "w", encoding="utf-8")  # noqa: SIM115
+            if isinstance(text, bytes) and hasattr(self.stream, "buffer"):
+                self.stream.flush()
+                self.stream.buffer.write(text)
+            else:
+                self.stream.write(text.decode() if isinstance(text, bytes) else text)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise InputError(f"cannot write {self.path}: {e.strerror or e}") from None
+
+    def close(self) -> None:
+        if self.stream is not None and self.path is not None:
+            self.stream.close()
+
+
+class _Report:
+    """A report format: ``write`` each analysed piece, then ``finish`` with the tally."""
+
+    def __init__(self, path: str | None, methods: list[str]) -> None:
+        self.out, self.methods = _Output(path), methods
+
+    def write(self, piece: Sweeps, batch: lrfind.BatchAnalysis) -> None:
+        raise NotImplementedError  # each format defines it
+
+    def finish(self, tally: _Tally) -> None:
+        """Everything after the sweeps (nothing by default)."""
+
+    def close(self) -> None:
+        self.out.close()
+
+
+class _TableReport(_Report):
+    """One aligned row per sweep (column widths fixed by the first piece), then the counts."""
+
+    widths: list[int] | None = None
+
+    def header(self) -> list[str]:
+        confident = ["confidence"] if "auto" in self.methods else []
+        return ["name", "points", "stop", *self.methods, *confident, "range", "diagnosis"]
+
+    def write(self, piece: Sweeps, batch: lrfind.BatchAnalysis) -> None:
+        rows = _table_rows(piece, batch, self.methods)
+        header = self.header()
+        if self.widths is None:
+            self.widths = [max(len(row[c]) for row in [header, *rows]) for c in range(len(header))]
+            rows = [header, *rows]
+        numeric = {1, *range(3, 3 + len(self.methods) + ("auto" in self.methods))}  # right-aligned columns
+        lines = [
+            "  ".join(
+                cell.rjust(w) if c in numeric else cell.ljust(w)
+                for c, (cell, w) in enumerate(zip(row, self.widths, strict=True))
+            ).rstrip()
+            for row in rows
+        ]
+        self.out.write("\n".join(lines) + "\n")
+
+    def finish(self, tally: _Tally) -> None:
+        main = self.methods[0]
+        lines = [
+            "",
+            f"{tally.sweeps} sweep(s) from {tally.files_read} file(s); {len(tally.rejected)} input(s) rejected",
+            f"range: {main}'s suggested range, the LRs to train in; stop '-': the sweep never exploded",
+            "diagnoses: " + ", ".join(f"{kind} {n}" for kind, n in tally.diagnosis_counts().items()),
+        ]
+        if "auto" in self.methods:
+            lines.append("auto confidence: " + ", ".join(f"{k} {n}" for k, n in tally.confidence_counts().items()))
+        for code, (name, message) in sorted(tally.no_lr.items()):
+            lines.append(f"{_DIAGNOSES[code]}: no LR to train at (first: {name}). {message}")
+        self.out.write("\n".join(lines) + "\n")
+
+
+def _table_rows(piece: Sweeps, batch: lrfind.BatchAnalysis, methods: list[str]) -> list[list[str]]:
+    """The table's cells, one list per sweep of the piece."""
+    points = np.diff(piece.offsets)
     main = methods[0]
-    confident = "auto" in methods  # auto's confidence gets a column
-    header = ["name", "points", "stop", *methods, *(["confidence"] if confident else []), "range", "diagnosis"]
+    confident = "auto" in methods
     rows = []
-    for i, name in enumerate(sweeps.names):
+    for i, name in enumerate(piece.names):
         reason = _stop_reason(int(batch.stop_reason[i]))
         gives_lr = _GIVES_LR[batch.diagnosis[i]]
         low, high = batch.range_low[main][i], batch.range_high[main][i]
@@ -128,29 +306,7 @@ def _table(sweeps: Any, batch: lrfind.BatchAnalysis, methods: list[str]) -> str:
                 _DIAGNOSES[batch.diagnosis[i]],
             ]
         )
-    widths = [max(len(row[c]) for row in [header, *rows]) for c in range(len(header))]
-    numeric = {1, *range(3, 3 + len(methods) + confident)}  # right-aligned columns
-    lines = [
-        "  ".join(
-            cell.rjust(w) if c in numeric else cell.ljust(w)
-            for c, (cell, w) in enumerate(zip(row, widths, strict=True))
-        )
-        for row in [header, *rows]
-    ]
-    counts = _diagnosis_counts(batch)
-    lines.append("")
-    lines.append(f"{len(batch)} sweep(s) from {sweeps.files_read} file(s); {len(sweeps.rejected)} input(s) rejected")
-    lines.append(f"range: {main}'s suggested range, the LRs to train in; stop '-': the sweep never exploded")
-    lines.append("diagnoses: " + ", ".join(f"{kind} {n}" for kind, n in counts.items()))
-    if confident:
-        levels = _confidence_counts(batch)
-        lines.append("auto confidence: " + ", ".join(f"{level} {n}" for level, n in levels.items()))
-    for code, kind in enumerate(_DIAGNOSES):
-        if kind in counts and not _GIVES_LR[code]:
-            first = int(np.flatnonzero(batch.diagnosis == code)[0])
-            advice = lrfind.analyze(*sweeps.sweep(first), methods=methods).diagnosis.message
-            lines.append(f"{kind}: no LR to train at (first: {sweeps.names[first]}). {advice}")
-    return "\n".join(line.rstrip() for line in lines) + "\n"
+    return rows
 
 
 def _lr_text(lr: float) -> str:
@@ -162,31 +318,19 @@ def _confidence_text(confidence: float) -> str:
     return f"{lrfind.confidence_level(confidence)}({confidence:.2f})" if math.isfinite(confidence) else "-"
 
 
-def _confidence_counts(batch: lrfind.BatchAnalysis) -> dict[str, int]:
-    """Sweeps per level of auto's confidence (sweeps without a suggestion are left out)."""
-    counts = Counter(lrfind.confidence_level(c) for c in batch.confidence["auto"].tolist() if math.isfinite(c))
-    return {level: counts[level] for level in ("high", "medium", "low")}
-
-
-def _diagnosis_counts(batch: lrfind.BatchAnalysis) -> dict[str, int]:
-    """Sweeps per diagnosis kind, in ``DIAGNOSES`` order, kinds with no sweep left out."""
-    counts = Counter(int(code) for code in batch.diagnosis)
-    return {kind: counts[code] for code, kind in enumerate(_DIAGNOSES) if counts[code]}
-
-
-def _json(sweeps: Any, batch: lrfind.BatchAnalysis, methods: list[str]) -> str:
-    """The whole report as one JSON object (see ``lrfind analyze --help``); null where no value."""
-    points = _points(sweeps)
+def _sweep_rows(piece: Sweeps, batch: lrfind.BatchAnalysis, methods: list[str]) -> list[dict[str, Any]]:
+    """The JSON objects of the piece's sweeps (see ``lrfind analyze --help``); null where no value."""
+    points = np.diff(piece.offsets)
     rows = []
     for i in range(len(batch)):
         # The suggestion reasons and the diagnosis message are texts the batch does not keep;
         # analysing the one sweep again gives them (the numbers come from the batch).
-        one = lrfind.analyze(*sweeps.sweep(i), methods=methods)
+        one = lrfind.analyze(*piece.sweep(i), methods=methods)
         low, high = _float(batch.descent_low[i]), _float(batch.descent_high[i])
         rows.append(
             {
-                "name": sweeps.names[i],
-                "source": sweeps.sources[i],
+                "name": piece.names[i],
+                "source": piece.sources[i],
                 "points": int(points[i]),
                 "stop_index": _index(batch.stop_index[i]),
                 "stop_reason": _stop_reason(int(batch.stop_reason[i])),
@@ -208,104 +352,160 @@ def _json(sweeps: Any, batch: lrfind.BatchAnalysis, methods: list[str]) -> str:
                 },
             }
         )
-    doc = {
-        "sweeps": rows,
-        "rejected": [{"source": r.source, "reason": r.reason} for r in sweeps.rejected],
-        "summary": {
-            "files_read": sweeps.files_read,
-            "sweeps_read": len(sweeps),
-            "analysed": len(batch),
-            "rejected": len(sweeps.rejected),
-            "diagnoses": _diagnosis_counts(batch),
-            **({"auto_confidence": _confidence_counts(batch)} if "auto" in methods else {}),
-        },
-    }
-    return json.dumps(doc, indent=2, allow_nan=False) + "\n"
+    return rows
 
 
 def _pair(low: float, high: float) -> list[float] | None:
     return [float(low), float(high)] if math.isfinite(low) and math.isfinite(high) else None
 
 
-def _csv(sweeps: Any, batch: lrfind.BatchAnalysis, methods: list[str]) -> str:
-    """A header row and one row per sweep; LRs are written exactly (shortest repr), empty where none.
+class _JsonReport(_Report):
+    """One JSON object: the sweeps written as they come, then the rejections and the summary."""
 
-    Built column by column from Python lists (``tolist``): indexing numpy arrays per cell costs
-    more than the whole analysis on 100,000 sweeps."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    header = ["name", "source", "points", "stop_index", "stop_reason"]
-    confidence = [m for m in methods if m == "auto"]
-    writer.writerow(
-        [
-            *header,
-            *(f"lr_{m}" for m in methods),
-            *(f"confidence_{m}" for m in confidence),
-            "range_low",
-            "range_high",
-            "diagnosis",
-            "gives_lr",
-            "descent_low",
-            "descent_high",
+    started = False
+
+    def write(self, piece: Sweeps, batch: lrfind.BatchAnalysis) -> None:
+        rows = ",\n".join("    " + json.dumps(row, allow_nan=False) for row in _sweep_rows(piece, batch, self.methods))
+        self.out.write(('{\n  "sweeps": [\n' if not self.started else ",\n") + rows)
+        self.started = True
+
+    def finish(self, tally: _Tally) -> None:
+        summary = {
+            "files_read": tally.files_read,
+            "sweeps_read": tally.sweeps,
+            "analysed": tally.sweeps,
+            "rejected": len(tally.rejected),
+            "diagnoses": tally.diagnosis_counts(),
+            **({"auto_confidence": tally.confidence_counts()} if "auto" in self.methods else {}),
+        }
+        rejected = [{"source": r.source, "reason": r.reason} for r in tally.rejected]
+        tail = f'\n  ],\n  "rejected": {json.dumps(rejected)},\n  "summary": {json.dumps(summary)}\n}}\n'
+        self.out.write(tail)
+
+
+class _JsonLinesReport(_Report):
+    """One JSON object per sweep and line (the objects of the JSON report's "sweeps")."""
+
+    def write(self, piece: Sweeps, batch: lrfind.BatchAnalysis) -> None:
+        rows = _sweep_rows(piece, batch, self.methods)
+        self.out.write("".join(json.dumps(row, allow_nan=False) + "\n" for row in rows))
+
+
+class _CsvReport(_Report):
+    """A header row and one row per sweep; LRs written exactly (as ``repr``), empty where none.
+
+    The rows are formatted in Rust (``_core.csv_rows``): through ``repr`` and the ``csv``
+    module they took longer than the analysis itself."""
+
+    started = False
+
+    def write(self, piece: Sweeps, batch: lrfind.BatchAnalysis) -> None:
+        methods, main = self.methods, self.methods[0]
+        confidence = [m for m in methods if m == "auto"]
+        if not self.started:
+            header = [
+                *("name", "source", "points", "stop_index", "stop_reason"),
+                *(f"lr_{m}" for m in methods),
+                *(f"confidence_{m}" for m in confidence),
+                *("range_low", "range_high", "diagnosis", "gives_lr", "descent_low", "descent_high"),
+            ]
+            self.out.write(csv_rows([[h] for h in header]))
+            self.started = True
+        columns = [
+            piece.names,
+            piece.sources,
+            np.diff(piece.offsets),
+            batch.stop_index,
+            _labels(["", *batch.STOP_REASONS], batch.stop_reason),
+            *(batch.lr[m] for m in methods),
+            *(batch.confidence[m] for m in confidence),
+            batch.range_low[main],
+            batch.range_high[main],
+            _labels(_DIAGNOSES, batch.diagnosis),
+            _labels(["true" if g else "false" for g in _GIVES_LR], batch.diagnosis),
+            batch.descent_low,
+            batch.descent_high,
         ]
-    )
-    reasons = ["", *batch.STOP_REASONS]
-    columns = [
-        sweeps.names,
-        sweeps.sources,
-        _points(sweeps).tolist(),
-        ["" if i < 0 else i for i in batch.stop_index.tolist()],
-        [reasons[c] for c in batch.stop_reason.tolist()],
-        *(_csv_floats(batch.lr[m]) for m in methods),
-        *(_csv_floats(batch.confidence[m]) for m in confidence),
-        _csv_floats(batch.range_low[methods[0]]),
-        _csv_floats(batch.range_high[methods[0]]),
-        [_DIAGNOSES[c] for c in batch.diagnosis.tolist()],
-        ["true" if _GIVES_LR[c] else "false" for c in batch.diagnosis.tolist()],
-        _csv_floats(batch.descent_low),
-        _csv_floats(batch.descent_high),
-    ]
-    writer.writerows(zip(*columns, strict=True))
-    return buffer.getvalue()
+        self.out.write(csv_rows(columns))
 
 
-def _csv_floats(values: np.ndarray) -> list[str]:
-    return [repr(x) if math.isfinite(x) else "" for x in values.tolist()]
+def _labels(labels: Sequence[str], codes: np.ndarray) -> list[str]:
+    """``labels[code]`` for each code, as a list (a numpy take, not a Python loop)."""
+    return np.asarray(labels, dtype=object)[codes].tolist()
 
 
-def _write(path: Path, text: str) -> None:
+class _ParquetReport(_Report):
+    """The CSV report's columns, typed (``lrfind.arrow.report``), written row group by row group
+    with a pyarrow ``ParquetWriter``."""
+
+    def __init__(self, path: str | None, methods: list[str]) -> None:
+        super().__init__(path, methods)
+        self.writer: Any = None
+
+    def write(self, piece: Sweeps, batch: lrfind.BatchAnalysis) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from lrfind.arrow import report
+
+        table = report(batch, self.methods, np.diff(piece.offsets))
+        table = table.add_column(0, "source", pa.array(piece.sources, type=pa.string()))
+        table = table.add_column(0, "name", pa.array(piece.names, type=pa.string()))
+        if self.writer is None:
+            try:
+                self.writer = pq.ParquetWriter(self.out.path, table.schema)
+            except OSError as e:
+                raise InputError(f"cannot write {self.out.path}: {e.strerror or e}") from None
+        self.writer.write_table(table)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+_REPORTS: dict[str, type[_Report]] = {
+    "table": _TableReport,
+    "json": _JsonReport,
+    "jsonl": _JsonLinesReport,
+    "csv": _CsvReport,
+    "parquet": _ParquetReport,
+}
+
+
+def _require_pyarrow() -> None:
     try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as e:
-        raise InputError(f"cannot write {path}: {e.strerror or e}") from None
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise UsageError("--format parquet needs pyarrow: pip install 'lrfind[parquet]'") from None
 
 
-def _plot_sweeps(sweeps: Any, out_dir: Path, methods: list[str]) -> None:
+def _plot_sweeps(kept: list[tuple[str, np.ndarray, np.ndarray]], total: int, out_dir: Path, methods: list[str]) -> None:
     """One PNG per sweep, named after it, up to ``MAX_PLOTS`` sweeps; else one grid of the first
-    ``MAX_PLOTS`` (a PNG per sweep of thousands of sweeps helps no one)."""
+    ``MAX_PLOTS`` (a PNG per sweep of thousands of sweeps helps no one). ``kept`` holds the
+    first sweeps read, ``total`` counts them all."""
     _require_matplotlib()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise InputError(f"cannot create {out_dir}: {e.strerror or e}") from None
-    if len(sweeps) <= MAX_PLOTS:
-        for name, i in zip(_file_names(sweeps.names), range(len(sweeps)), strict=True):
-            path = out_dir / f"{name}.png"
-            lrfind.RangeTestResult.from_sweep(*sweeps.sweep(i), methods=methods).plot(path=path)
-        _warn(f"wrote {len(sweeps)} plot(s) to {out_dir}")
+    if total <= MAX_PLOTS:
+        for file_name, (_, lrs, losses) in zip(_file_names([k[0] for k in kept]), kept, strict=True):
+            path = out_dir / f"{file_name}.png"
+            lrfind.RangeTestResult.from_sweep(lrs, losses, methods=methods).plot(path=path)
+        _warn(f"wrote {total} plot(s) to {out_dir}")
         return
     from matplotlib.figure import Figure
 
     rows = -(-MAX_PLOTS // _GRID_COLUMNS)
     figure = Figure(figsize=(4 * _GRID_COLUMNS, 3 * rows), layout="constrained")
-    for i, ax in enumerate(figure.subplots(rows, _GRID_COLUMNS).ravel()):
-        result = lrfind.RangeTestResult.from_sweep(*sweeps.sweep(i), methods=methods)
+    for ax, (name, lrs, losses) in zip(figure.subplots(rows, _GRID_COLUMNS).ravel(), kept, strict=False):
+        result = lrfind.RangeTestResult.from_sweep(lrs, losses, methods=methods)
         result.plot(ax=ax, methods=methods[:1], legend=False)  # small panels: the marker and range speak
         no_lr = "" if result.diagnosis.gives_lr else ", no LR to train at"
-        ax.set_title(f"{sweeps.names[i]}: {result.diagnosis.kind}{no_lr}", fontsize="small")
+        ax.set_title(f"{name}: {result.diagnosis.kind}{no_lr}", fontsize="small")
     path = out_dir / "sweeps.png"
     figure.savefig(path)
-    _warn(f"wrote {path}: the first {MAX_PLOTS} of {len(sweeps)} sweeps")
+    _warn(f"wrote {path}: the first {MAX_PLOTS} of {total} sweeps")
 
 
 def _file_names(names: Sequence[str]) -> list[str]:
@@ -422,14 +622,16 @@ exit codes: 0 success; 1 some inputs rejected (the rest reported) or an output n
 
 _ANALYZE_HELP = f"""\
 Read recorded range-test sweeps (CSV, JSON, JSONL, NPZ or Parquet files, directories of them,
-or globs), analyse them all in one batch, and report one row per sweep: its points, where and
-why it stopped ('-': it never exploded), the suggested LR of each method (auto, the default,
-first), auto's confidence (0 to 1: 0.7 and up is high, below 0.4 low), the main method's
-suggested range (the LRs to train in) and the diagnosis, then the count of sweeps per
-diagnosis. A flat sweep or an immediate explosion gives no LR to train at: its row shows none,
-and the advice follows the table. Unreadable inputs are rejected (listed on stderr, or under
-"rejected" in JSON) and the exit code is 1; the other sweeps are still reported. When every
-input is rejected, the exit code is 1 too and no report is written.
+or globs) in pieces of --batch-size sweeps, analyse each piece in one batch and write the
+report as it goes, so that any number of sweeps fits in bounded memory (Parquet files with list
+columns and NPZ files saved uncompressed are streamed; other files are read whole). One row
+per sweep: its points, where and why it stopped ('-': it never exploded), the suggested LR of
+each method (auto, the default, first), auto's confidence (0 to 1: 0.7 and up is high, below
+0.4 low), the main method's suggested range (the LRs to train in) and the diagnosis, then the
+count of sweeps per diagnosis. A flat sweep or an immediate explosion gives no LR to train
+at: its row shows none, and the advice follows the table. Unreadable inputs are rejected
+(listed on stderr, or under "rejected" in JSON) and the exit code is 1; the other sweeps are
+still reported. When every input is rejected, the exit code is 1 too and no report is written.
 
 --format json prints one object:
   {{"sweeps": [{{"name", "source", "points", "stop_index", "stop_reason",
@@ -439,12 +641,15 @@ input is rejected, the exit code is 1 too and no report is written.
    "summary": {{"files_read", "sweeps_read", "analysed", "rejected", "diagnoses": {{KIND: COUNT}},
                "auto_confidence": {{"high", "medium", "low"}} (when auto is among the methods)}}}}
   with null where there is no value.
+--format jsonl writes the objects of "sweeps", one per line (rejections go to stderr).
 --format csv writes name, source, points, stop_index, stop_reason, lr_METHOD...,
   confidence_auto (when auto is among the methods), range_low, range_high (the main method's
   suggested range), diagnosis, gives_lr, descent_low, descent_high; empty where there is no
   value. "range" is always a suggestion's range, the LRs to train in (auto's; null for the
   other methods); "descent" is where the loss falls, the diagnosis's reading. A sweep with
   gives_lr false (flat, immediate explosion) keeps its numbers but gives no LR to train at.
+--format parquet writes the CSV report's columns, typed (null where there is no value), to the
+  file --out names, a row group per piece (needs pyarrow: pip install 'lrfind[parquet]').
 --plot DIR writes one PNG per sweep, named after the sweep, for up to {MAX_PLOTS} sweeps;
   with more, one grid of the first {MAX_PLOTS} (sweeps.png). It needs matplotlib
   (pip install 'lrfind[plot]'); without it, the command stops before reading or printing
@@ -454,6 +659,7 @@ examples:
   lrfind analyze sweep.csv
   lrfind analyze runs/ 'more/*.jsonl' --method steepest --method valley
   lrfind analyze sweeps.npz --format csv --out report.csv --plot plots/
+  lrfind analyze 'logs/*.parquet' --format parquet --out report.parquet
 """
 
 _DEMO_HELP = """\
@@ -524,6 +730,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"a suggestion method, repeatable: {', '.join(lrfind.METHODS)} (default: all, auto first)",
     )
     analyze.add_argument("--format", choices=_FORMATS, default="table", help="output format (default: table)")
+    analyze.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=BATCH_SIZE,
+        metavar="N",
+        help=f"sweeps read and analysed at a time (default {BATCH_SIZE:,}): memory is bounded by this, not by the "
+        "input's size",
+    )
     analyze.add_argument(
         "--history-smoothing",
         type=_history_smoothing,

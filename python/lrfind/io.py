@@ -34,13 +34,14 @@ from __future__ import annotations
 
 import csv
 import errno
-import functools
 import glob
 import json
 import math
 import os
 import re
 import stat
+import struct
+import sys
 import warnings
 import zipfile
 import zlib
@@ -51,10 +52,31 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Rejected", "Sweeps", "read_sweeps", "EXTENSIONS", "MAX_DEPTH", "HISTORY_SMOOTHING"]
+__all__ = [
+    "Rejected",
+    "Sweeps",
+    "read_sweeps",
+    "iter_sweeps",
+    "EXTENSIONS",
+    "MAX_DEPTH",
+    "HISTORY_SMOOTHING",
+    "BATCH_SIZE",
+]
 
 #: The extensions ``read_sweeps`` reads (lower case); directories are searched for these.
 EXTENSIONS = (".csv", ".json", ".jsonl", ".npz", ".parquet")
+
+#: Sweeps per piece of ``iter_sweeps`` (and of ``lrfind analyze``'s streaming): 16,384 sweeps of
+#: 100 points are 26 MB of LRs and losses, and a Parquet record batch of them keeps pyarrow's
+#: decoding memory low; larger pieces were no faster.
+BATCH_SIZE = 16_384
+
+#: Bytes Parquet reads at a time from a column chunk (pyarrow's ``buffer_size``).
+PARQUET_BUFFER = 1 << 20
+
+#: Most points in a piece of ``iter_sweeps`` (with the sweeps that bring it there, at least one):
+#: 8.4M points, 134 MB of float64 LRs and losses, however long the sweeps.
+PIECE_POINTS = 1 << 23
 
 #: torch-lr-finder's default ``smooth_f``: the EMA weight its ``history`` losses were smoothed with.
 HISTORY_SMOOTHING = 0.05
@@ -126,37 +148,75 @@ def read_sweeps(paths: Iterable[str | os.PathLike[str]], *, history_smoothing: f
     parse or holds no sweep, and each sweep that fails validation (no points, an LR that is not
     finite and positive, LRs not strictly increasing, fewer losses than LRs) is listed in
     ``rejected``; losses may be NaN or infinite (an explosion). Never raises for bad data.
+    Everything is read into memory at once: ``iter_sweeps`` reads in bounded pieces.
     """
+    chunks = list(iter_sweeps(paths, batch_size=sys.maxsize, history_smoothing=history_smoothing))
+    if not chunks:
+        return _concat([], [], 0, _Names())
+    return chunks[0] if len(chunks) == 1 else _merge(chunks)
+
+
+def iter_sweeps(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    batch_size: int = BATCH_SIZE,
+    history_smoothing: float = HISTORY_SMOOTHING,
+) -> Iterator[Sweeps]:
+    """``read_sweeps`` in pieces of about ``batch_size`` sweeps (default 16,384), for inputs of
+    any size in bounded memory: each piece is a ``Sweeps`` of the sweeps read since the last
+    one (with the rejections found and the files opened meanwhile); together they hold what
+    ``read_sweeps`` gives. A piece holds whole sweeps: at most ``batch_size`` of them, with at
+    most ``PIECE_POINTS`` points (8.4M) between them unless one sweep alone is longer.
+
+    Streamed (memory bounded by the piece): Parquet files with list columns (read by
+    record batch), and NPZ files saved uncompressed (``np.savez``; their arrays are
+    memory-mapped). Every other file is read whole before it is cut into pieces. A file that
+    turns out to be bad after some of its pieces were given is rejected from there on, with
+    where and why.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     if isinstance(history_smoothing, bool) or not isinstance(history_smoothing, (int, float)):
         raise TypeError(f"history_smoothing must be a number in [0, 1), got {history_smoothing!r}")
     if not 0 <= history_smoothing < 1:
         raise ValueError(f"history_smoothing must be in [0, 1), got {history_smoothing!r}")
-    readers = {
-        **_READERS,
-        ".json": functools.partial(_read_json, history_smoothing=history_smoothing),
-        ".jsonl": functools.partial(_read_jsonl, history_smoothing=history_smoothing),
-    }
+    json_readers = {".json": _read_json, ".jsonl": _read_jsonl}
     rejected: list[Rejected] = []
+    namer = _Names()
     batches: list[_Batch] = []
-    files_read = 0
+    files_read = held = points = 0
     for path in _expand(paths, rejected):
-        reader = readers.get(Path(path).suffix.lower())
-        if reader is None:
+        suffix = Path(path).suffix.lower()
+        if suffix not in _READERS:
             known = ", ".join(EXTENSIONS)
             rejected.append(Rejected(path, f"unknown extension {Path(path).suffix!r} (expected one of {known})"))
             continue
         files_read += 1
-        before = len(rejected)
+        before, found = len(rejected), False
         try:
-            batch = reader(path, rejected)
+            if suffix in json_readers:
+                pieces: Iterator[_Batch] = iter([json_readers[suffix](path, rejected, history_smoothing)])
+            else:
+                pieces = _READERS[suffix](path, rejected, batch_size)
+            for batch in pieces:
+                found |= len(batch.runs) > 0
+                batch = _keep_valid(batch, rejected)
+                if batches and (held + len(batch.runs) > batch_size or points + len(batch.lrs) > PIECE_POINTS):
+                    yield _concat(batches, rejected, files_read, namer)  # the piece is full without it
+                    batches, rejected[:], files_read, held, points = [], [], 0, 0, 0
+                batches.append(batch)
+                held += len(batch.runs)
+                points += len(batch.lrs)
+                if held >= batch_size or points >= PIECE_POINTS:
+                    yield _concat(batches, rejected, files_read, namer)
+                    batches, rejected[:], files_read, held, points = [], [], 0, 0, 0
         except _Bad as e:
             rejected.append(Rejected(e.source, e.reason))
             continue
-        if len(batch.names) == 0 and len(rejected) == before:  # an empty file would pass unnoticed
+        if not found and len(rejected) == before:  # an empty file would pass unnoticed
             rejected.append(Rejected(path, "holds no sweep"))
-            continue
-        batches.append(_keep_valid(batch, rejected))
-    return _concat(batches, rejected, files_read)
+    if batches or rejected or files_read:
+        yield _concat(batches, rejected, files_read, namer)
 
 
 class _Bad(Exception):
@@ -169,13 +229,14 @@ class _Bad(Exception):
 
 @dataclass
 class _Batch:
-    """The sweeps of one file, before validation; ``place(i)`` says where sweep ``i`` is."""
+    """Sweeps of one file, before validation: ``runs`` labels them within the file (``""``:
+    the file itself is the sweep) and ``place(i)`` says where sweep ``i`` is."""
 
     path: str
     lrs: np.ndarray
     losses: np.ndarray
     offsets: np.ndarray
-    names: list[str]
+    runs: list[str]
     place: Callable[[int], str]
 
 
@@ -282,19 +343,23 @@ def _unmatched(pattern: str) -> str:
 def _single(path: str, lrs: np.ndarray, losses: np.ndarray) -> _Batch:
     """A file holding one sweep, named after the file."""
     offsets = np.array([0, len(lrs)], dtype=np.int64)
-    return _Batch(path, lrs, losses, offsets, [Path(path).stem], lambda i: path)
+    return _Batch(path, lrs, losses, offsets, [""], lambda i: path)
 
 
 def _many(path: str, lrs: np.ndarray, losses: np.ndarray, offsets: np.ndarray, runs: list[str]) -> _Batch:
     """A file holding named sweeps ``runs``, named ``stem/run``."""
-    stem = Path(path).stem
-    return _Batch(path, lrs, losses, offsets, [f"{stem}/{r}" for r in runs], lambda i: f"{path} run {runs[i]}")
+    return _Batch(path, lrs, losses, offsets, runs, lambda i: f"{path} run {runs[i]}")
 
 
 # --- CSV ---------------------------------------------------------------------------------------
 
 
-def _read_csv(path: str, rejected: list[Rejected]) -> _Batch:
+def _read_csv(path: str, rejected: list[Rejected], batch_size: int) -> Iterator[_Batch]:
+    """The sweeps of a CSV file, read whole (numpy's reader names a bad row)."""
+    yield _csv_batch(path)
+
+
+def _csv_batch(path: str) -> _Batch:
     # numpy's C reader: fast, quotes handled, and it names the row of a bad value (which
     # _csv_reason turns into a file line).
     opts: dict[str, Any] = dict(delimiter=",", comments=None, quotechar='"', encoding="utf-8-sig")
@@ -418,7 +483,7 @@ def _read_json(path: str, rejected: list[Rejected], history_smoothing: float = H
     parts.add(doc, [], path, rejected)
     lrs, losses, offsets = parts.arrays()
     if parts.names == [""]:  # the whole file is one sweep
-        return _Batch(path, lrs, losses, offsets, [Path(path).stem], lambda i: path)
+        return _Batch(path, lrs, losses, offsets, [""], lambda i: path)
     return _many(path, lrs, losses, offsets, parts.names)
 
 
@@ -608,7 +673,56 @@ def _fits_float(value: int) -> bool:
 # --- NPZ -------------------------------------------------------------------------------------------
 
 
-def _read_npz(path: str, rejected: list[Rejected]) -> _Batch:
+def _read_npz(path: str, rejected: list[Rejected], batch_size: int) -> Iterator[_Batch]:
+    """The sweeps of an NPZ file, ``batch_size`` at a time; arrays saved uncompressed are
+    memory-mapped, so only the piece at hand is in memory."""
+    arrays = _npz_arrays(path)
+    for key in ("lrs", "losses"):
+        if key not in arrays:
+            raise _Bad(f"{path}[{key}]", "missing array")
+        a = arrays[key]
+        if a.ndim != 1 or a.dtype.kind not in "fiu":
+            raise _Bad(f"{path}[{key}]", f"expected a 1-D numeric array, got {a.dtype} of shape {a.shape}")
+    lrs, losses = arrays["lrs"], arrays["losses"]
+    if len(lrs) != len(losses):
+        raise _Bad(path, f"{len(lrs)} lrs but {len(losses)} losses")
+    if "offsets" not in arrays:
+        yield _single(path, _float64(lrs), _float64(losses))
+        return
+    offsets = _npz_offsets(np.asarray(arrays["offsets"]), len(lrs), f"{path}[offsets]")
+    n = len(offsets) - 1
+    names = arrays.get("names")
+    if names is not None and names.shape != (n,):
+        raise _Bad(f"{path}[names]", f"expected {n} names (one per sweep), got shape {names.shape}")
+    for i, j in _spans(offsets, batch_size):
+        a, b = int(offsets[i]), int(offsets[j])
+        runs = [str(k) for k in range(i, j)] if names is None else [str(x) for x in names[i:j].tolist()]
+        yield _many(path, _float64(lrs[a:b]), _float64(losses[a:b]), offsets[i : j + 1] - a, runs)
+    for key in ("lrs", "losses"):
+        checked = arrays[key]
+        if isinstance(checked, _Mapped) and not checked.intact():
+            raise _Bad(f"{path}[{key}]", "not a readable NPZ file: the data does not match its CRC (corrupt)")
+
+
+def _spans(offsets: np.ndarray, batch_size: int) -> Iterator[tuple[int, int]]:
+    """Consecutive sweep ranges ``[i, j)`` of at most ``batch_size`` sweeps and ``PIECE_POINTS``
+    points (but at least one sweep)."""
+    i, n = 0, len(offsets) - 1
+    while i < n:
+        fits = int(np.searchsorted(offsets, offsets[i] + PIECE_POINTS, side="right")) - 1
+        j = min(i + batch_size, n, max(fits, i + 1))
+        yield i, j
+        i = j
+
+
+def _float64(values: np.ndarray) -> np.ndarray:
+    """A float64 copy in memory (of a memory-mapped piece too)."""
+    return np.ascontiguousarray(values, dtype=np.float64)
+
+
+def _npz_arrays(path: str) -> dict[str, np.ndarray]:
+    """The arrays ``lrs``, ``losses``, ``offsets`` and ``names`` of an NPZ file that has them:
+    memory-mapped when stored uncompressed, else read."""
     try:
         # Our own handle: np.load leaks the one it opens when the archive is truncated.
         with open(path, "rb") as f:
@@ -620,7 +734,15 @@ def _read_npz(path: str, rejected: list[Rejected]) -> _Batch:
                 raise _Bad(path, "not a readable NPZ file: not a zip archive")
             f.seek(0)
             npz = np.load(f, allow_pickle=False)
-            arrays = {k: npz[k] for k in ("lrs", "losses", "offsets", "names") if k in npz.files}
+            members = {info.filename: info for info in npz.zip.infolist()}
+            arrays: dict[str, Any] = {}
+            for k in ("lrs", "losses", "offsets", "names"):
+                if k not in npz.files:
+                    continue
+                # The two big arrays are mapped; the small ones are read (with the zip's CRC check).
+                info = members.get(f"{k}.npy") if k in ("lrs", "losses") else None
+                mapped = _mapped(f, path, info) if info is not None else None
+                arrays[k] = mapped if mapped is not None else npz[k]
     except (
         OSError,
         ValueError,  # a bad .npy header, or object arrays (pickles)
@@ -630,29 +752,57 @@ def _read_npz(path: str, rejected: list[Rejected]) -> _Batch:
         NotImplementedError,  # zipfile: a compression method or flag it does not support
         RuntimeError,  # zipfile: an encrypted member
         MemoryError,  # an array header claiming more than can be allocated
+        struct.error,  # a local header cut short
     ) as e:
         raise _Bad(path, f"not a readable NPZ file: {_error_text(e)}") from None
-    for key in ("lrs", "losses"):
-        if key not in arrays:
-            raise _Bad(f"{path}[{key}]", "missing array")
-        a = arrays[key]
-        if a.ndim != 1 or a.dtype.kind not in "fiu":
-            raise _Bad(f"{path}[{key}]", f"expected a 1-D numeric array, got {a.dtype} of shape {a.shape}")
-    lrs, losses = (np.ascontiguousarray(arrays[k], dtype=np.float64) for k in ("lrs", "losses"))
-    if len(lrs) != len(losses):
-        raise _Bad(path, f"{len(lrs)} lrs but {len(losses)} losses")
-    if "offsets" not in arrays:
-        return _single(path, lrs, losses)
-    offsets = _npz_offsets(arrays["offsets"], len(lrs), f"{path}[offsets]")
-    n = len(offsets) - 1
-    names = arrays.get("names")
-    if names is None:
-        runs = [str(i) for i in range(n)]
-    elif names.shape != (n,):
-        raise _Bad(f"{path}[names]", f"expected {n} names (one per sweep), got shape {names.shape}")
-    else:
-        runs = [str(x) for x in names.tolist()]
-    return _many(path, lrs, losses, offsets, runs)
+    return arrays
+
+
+def _mapped(f: Any, path: str, info: zipfile.ZipInfo) -> np.ndarray | None:
+    """A memory map of an uncompressed .npy member, or None (compressed, or not mappable:
+    object arrays are refused by the caller's np.load anyway)."""
+    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
+        return None
+    f.seek(info.header_offset + 26)  # the local header's name and extra-field lengths
+    name_length, extra_length = struct.unpack("<HH", f.read(4))
+    f.seek(info.header_offset + 30 + name_length + extra_length)
+    try:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(f)
+    except Exception:  # a header numpy cannot parse (its parser raises all sorts): np.load says why
+        return None
+    if dtype.hasobject or fortran or len(shape) != 1:
+        return None
+    start = f.tell()
+    if start + dtype.itemsize * shape[0] > info.header_offset + 30 + name_length + extra_length + info.file_size:
+        raise ValueError("an array larger than its member")
+    if shape[0] == 0:
+        return np.empty(0, dtype=dtype)
+    f.seek(info.header_offset + 30 + name_length + extra_length)
+    header = f.read(start - f.tell())
+    return np.memmap(path, dtype=dtype, mode="r", offset=start, shape=shape).view(_Mapped).start(info.CRC, header)
+
+
+class _Mapped(np.memmap):
+    """A memory-mapped array of a zip member that checks the member's CRC as its pieces are
+    read in order (mapping skips the check that reading the member would make)."""
+
+    def start(self, crc: int, header: bytes) -> _Mapped:
+        self.want, self.crc, self.done = crc, zlib.crc32(header), 0
+        return self
+
+    def __getitem__(self, key: Any) -> Any:
+        piece = super().__getitem__(key)
+        if isinstance(key, slice) and key.start == getattr(self, "done", None) and key.stop is not None:
+            self.crc = zlib.crc32(np.ascontiguousarray(piece).view(np.uint8), self.crc)
+            self.done = min(key.stop, len(self))
+        return piece
+
+    def intact(self) -> bool:
+        """True once every element was read in order and the CRC matches (or it was not read
+        in order: then nothing is claimed)."""
+        return self.done != len(self) or self.crc == self.want
 
 
 def _npz_offsets(offsets: np.ndarray, total: int, where: str) -> np.ndarray:
@@ -670,7 +820,9 @@ def _npz_offsets(offsets: np.ndarray, total: int, where: str) -> np.ndarray:
 # --- Parquet -------------------------------------------------------------------------------------
 
 
-def _read_parquet(path: str, rejected: list[Rejected]) -> _Batch:
+def _read_parquet(path: str, rejected: list[Rejected], batch_size: int) -> Iterator[_Batch]:
+    """The sweeps of a Parquet file: list columns (one sweep per row) ``batch_size`` rows at a
+    time; long format, read whole (a run's rows may be anywhere in the file)."""
     try:
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -678,18 +830,43 @@ def _read_parquet(path: str, rejected: list[Rejected]) -> _Batch:
     except ImportError as e:
         raise ImportError(f"reading Parquet needs pyarrow: pip install 'lrfind[parquet]' ({e})") from e
     try:
-        table = pq.read_table(path)
-        names = table.column_names  # decoded here: may not be UTF-8
+        # No pre-buffering: it keeps every column chunk read so far (memory grows with the file).
+        pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=PARQUET_BUFFER)
+        schema = pf.schema_arrow
+        names = schema.names  # decoded here: may not be UTF-8
     except (OSError, pa.ArrowException, UnicodeDecodeError) as e:
         raise _Bad(path, f"not a readable Parquet file: {_error_text(e)}") from None
     columns = {name.lower(): name for name in reversed(names)}
     missing = [c for c in ("lr", "loss") if c not in columns]
     if missing:
         raise _Bad(path, f"columns {', '.join(names)} lack column {' and '.join(missing)}")
+    listy = [
+        pa.types.is_list(schema.field(columns[c]).type) or pa.types.is_large_list(schema.field(columns[c]).type)
+        for c in ("lr", "loss")
+    ]
     try:
-        return _parquet_sweeps(path, table, columns, rejected, pa, pc)
-    except (pa.ArrowException, UnicodeDecodeError) as e:  # e.g. a run column of lists, names not UTF-8
+        if not all(listy):
+            yield _parquet_sweeps(path, pf.read(), columns, rejected, pa, pc)
+            return
+        name_col = columns.get("name", columns.get("run"))
+        read = [columns["lr"], columns["loss"], *([name_col] if name_col else [])]
+        row = 0
+        # Rows per record batch: bounded by the points they hold too, at the first rows' mean
+        # length (the metadata's counts are not read: pyarrow aborts on some corrupt ones).
+        first = next(pf.iter_batches(batch_size=256, columns=[columns["lr"]]), None)
+        mean = 1 if first is None else max(1, len(pc.list_flatten(first.column(0))) // max(first.num_rows, 1))
+        rows = min(batch_size, max(1, PIECE_POINTS // mean))
+        for rb in pf.iter_batches(batch_size=rows, columns=read):
+            if name_col is None:
+                runs = [str(i) for i in range(row, row + rb.num_rows)]
+            else:
+                runs = _texts(rb.column(name_col), pa)
+            row += rb.num_rows
+            yield _parquet_lists(path, rb.column(columns["lr"]), rb.column(columns["loss"]), runs, rejected, pa, pc)
+    except pa.ArrowException as e:  # a column that does not cast to float64, or data cut short
         raise _Bad(path, f"unusable columns: {_error_text(e)}") from None
+    except (OSError, UnicodeDecodeError) as e:  # e.g. a run column of lists, names not UTF-8
+        raise _Bad(path, f"not a readable Parquet file: {_error_text(e)}") from None
 
 
 def _parquet_sweeps(
@@ -702,7 +879,7 @@ def _parquet_sweeps(
     name_col = columns.get("name", columns.get("run"))
     try:
         if listy[0]:
-            runs = None if name_col is None else [str(r) for r in table.column(name_col).to_pylist()]
+            runs = None if name_col is None else _texts(table.column(name_col), pa)
             return _parquet_lists(path, lr, loss, runs, rejected, pa, pc)
         lrs, losses = (_float_array(a, pa, pc) for a in (lr, loss))
     except pa.ArrowException as e:  # a column that does not cast to float64
@@ -732,16 +909,29 @@ def _parquet_lists(
         keep = lengths[0] == lengths[1]
         lr, loss = lr.filter(pa.array(keep)), loss.filter(pa.array(keep))
         runs = [r for r, k in zip(runs, keep.tolist(), strict=True) if k]
+    if lr.null_count == 0 and loss.null_count == 0:  # the usual case: Arrow's own buffers, no copy
+        from lrfind.arrow import _flat_lists
+
+        lrs, losses, offsets = _flat_lists(lr, loss)
+        return _many(path, lrs, losses, offsets.astype(np.int64, copy=False), runs)
     offsets = np.zeros(len(lr) + 1, dtype=np.int64)
     np.cumsum(pc.fill_null(pc.list_value_length(lr), 0).to_numpy(zero_copy_only=False), out=offsets[1:])
     lrs, losses = (_float_array(pc.list_flatten(a), pa, pc) for a in (lr, loss))
     return _many(path, lrs, losses, offsets, runs)
 
 
-_READERS: dict[str, Callable[[str, list[Rejected]], _Batch]] = {
+def _texts(column: Any, pa: Any) -> list[str]:
+    """A column's values as Python strings (``str`` of other types)."""
+    values = column.to_pylist()
+    return values if pa.types.is_string(column.type) and column.null_count == 0 else [str(v) for v in values]
+
+
+#: The readers of piece-giving formats: ``reader(path, rejected, batch_size)`` yields ``_Batch``es.
+#: JSON and JSON Lines (read whole, with ``history_smoothing``) are handled by ``iter_sweeps``.
+_READERS: dict[str, Any] = {
     ".csv": _read_csv,
-    ".json": _read_json,
-    ".jsonl": _read_jsonl,
+    ".json": None,
+    ".jsonl": None,
     ".npz": _read_npz,
     ".parquet": _read_parquet,
 }
@@ -757,6 +947,10 @@ def _keep_valid(batch: _Batch, rejected: list[Rejected]) -> _Batch:
     starts, ends = offsets[:-1], offsets[1:]
     bad_point = ~(lrs > 0) | ~np.isfinite(lrs)  # ~(x > 0) also catches NaN
     bad_step = lrs[1:] <= lrs[:-1]  # step j joins points j and j + 1
+    inner = bad_step.copy()
+    inner[ends[(ends > 0) & (ends < len(lrs))] - 1] = False  # the steps from one sweep to the next
+    if not bad_point.any() and not inner.any() and (ends > starts).all():  # the usual case, at numpy speed
+        return batch
     good = (ends > starts) & (_count(bad_point, starts, ends) == 0)
     good &= _count(bad_step, starts, np.maximum(ends - 1, starts)) == 0
     if good.all():
@@ -766,8 +960,8 @@ def _keep_valid(batch: _Batch, rejected: list[Rejected]) -> _Batch:
     keep = np.repeat(good, ends - starts)
     new_offsets = np.zeros(int(good.sum()) + 1, dtype=np.int64)
     np.cumsum((ends - starts)[good], out=new_offsets[1:])
-    names = [n for n, g in zip(batch.names, good.tolist(), strict=True) if g]
-    return _Batch(batch.path, lrs[keep], batch.losses[keep], new_offsets, names, batch.place)
+    runs = [n for n, g in zip(batch.runs, good.tolist(), strict=True) if g]
+    return _Batch(batch.path, lrs[keep], batch.losses[keep], new_offsets, runs, batch.place)
 
 
 def _count(flags: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -787,29 +981,66 @@ def _why(lrs: np.ndarray) -> str:
     return f"lrs not strictly increasing: point {j + 1} is {float(lrs[j + 1])!r} after {float(lrs[j])!r}"
 
 
-def _concat(batches: list[_Batch], rejected: list[Rejected], files_read: int) -> Sweeps:
+def _concat(batches: list[_Batch], rejected: list[Rejected], files_read: int, namer: _Names) -> Sweeps:
+    if len(batches) == 1:  # a piece of one file: its buffers as they are
+        b = batches[0]
+        names = namer.of(b)
+        return Sweeps(b.lrs, b.losses, b.offsets, names, [b.path] * len(names), list(rejected), files_read)
     lengths = [np.diff(b.offsets) for b in batches]
     offsets = np.zeros(sum(len(x) for x in lengths) + 1, dtype=np.int64)
     if lengths:
         np.cumsum(np.concatenate(lengths), out=offsets[1:])
-    names = _unique([n for b in batches for n in b.names])
-    sources = [b.path for b in batches for _ in b.names]
+    names = [n for b in batches for n in namer.of(b)]
+    sources = [b.path for b in batches for _ in b.runs]
     lrs = np.concatenate([b.lrs for b in batches]) if batches else np.empty(0)
     losses = np.concatenate([b.losses for b in batches]) if batches else np.empty(0)
-    return Sweeps(lrs, losses, offsets, names, sources, rejected, files_read)
+    return Sweeps(lrs, losses, offsets, names, sources, list(rejected), files_read)
 
 
-def _unique(names: list[str]) -> list[str]:
-    """The names, a repeated one suffixed with #2, #3, ... (two files may share a stem)."""
-    if len(set(names)) == len(names):
-        return names
-    used: set[str] = set()
-    out: list[str] = []
-    for name in names:
-        new, k = name, 1
-        while new in used:
-            k += 1
-            new = f"{name}#{k}"
-        used.add(new)
-        out.append(new)
-    return out
+def _merge(chunks: list[Sweeps]) -> Sweeps:
+    """The pieces of ``iter_sweeps`` as one ``Sweeps``."""
+    lengths = [np.diff(c.offsets) for c in chunks]
+    offsets = np.zeros(sum(len(x) for x in lengths) + 1, dtype=np.int64)
+    np.cumsum(np.concatenate(lengths), out=offsets[1:])
+    return Sweeps(
+        np.concatenate([c.lrs for c in chunks]),
+        np.concatenate([c.losses for c in chunks]),
+        offsets,
+        [n for c in chunks for n in c.names],
+        [s for c in chunks for s in c.sources],
+        [r for c in chunks for r in c.rejected],
+        sum(c.files_read for c in chunks),
+    )
+
+
+class _Names:
+    """Sweep names: the file's stem, suffixed ``#2``, ``#3``, ... when an earlier file had the
+    same stem (two directories may hold an ``a.csv``), then ``/run`` for a file of several
+    sweeps, suffixed ``#2``, ... when the file repeats a run's name. Only the stems and the
+    current file's names are kept: memory does not grow with the number of sweeps read."""
+
+    def __init__(self) -> None:
+        self.stems: set[str] = set()
+        self.path = ""
+        self.prefix = ""
+        self.used: set[str] = set()
+
+    def of(self, batch: _Batch) -> list[str]:
+        if batch.path != self.path:
+            self.path, self.used = batch.path, set()
+            self.prefix = _unique_name(Path(batch.path).stem, self.stems)
+        names = [self.prefix if run == "" else f"{self.prefix}/{run}" for run in batch.runs]
+        if len(set(names)) == len(names) and self.used.isdisjoint(names):  # the usual case: no repeats
+            self.used.update(names)
+            return names
+        return [_unique_name(name, self.used) for name in names]
+
+
+def _unique_name(name: str, used: set[str]) -> str:
+    """``name``, or ``name#k`` for the smallest k >= 2 not in ``used``; added to ``used``."""
+    new, k = name, 1
+    while new in used:
+        k += 1
+        new = f"{name}#{k}"
+    used.add(new)
+    return new

@@ -1,0 +1,220 @@
+"""Arrow in, Arrow out: ``analyze_batch`` on Arrow tables and record-batch streams.
+
+The unit a distributed engine maps over the files it shards: Dask's ``map_partitions``, Ray
+Data's ``map_batches`` or Spark's ``mapInArrow`` call ``analyze_table`` (or
+``analyze_batches``) on each piece and get one row per sweep back. Needs pyarrow (the
+``parquet`` extra). Two layouts:
+
+- list columns: ``lr`` and ``loss`` are lists, one sweep per row; ``key`` (optional) names it.
+  The values are read in place (no copy) when they are float32/float64 without nulls.
+- long format: ``lr`` and ``loss`` are numbers, one point per row, and ``key`` says which sweep
+  a row belongs to (all rows are one sweep without it). In a table, a key's rows need not be
+  together (they keep their order); in a stream, a key's rows must be contiguous, and may span
+  record batches.
+
+Every output row holds: the key (when given), ``points``, ``stop_index`` and ``stop_reason``
+(null when the sweep never exploded), ``lr_<method>`` for each method, ``confidence_auto``
+(when auto is among the methods), ``range_low``/``range_high`` (the main method's suggested
+range, the LRs to train in), ``diagnosis``, ``gives_lr`` and ``descent_low``/``descent_high``
+(where the loss falls): the columns of ``lrfind analyze --format csv``, typed. Null where there
+is no value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+import lrfind
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["analyze_table", "analyze_batches", "report"]
+
+_DEFAULT_METHODS = list(lrfind.METHODS)
+
+
+def _pyarrow() -> Any:
+    try:
+        import pyarrow
+        import pyarrow.compute  # noqa: F401
+    except ImportError:
+        raise ImportError("lrfind.arrow needs pyarrow: pip install 'lrfind[parquet]'") from None
+    return pyarrow
+
+
+def analyze_table(
+    table: pa.Table, lr: str = "lr", loss: str = "loss", key: str | None = None, **options: Any
+) -> pa.Table:
+    """Analyse every sweep of ``table`` in one ``analyze_batch`` call: one output row per sweep.
+
+    Args:
+        table: a ``pyarrow.Table`` (or ``RecordBatch``) in either layout of the module's docs.
+        lr, loss: the names of the LR and loss columns (defaults ``"lr"``, ``"loss"``).
+        key: the column naming each sweep (default None: list rows are numbered by position,
+            and long-format rows are all one sweep).
+        options: ``lrfind.analyze``'s keyword arguments (``methods`` defaults to every method,
+            auto first, as ``lrfind analyze``).
+
+    Returns:
+        a ``pyarrow.Table`` with the columns of the module's docs, one row per sweep.
+
+    Raises:
+        KeyError: a named column is missing; TypeError: lr and loss are not both lists or both
+        numbers; ValueError: a sweep's LRs are not finite, positive and strictly increasing (the
+        message names the sweep), or its lists differ in length.
+    """
+    pa = _pyarrow()
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    methods = _methods(options)
+    if _listy(table, lr, loss):
+        lrs, losses, offsets = _flat_lists(table.column(lr), table.column(loss))
+        keys = table.column(key) if key is not None else None
+    else:
+        lrs, losses, offsets, keys = _long(table, lr, loss, key)
+    batch = lrfind.analyze_batch(lrs, losses, offsets, **{**options, "methods": methods})
+    return report(batch, methods, np.diff(offsets), keys, key)
+
+
+def analyze_batches(
+    batches: Iterable[pa.RecordBatch], lr: str = "lr", loss: str = "loss", key: str | None = None, **options: Any
+) -> Iterator[pa.RecordBatch]:
+    """``analyze_table`` over a stream of record batches: one output batch per input batch that
+    completes a sweep. In long format a key's rows must be contiguous; they may span batches
+    (a sweep is analysed once its last row has arrived, or at the end of the stream), and a key
+    seen again after another one is a ValueError."""
+    pa = _pyarrow()
+    held: pa.Table | None = None  # the rows of the last key, which the next batch may continue
+    finished: set[Any] = set()
+    for rb in batches:
+        if held is None and _listy(rb, lr, loss):
+            yield from analyze_table(rb, lr, loss, key, **options).to_batches()
+            continue
+        table = pa.Table.from_batches([rb]) if held is None else pa.concat_tables([held, pa.Table.from_batches([rb])])
+        if key is None or table.num_rows == 0:  # one sweep: it ends with the stream
+            held = table
+            continue
+        keys = table.column(key).to_numpy(zero_copy_only=False)
+        last = keys[-1]
+        tail = len(keys) - int(np.argmax(keys[::-1] != last)) if (keys != last).any() else 0
+        done, held = table.slice(0, tail), table.slice(tail)
+        if done.num_rows:
+            _contiguous(done.column(key).to_numpy(zero_copy_only=False), finished)
+            yield from analyze_table(done, lr, loss, key, **options).to_batches()
+    if held is not None and held.num_rows:
+        if key is not None:
+            _contiguous(held.column(key).to_numpy(zero_copy_only=False), finished)
+        yield from analyze_table(held, lr, loss, key, **options).to_batches()
+
+
+def report(
+    batch: lrfind.BatchAnalysis,
+    methods: list[str],
+    points: np.ndarray,
+    keys: Any = None,
+    key: str | None = None,
+) -> pa.Table:
+    """The rows of ``batch`` (one per sweep, of ``points`` points each) as a typed table with
+    the columns of the module's docs; ``keys`` (any Arrow or numpy array) becomes the ``key``
+    column."""
+    pa = _pyarrow()
+    main = methods[0]
+    gives = np.asarray(batch.GIVES_LR)[batch.diagnosis]
+    stopped = batch.stop_index >= 0
+    reasons = np.asarray(["", *batch.STOP_REASONS], dtype=object)[batch.stop_reason]
+    columns: dict[str, Any] = {}
+    if key is not None:
+        columns[key] = keys
+    columns["points"] = pa.array(np.asarray(points, dtype=np.int64))
+    columns["stop_index"] = pa.array(batch.stop_index, mask=~stopped)
+    columns["stop_reason"] = pa.array(reasons, type=pa.string(), mask=~stopped)
+    for m in methods:
+        columns[f"lr_{m}"] = _floats(pa, batch.lr[m])
+    if "auto" in methods:
+        columns["confidence_auto"] = _floats(pa, batch.confidence["auto"])
+    columns["range_low"] = _floats(pa, batch.range_low[main])
+    columns["range_high"] = _floats(pa, batch.range_high[main])
+    columns["diagnosis"] = pa.array(np.asarray(batch.DIAGNOSES, dtype=object)[batch.diagnosis], type=pa.string())
+    columns["gives_lr"] = pa.array(gives, type=pa.bool_())
+    columns["descent_low"] = _floats(pa, batch.descent_low)
+    columns["descent_high"] = _floats(pa, batch.descent_high)
+    return pa.table(columns)
+
+
+def _methods(options: dict[str, Any]) -> list[str]:
+    """The method labels, as ``analyze_batch`` will report them (a name, a list, a dict)."""
+    methods = options.get("methods")
+    if methods is None:
+        return list(_DEFAULT_METHODS)
+    if isinstance(methods, str):
+        return [methods]
+    return list(methods)
+
+
+def _floats(pa: Any, values: np.ndarray) -> Any:
+    return pa.array(values, type=pa.float64(), mask=np.isnan(values))
+
+
+def _listy(table: Any, lr: str, loss: str) -> bool:
+    pa = _pyarrow()
+    types = [table.schema.field(c).type for c in (lr, loss)]  # KeyError names a missing column
+    listy = [pa.types.is_list(t) or pa.types.is_large_list(t) for t in types]
+    if listy[0] != listy[1]:
+        raise TypeError(f"columns {lr!r} and {loss!r} must both be lists (one sweep per row) or both numbers")
+    return listy[0]
+
+
+def _flat_lists(lr: Any, loss: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The flat values and int64 offsets of two list columns (chunked or not), read in place
+    when the values are float32/float64 without nulls and the column has one chunk."""
+    pa = _pyarrow()
+    if isinstance(lr, pa.ChunkedArray):
+        lr, loss = lr.combine_chunks(), loss.combine_chunks()  # one chunk: no copy
+    parts = []
+    for column in (lr, loss):
+        offsets = column.offsets.to_numpy()
+        values = column.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
+        parts.append((offsets - offsets[0] if offsets[0] else offsets, _numbers(pa, values)))
+    (lr_offsets, lrs), (loss_offsets, losses) = parts
+    if not np.array_equal(lr_offsets, loss_offsets):
+        row = int(np.flatnonzero(np.diff(lr_offsets) != np.diff(loss_offsets))[0])
+        raise ValueError(f"row {row}: its lr and loss lists differ in length")
+    return lrs, losses, lr_offsets
+
+
+def _numbers(pa: Any, values: Any) -> np.ndarray:
+    """A numpy view of numeric Arrow values when possible, else float64 with nulls as NaN."""
+    if values.null_count == 0 and pa.types.is_floating(values.type) and values.type.bit_width in (32, 64):
+        return values.to_numpy(zero_copy_only=True)
+    return pa.compute.fill_null(values.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False)
+
+
+def _long(table: Any, lr: str, loss: str, key: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
+    """Long-format rows as flat sweeps in order of each key's first row, rows of a key in order."""
+    pa = _pyarrow()
+    lrs = _numbers(pa, table.column(lr).combine_chunks())
+    losses = _numbers(pa, table.column(loss).combine_chunks())
+    if key is None:
+        return lrs, losses, np.array([0, len(lrs)], dtype=np.int64), None
+    encoded = pa.compute.dictionary_encode(table.column(key).combine_chunks(), null_encoding="encode")
+    group = encoded.indices.to_numpy(zero_copy_only=False).astype(np.intp)
+    offsets = np.zeros(len(encoded.dictionary) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(group, minlength=len(encoded.dictionary)), out=offsets[1:])
+    if np.any(group[1:] < group[:-1]):  # a key's rows apart: gather them, in order (a stable sort)
+        order = np.argsort(group, kind="stable")
+        lrs, losses = lrs[order], losses[order]
+    return lrs, losses, offsets, encoded.dictionary
+
+
+def _contiguous(keys: np.ndarray, finished: set[Any]) -> None:
+    """Checks that no key of this run of rows has ended before; notes those that end here."""
+    change = np.flatnonzero(keys[1:] != keys[:-1]) + 1
+    starts = [keys[0], *keys[change].tolist()] if len(keys) else []
+    for k in starts:
+        if k in finished:
+            raise ValueError(f"key {k!r} is split: its rows are not contiguous in the stream")
+        finished.add(k)
