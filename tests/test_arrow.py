@@ -7,10 +7,8 @@ than the batch), and the CLI's CSV report, whose columns the Arrow report carrie
 from __future__ import annotations
 
 import math
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,8 +18,6 @@ pq = pytest.importorskip("pyarrow.parquet")
 
 import lrfind  # noqa: E402
 from lrfind.arrow import _flat_lists, analyze_batches, analyze_table  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _sweeps(n: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -205,7 +201,6 @@ def test_the_report_is_the_cli_csv_typed(tmp_path):
     subprocess.run(
         [sys.executable, "-m", "lrfind", "analyze", str(tmp_path / "s.parquet"), "--format", "csv", "--out", str(csv)],
         check=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "python")},
     )
     cli = pd.read_csv(csv, keep_default_na=False, na_values=[""])
     out = analyze_table(pq.read_table(tmp_path / "s.parquet"), key="name").to_pandas()

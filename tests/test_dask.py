@@ -21,8 +21,6 @@ distributed = pytest.importorskip("distributed")
 import lrfind  # noqa: E402
 from lrfind.arrow import analyze_table  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def analyse(part: pd.DataFrame) -> pd.DataFrame:
     """The recipe's function: one partition of sweeps in, one report row per sweep out."""
@@ -70,7 +68,6 @@ def test_dask_map_partitions_on_two_processes_equals_the_cli(tmp_path):
     subprocess.run(
         [sys.executable, "-m", "lrfind", "analyze", str(folder), "--format", "csv", "--out", str(csv)],
         check=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "python")},
     )
     cli = pd.read_csv(csv, keep_default_na=False, na_values=[""])
     assert len(got) == len(cli) == 600
