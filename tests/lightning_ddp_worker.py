@@ -1,5 +1,5 @@
-"""The LightningModule and data of ``test_lightning.py``, and the rank side of its DDP test: ``main``
-runs in a fresh (spawned) process per rank, over gloo.
+"""The LightningModule and data of ``test_lightning.py``, and the rank side of its DDP and FSDP2
+tests: ``main`` runs in a fresh (spawned) process per rank, over gloo.
 
 They live here so that the single-process references in ``test_lightning.py`` build exactly what
 every rank builds.
@@ -93,6 +93,39 @@ class Net(pl.LightningModule):
         return optimizer
 
 
+class Sharded(Net):
+    """``Net`` sharded with FSDP2 over the data-parallel mesh of Lightning's ``ModelParallelStrategy``:
+    each Linear, then the whole net (``configure_model``, as Lightning documents it)."""
+
+    def configure_model(self):
+        from torch.distributed.fsdp import fully_shard
+
+        mesh = self.device_mesh["data_parallel"]
+        for layer in self.net:
+            if isinstance(layer, nn.Linear):
+                fully_shard(layer, mesh=mesh)
+        fully_shard(self.net, mesh=mesh)
+
+
+class Shards(pl.Callback):
+    """Copies of this rank's own shards (parameters, and the optimizer state) when the fit starts;
+    placed before the ``LRFinder``, it sees them as the sweep will find them."""
+
+    def on_fit_start(self, trainer, pl_module):
+        self.before = local_state(pl_module, trainer.optimizers[0])
+
+
+def local_state(module, optimizer):
+    """This rank's local tensors of ``module``'s parameters and ``optimizer``'s state, copied."""
+
+    def local(t):
+        return (t.to_local() if hasattr(t, "to_local") else t).detach().clone()
+
+    params = {name: local(p) for name, p in module.named_parameters()}
+    state = {i: {k: local(v) for k, v in s.items()} for i, s in enumerate(optimizer.state.values())}
+    return params, state
+
+
 def trainer(**kwargs):
     """A quiet CPU Trainer; ``kwargs`` override the defaults."""
     settings = dict(
@@ -111,8 +144,11 @@ def trainer(**kwargs):
 RESULT_FIELDS = ("lrs", "losses", "grad_norms", "stop_index", "stop_reason", "suggested_lr")
 
 
-def main(rank, world, port, queue):
-    """Rank ``rank`` of a ``strategy="ddp"`` fit with an ``LRFinder``; puts ``(rank, report)`` on ``queue``.
+def main(rank, world, port, queue, strategy="ddp"):
+    """Rank ``rank`` of a fit with an ``LRFinder``; puts ``(rank, report)`` on ``queue``.
+
+    ``strategy``: ``"ddp"``, or ``"fsdp2"`` (``Sharded`` under Lightning's ``ModelParallelStrategy``;
+    the report then holds whether every local shard came back bitwise).
 
     The environment says that the processes exist already (``LOCAL_RANK``), so Lightning starts none.
     Every rank trains on its even share of each global batch (``share``; Lightning's own
@@ -127,10 +163,26 @@ def main(rank, world, port, queue):
     torch.set_num_threads(1)  # two ranks on a small machine: intra-op threads only spin
     report = {}
     try:
-        model = Net()
+        shards = Shards()
         finder = LRFinder(**SETTINGS, progress=False)
-        fit = trainer(strategy="ddp", devices=world, callbacks=[finder], use_distributed_sampler=False)
+        if strategy == "fsdp2":
+            from lightning.pytorch.strategies import ModelParallelStrategy
+
+            model = Sharded(optimizer="adam")
+            strategy = ModelParallelStrategy(data_parallel_size=world, tensor_parallel_size=1)
+        else:
+            model = Net()
+        fit = trainer(strategy=strategy, devices=world, callbacks=[shards, finder], use_distributed_sampler=False)
         fit.fit(model, share(rank, world))
+        (params, state), (params_after, state_after) = shards.before, local_state(model, fit.optimizers[0])
+        report["restored"] = params.keys() == params_after.keys() and all(
+            torch.equal(params[k], params_after[k]) for k in params
+        )
+        report["restored"] &= state.keys() == state_after.keys() and all(
+            s.keys() == state_after[i].keys() and all(torch.equal(v, state_after[i][k]) for k, v in s.items())
+            for i, s in state.items()
+        )
+        report["sharded"] = any(hasattr(p, "to_local") for p in model.parameters())
         report["result"] = {field: getattr(finder.result, field) for field in RESULT_FIELDS}
         report["lrs"] = {
             "applied": finder.applied_lr,

@@ -383,8 +383,37 @@ def test_imports_stay_lazy():
     assert "pip install 'lrfind[lightning]'" in out.stdout, out.stderr
 
 
+def test_fsdp1_strategy_gets_an_error_that_names_fsdp2():
+    """Lightning's ``FSDPStrategy`` wraps the model in FSDP1, whose flat parameters a sweep cannot
+    restore: refused, naming what works (FSDP2 through ``ModelParallelStrategy``)."""
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    from lrfind.lightning import _check_strategy
+
+    with pytest.raises(TypeError, match=r"FSDP2.*ModelParallelStrategy.*fully_shard in configure_model"):
+        _check_strategy(FSDPStrategy())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="Lightning's FSDPStrategy needs a GPU")
+def test_fsdp1_strategy_is_refused_before_the_sweep_on_a_gpu():
+    model = Net()
+    before = [p.detach().clone() for p in model.parameters()]
+    fit = pl.Trainer(
+        accelerator="cuda",
+        devices=1,
+        strategy="fsdp",
+        max_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        callbacks=[LRFinder(**SETTINGS, progress=False)],
+    )
+    with pytest.raises(TypeError, match="ModelParallelStrategy"):
+        fit.fit(model, loader())
+    assert all(torch.equal(a, b.cpu()) for a, b in zip(before, model.cpu().parameters(), strict=True))
+
+
 WORLD = 2
-#: Seconds the DDP test may take, spawning and imports included, before it fails.
+#: Seconds the DDP and FSDP2 tests may take, spawning and imports included, before they fail.
 DEADLINE = 90
 
 
@@ -394,11 +423,17 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_ddp_ranks_record_the_global_curve_and_set_the_same_lr():
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])
+def test_ranks_record_the_global_curve_and_set_the_same_lr(strategy):
+    """``strategy="ddp"``, and FSDP2 through Lightning's ``ModelParallelStrategy`` (``Sharded``):
+    every rank records the one-process curve on the global batches, sets the same LR, and finds
+    its own shards (parameters and optimizer state) as they were."""
     ctx = mp.get_context("spawn")
     reports = ctx.Queue()
     port = free_port()
-    procs = [ctx.Process(target=main, args=(rank, WORLD, port, reports), daemon=True) for rank in range(WORLD)]
+    procs = [
+        ctx.Process(target=main, args=(rank, WORLD, port, reports, strategy), daemon=True) for rank in range(WORLD)
+    ]
     deadline = time.monotonic() + DEADLINE
     for p in procs:
         p.start()
@@ -421,13 +456,17 @@ def test_ddp_ranks_record_the_global_curve_and_set_the_same_lr():
     for rank, report in found.items():
         assert "error" not in report, f"rank {rank}: {report['error']}"
         assert report["global_rank"] == rank
+        assert report["restored"]
+        assert report["sharded"] == (strategy == "fsdp2")
     a, b = found[0]["result"], found[1]["result"]
     for field in RESULT_FIELDS:
         np.testing.assert_array_equal(a[field], b[field], err_msg=field)
     lrs = [found[rank]["lrs"] for rank in range(WORLD)]
     assert lrs[0] == lrs[1] == dict.fromkeys(("applied", "module", "optimizer"), a["suggested_lr"])
     # Each rank's loss is its half's mean; their mean is a one-process run's on the global batches.
-    reference = by_hand(Net(), loader(BATCH))
+    reference = by_hand(Net(optimizer="adam" if strategy == "fsdp2" else "sgd"), loader(BATCH))
     assert (a["stop_index"], a["stop_reason"]) == (reference.stop_index, reference.stop_reason)
     np.testing.assert_allclose(a["losses"], reference.losses, rtol=1e-5)
+    # The global gradient norm (DDP averages the gradients; FSDP2's shards reduce their norms).
+    np.testing.assert_allclose(a["grad_norms"], reference.grad_norms, rtol=1e-4)
     assert a["suggested_lr"] == pytest.approx(reference.suggested_lr, rel=1e-3)

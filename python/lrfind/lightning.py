@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from lightning.pytorch.loggers.logger import DummyLogger
 from lightning.pytorch.loops.loop import _Loop
+from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy, Strategy
 from lightning.pytorch.utilities.combined_loader import CombinedLoader
 from lightning.pytorch.utilities.exceptions import _TunerExitException
 from lightning.pytorch.utilities.parsing import lightning_hasattr, lightning_setattr
@@ -37,7 +38,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from lrfind import _core
 from lrfind.result import RangeTestResult, detector, sweep_options
 from lrfind.torch._range_test import CHECK_EVERY, MAX_CONSECUTIVE_SKIPS, _progress_bar
-from lrfind.torch._state import Snapshot
+from lrfind.torch._state import DTensor, Snapshot, _Copier
 
 __all__ = ["LRFinder", "lr_find"]
 
@@ -77,8 +78,10 @@ class LRFinder(pl.Callback):
     Limits, as with Lightning's tuner: ``fit(ckpt_path=...)`` loads the checkpoint's optimizer
     state, its LRs included, after ``on_fit_start`` (sweep first, with ``lr_find``, then resume);
     with ``strategy="ddp_spawn"`` the result and the LR stay in the worker processes (use
-    ``"ddp"``); strategies that shard the module or own the optimizer (FSDP, DeepSpeed) are
-    untested.
+    ``"ddp"``). Sharded models: FSDP2 through ``ModelParallelStrategy`` (``fully_shard`` in
+    ``configure_model``) is supported, each rank keeping its own shards; ``FSDPStrategy`` (FSDP1)
+    is a ``TypeError`` that says so, and ``DeepSpeedStrategy``, whose engine owns the backward
+    pass and the optimizer, a ``NotImplementedError``.
 
     How the suggestion is applied: each parameter group keeps its ratio to the first group of the
     first optimizer (``group_lrs="ratio"``, the ratios of discriminative LRs; ``"same"`` gives
@@ -201,6 +204,7 @@ class LRFinder(pl.Callback):
         if trainer.fast_dev_run:
             rank_zero_warn("lrfind.lightning.LRFinder: skipping the LR range test, since `fast_dev_run` is enabled.")
             return None
+        _check_strategy(trainer.strategy)
         attr = _lr_attr(pl_module, self.attr_name) if self.update_attr else None
         groups = _Groups(trainer.optimizers, self.group_lrs)
         result = _sweep(self, trainer, pl_module, groups)
@@ -350,6 +354,10 @@ class _Sweep(pl.Callback):
         # Unscaled (Lightning unscales fp16 gradients before this hook) and before clipping.
         grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
         norm = torch.nn.utils.get_total_norm(grads).float() if grads else None
+        if DTensor is not None and isinstance(norm, DTensor):
+            # Sharded gradients (FSDP2) give each rank a partial norm: the global one is a
+            # collective every rank runs here, with no host sync.
+            norm = norm.full_tensor()
         if norm is not None:
             self.norm = norm if self.norm is None else torch.hypot(self.norm, norm)
 
@@ -420,6 +428,22 @@ class _Sweep(pl.Callback):
         return stop
 
 
+def _check_strategy(strategy: Strategy) -> None:
+    """The strategies whose model or optimizer a sweep cannot snapshot and restore, refused
+    with what to use instead."""
+    if isinstance(strategy, FSDPStrategy):
+        raise TypeError(
+            "lrfind.lightning works with FSDP2, not with FSDPStrategy (the FullyShardedDataParallel wrapper, FSDP1): "
+            "use strategy=ModelParallelStrategy(...) and shard the model with "
+            "torch.distributed.fsdp.fully_shard in configure_model"
+        )
+    if isinstance(strategy, DeepSpeedStrategy):
+        raise NotImplementedError(
+            "lrfind.lightning does not support DeepSpeedStrategy: its engine owns the backward pass, the optimizer "
+            "step and their state"
+        )
+
+
 def _loss_of(outputs: Any) -> torch.Tensor | None:
     """The loss in ``training_step``'s output as Lightning passes it to ``on_train_batch_end``."""
     loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
@@ -436,7 +460,8 @@ def _sweep(
     scaler = scaler if isinstance(scaler, torch.amp.GradScaler) else None
     # The RNGs first: anything below may draw from them (a DataLoader's iterator does).
     snapshot = Snapshot(module, groups.optimizers[0], scaler, finder.state_cache, data=_train_loaders(trainer))
-    others = [_cpu_copy(optimizer.state_dict()) for optimizer in groups.optimizers[1:]]
+    copier = _Copier()  # each rank keeps its own shards of a sharded (FSDP2) optimizer state
+    others = [copier.to_cpu(optimizer.state_dict()) for optimizer in groups.optimizers[1:]]
     saved = _TrainerState(trainer)
     sweep: _Sweep | None = None
     try:
@@ -453,7 +478,7 @@ def _sweep(
         finally:
             snapshot.restore()
             for optimizer, state in zip(groups.optimizers[1:], others, strict=True):
-                optimizer.load_state_dict(state)
+                optimizer.load_state_dict(copier.back(state))
             snapshot.close()
     # Rank 0's curve on every rank: the same result, the same LR, whatever the float sums did.
     recorded, host, skipped_at = trainer.strategy.broadcast((sweep.recorded, sweep.host, sweep.skipped_at))
@@ -489,18 +514,6 @@ def _flat(obj: Any) -> list[Any]:
     return [] if obj is None else [obj]
 
 
-def _cpu_copy(obj: Any) -> Any:
-    """A deep copy of a state dict with every tensor copied to the CPU (never a second copy on
-    the GPU)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, dict):
-        return {k: _cpu_copy(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_cpu_copy(v) for v in obj)
-    return copy.deepcopy(obj)
-
-
 def _loops(loop: _Loop) -> Iterator[_Loop]:
     yield loop
     for child in vars(loop).values():
@@ -523,7 +536,7 @@ class _TrainerState:
         loop = trainer.fit_loop
         self.callbacks, self.loggers = trainer.callbacks, trainer.loggers
         self.schedulers = trainer.strategy.lr_scheduler_configs
-        self.scheduler_states = [_cpu_copy(config.scheduler.state_dict()) for config in self.schedulers]
+        self.scheduler_states = [_Copier().to_cpu(config.scheduler.state_dict()) for config in self.schedulers]
         self.trainer_values = (trainer.should_stop, trainer.limit_val_batches, trainer.val_check_batch)
         self.limits = (loop.max_epochs, loop.min_epochs, loop.epoch_loop.max_steps, loop.epoch_loop.min_steps)
         self.loop_state = copy.deepcopy(loop.state_dict())

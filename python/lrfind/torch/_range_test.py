@@ -606,7 +606,8 @@ def _refuse_fsdp1(model: torch.nn.Module) -> None:
     if any(isinstance(m, FullyShardedDataParallel) for m in model.modules()):
         raise TypeError(
             "lrfind.torch.range_test works on models sharded with FSDP2 (torch.distributed.fsdp.fully_shard), not "
-            "on the FullyShardedDataParallel wrapper (FSDP1): shard the model with fully_shard instead"
+            "on the FullyShardedDataParallel wrapper (FSDP1): shard the model with fully_shard instead (accelerate: "
+            "FullyShardedDataParallelPlugin(fsdp_version=2); transformers: fsdp_config={'version': 2})"
         )
 
 
