@@ -35,7 +35,7 @@ def sgd(model):
 
 
 def warm_up(model, optimizer, batch):
-    """Two training steps, so that the range test starts mid-training (momentum, gradients in place)."""
+    """Two training steps, so that the range test starts mid-training (optimizer state, gradients in place)."""
     for _ in range(2):
         optimizer.zero_grad()
         F.cross_entropy(model(batch[0]), batch[1]).backward()
@@ -87,7 +87,7 @@ def raise_before_the_check(optimizer, args, kwargs):
 raise_before_the_check.calls = 0
 
 
-def main(rank, world, init_method, scenario, batches, val_batches, dist_timeout, queue, release):
+def main(rank, world, init_method, scenario, batches, val_batches, dist_timeout, release, queue):
     """Rank ``rank``'s range test; puts ``(rank, report)`` on ``queue``.
 
     Scenarios: ``"curve"`` (every rank completes), ``"raise"`` (rank 1 raises in its step and exits),

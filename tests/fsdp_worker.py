@@ -16,6 +16,8 @@ from torch.distributed.fsdp import fully_shard
 
 from lrfind.torch import parallel_range_test, range_test
 
+from ddp_worker import share, warm_up
+
 #: The range test of every scenario: it diverges well before its last step.
 SETTINGS = dict(min_lr=1e-5, max_lr=10.0, num_steps=60, check_every=10)
 #: What a rank reports of its result (a ``RangeTestResult`` itself does not pickle).
@@ -34,19 +36,6 @@ def mlp():
 
 def adamw(model):
     return torch.optim.AdamW(model.parameters(), lr=1e-3)
-
-
-def warm_up(model, optimizer, batch):
-    """Two training steps, so that the range test starts mid-training (Adam's moments, gradients)."""
-    for _ in range(2):
-        optimizer.zero_grad()
-        F.cross_entropy(model(batch[0]), batch[1]).backward()
-        optimizer.step()
-
-
-def share(batches, rank, world):
-    """This rank's even share of every global batch: rows ``rank::world``."""
-    return [(x[rank::world], y[rank::world]) for x, y in batches]
 
 
 def local(t):

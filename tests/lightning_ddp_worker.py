@@ -144,10 +144,10 @@ def trainer(**kwargs):
 RESULT_FIELDS = ("lrs", "losses", "grad_norms", "stop_index", "stop_reason", "suggested_lr")
 
 
-def main(rank, world, port, queue, strategy="ddp"):
+def main(rank, world, port, strategy, queue):
     """Rank ``rank`` of a fit with an ``LRFinder``; puts ``(rank, report)`` on ``queue``.
 
-    ``strategy``: ``"ddp"``, or ``"fsdp2"`` (``Sharded`` under Lightning's ``ModelParallelStrategy``;
+    ``strategy``: ``"ddp"`` or ``"fsdp2"`` (``Sharded`` under Lightning's ``ModelParallelStrategy``;
     the report then holds whether every local shard came back bitwise).
 
     The environment says that the processes exist already (``LOCAL_RANK``), so Lightning starts none.

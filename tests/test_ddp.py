@@ -7,9 +7,7 @@ mean of the two halves' losses, which is that mean loss. Then a rank raises: the
 fail, not hang, whether the failed rank's process exits or lingers. The rank side is ``ddp_worker.py``.
 """
 
-import queue
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -23,6 +21,7 @@ from sklearn.preprocessing import StandardScaler
 from lrfind.torch import StoppedRankError, range_test
 
 from ddp_worker import RAISE_AT, RESULT_FIELDS, SETTINGS, main, mlp, sgd, warm_up
+from ranks import spawn_ranks
 
 pytestmark = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()), reason="needs torch.distributed with gloo"
@@ -43,39 +42,11 @@ def global_batches():
 
 
 def spawn(tmp_path, scenario, dist_timeout=10.0):
-    """Run ``ddp_worker.main`` on ``WORLD`` fresh processes: {rank: report}. Every process has ended
-    when it returns or raises."""
-    ctx = mp.get_context("spawn")
-    reports, release = ctx.Queue(), ctx.Event()
+    """Run ``ddp_worker.main`` on ``WORLD`` fresh processes: {rank: report}."""
+    release = mp.get_context("spawn").Event()
     batches, val = global_batches()
-    init = f"file://{tmp_path / 'rendezvous'}"
-    args = (WORLD, init, scenario, batches, val, dist_timeout, reports, release)
-    procs = [ctx.Process(target=main, args=(rank, *args), daemon=True) for rank in range(WORLD)]
-    deadline = time.monotonic() + DEADLINE
-    for p in procs:
-        p.start()
-    try:
-        found, gone = {}, False
-        while len(found) < WORLD:
-            try:
-                rank, report = reports.get(timeout=1.0)
-            except queue.Empty:
-                silent = [r for r in range(WORLD) if r not in found]
-                if gone or time.monotonic() > deadline:
-                    pytest.fail(f"{scenario}: ranks {silent} reported nothing ({'died' if gone else 'too slow'})")
-                # A rank that died without reporting: one more wait, for a report still in the pipe.
-                gone = not any(procs[r].is_alive() for r in silent)
-                continue
-            found[rank] = report
-        return found
-    finally:
-        release.set()
-        for p in procs:
-            p.join(timeout=max(deadline - time.monotonic(), 1.0))
-        for p in procs:
-            if p.is_alive():
-                p.kill()
-                p.join()
+    args = (WORLD, f"file://{tmp_path / 'rendezvous'}", scenario, batches, val, dist_timeout, release)
+    return spawn_ranks(main, args, world=WORLD, deadline=DEADLINE, what=scenario, release=release)
 
 
 @pytest.fixture(scope="module")

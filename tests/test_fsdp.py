@@ -8,14 +8,10 @@ test of the unsharded model on the global batches draws the same curve. A parall
 depends on its seed only, so the runs a rank computes equal those of one process.
 """
 
-import queue
-import time
-
 import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from sklearn.preprocessing import StandardScaler
@@ -23,6 +19,7 @@ from sklearn.preprocessing import StandardScaler
 from lrfind.torch import parallel_range_test, range_test
 
 from fsdp_worker import PARALLEL, RAISE_AT, RESULT_FIELDS, SETTINGS, adamw, main, mlp, warm_up
+from ranks import spawn_ranks
 
 pytestmark = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()), reason="needs torch.distributed with gloo"
@@ -43,43 +40,8 @@ def global_batches():
 
 def spawn(tmp_path, scenario):
     """Run ``fsdp_worker.main`` on ``WORLD`` fresh processes: {rank: report}."""
-    ctx = mp.get_context("spawn")
-    reports = ctx.Queue()
-    init = f"file://{tmp_path / 'rendezvous'}"
-    procs = [
-        ctx.Process(target=main, args=(rank, WORLD, init, scenario, global_batches(), reports), daemon=True)
-        for rank in range(WORLD)
-    ]
-    deadline = time.monotonic() + DEADLINE
-    for p in procs:
-        p.start()
-    try:
-        found = {}
-        while len(found) < WORLD:
-            try:
-                rank, report = reports.get(timeout=1.0)
-            except queue.Empty:
-                if time.monotonic() > deadline or not any(p.is_alive() for p in procs):
-                    pytest.fail(f"{scenario}: ranks {[r for r in range(WORLD) if r not in found]} reported nothing")
-                continue
-            found[rank] = report
-        return found
-    finally:
-        for p in procs:
-            p.join(timeout=max(deadline - time.monotonic(), 1.0))
-        for p in procs:
-            if p.is_alive():
-                p.kill()
-                p.join()
-
-
-@pytest.fixture
-def one_torch_thread():
-    """As on the ranks: the same float reductions."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    args = (WORLD, f"file://{tmp_path / 'rendezvous'}", scenario, global_batches())
+    return spawn_ranks(main, args, world=WORLD, deadline=DEADLINE, what=scenario)
 
 
 @pytest.mark.parametrize("cache", ["cpu", "disk"])

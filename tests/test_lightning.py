@@ -6,18 +6,15 @@ hand on the same weights, batches and optimizer. Every test runs with warnings a
 """
 
 import copy
-import queue
 import random
 import socket
 import subprocess
 import sys
-import time
 
 import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.plugins.precision import MixedPrecision
@@ -27,6 +24,7 @@ from lrfind.lightning import LRFinder, lr_find
 from lrfind.torch import range_test
 
 from lightning_ddp_worker import BATCH, LIGHTNING_WARNINGS, RESULT_FIELDS, SETTINGS, Net, loader, main, trainer
+from ranks import spawn_ranks
 
 pytestmark = [pytest.mark.filterwarnings(w) for w in LIGHTNING_WARNINGS] + [pytest.mark.usefixtures("one_torch_thread")]
 
@@ -428,31 +426,7 @@ def test_ranks_record_the_global_curve_and_set_the_same_lr(strategy):
     """``strategy="ddp"``, and FSDP2 through Lightning's ``ModelParallelStrategy`` (``Sharded``):
     every rank records the one-process curve on the global batches, sets the same LR, and finds
     its own shards (parameters and optimizer state) as they were."""
-    ctx = mp.get_context("spawn")
-    reports = ctx.Queue()
-    port = free_port()
-    procs = [
-        ctx.Process(target=main, args=(rank, WORLD, port, reports, strategy), daemon=True) for rank in range(WORLD)
-    ]
-    deadline = time.monotonic() + DEADLINE
-    for p in procs:
-        p.start()
-    found = {}
-    try:
-        while len(found) < WORLD:
-            try:
-                rank, report = reports.get(timeout=1.0)
-            except queue.Empty:
-                if time.monotonic() > deadline or not any(p.is_alive() for p in procs):
-                    pytest.fail(f"ranks {sorted(set(range(WORLD)) - set(found))} reported nothing")
-                continue
-            found[rank] = report
-    finally:
-        for p in procs:
-            p.join(timeout=max(deadline - time.monotonic(), 1.0))
-            if p.is_alive():
-                p.kill()
-                p.join()
+    found = spawn_ranks(main, (WORLD, free_port(), strategy), world=WORLD, deadline=DEADLINE, what=strategy)
     for rank, report in found.items():
         assert "error" not in report, f"rank {rank}: {report['error']}"
         assert report["global_rank"] == rank
