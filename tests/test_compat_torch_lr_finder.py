@@ -10,7 +10,6 @@ Last, ``lrfind.torch.LRFinder`` refuses torch-lr-finder's names with lrfind's.
 Counting is done with small wrappers (a criterion, a GradScaler subclass), not mocks.
 """
 
-import copy
 import gc
 import glob
 import os
@@ -34,6 +33,8 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 import lrfind
 import lrfind.compat.torch_lr_finder as compat
 import lrfind.torch
+
+from bitwise import assert_identical, observe
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 #: A scale small enough that no fp16 step overflows: a skipped first step makes torch-lr-finder's own
@@ -118,46 +119,6 @@ def assert_same_history(expected, got):
     assert got.history["lr"] == expected.history["lr"]
     np.testing.assert_allclose(got.history["loss"], expected.history["loss"], rtol=1e-12, atol=0)
     assert got.best_loss == pytest.approx(expected.best_loss, rel=1e-12, abs=0)
-
-
-# --- bitwise state comparison ----------------------------------------------------------------------
-
-
-def observe(model, optimizer, scaler=None, loaders=()):
-    """Deep copies of everything a range test must leave as it found, for ``assert_identical``."""
-    return {
-        "params": {n: p.detach().clone() for n, p in model.named_parameters()},
-        "buffers": {n: b.clone() for n, b in model.named_buffers()},
-        "grads": {n: None if p.grad is None else p.grad.clone() for n, p in model.named_parameters()},
-        "training": {n: m.training for n, m in model.named_modules()},
-        "optimizer": copy.deepcopy(optimizer.state_dict()),
-        "scaler": None if scaler is None else copy.deepcopy(scaler.state_dict()),
-        "python_rng": random.getstate(),
-        "numpy_rng": np.random.get_state(),
-        "torch_rng": torch.get_rng_state(),
-        "loader_generators": [d.generator.get_state() for d in loaders if d.generator is not None],
-    }
-
-
-def assert_identical(before, after, where="state"):
-    """Same structure, same values, tensors bit for bit (dtype and device too)."""
-    if isinstance(before, torch.Tensor):
-        assert isinstance(after, torch.Tensor), where
-        assert (before.dtype, before.device, before.shape) == (after.dtype, after.device, after.shape), where
-        bits = [t.detach().cpu().reshape(-1).contiguous().view(torch.uint8) for t in (before, after)]
-        assert torch.equal(*bits), f"{where} changed"
-    elif isinstance(before, np.ndarray):
-        np.testing.assert_array_equal(before, after, err_msg=where)
-    elif isinstance(before, dict):
-        assert isinstance(after, dict) and before.keys() == after.keys(), f"{where}: other keys"
-        for key in before:
-            assert_identical(before[key], after[key], f"{where}[{key!r}]")
-    elif isinstance(before, (list, tuple)):
-        assert type(before) is type(after) and len(before) == len(after), f"{where}: {before!r} != {after!r}"
-        for i, (b, a) in enumerate(zip(before, after, strict=True)):
-            assert_identical(b, a, f"{where}[{i}]")
-    else:
-        assert before == after, f"{where}: {before!r} != {after!r}"
 
 
 def lrfind_temp_files():
