@@ -1,6 +1,7 @@
 //! Many sweeps at once: ragged sweeps in flat buffers, analysed in parallel into columns.
 
 use rayon::join;
+use rayon::prelude::*;
 
 use crate::analyze::{analyze_into, AnalyzeConfig, Work};
 use crate::cancel::Cancel;
@@ -97,6 +98,54 @@ where
     };
     fill(rows, lrs, losses, offsets, config, cancel)?;
     Ok(out)
+}
+
+/// The words of each sweep that [`analyze_batch`] leaves out, for reports that print them: per
+/// method (config order) the suggestion's reason, and the diagnosis message; each as
+/// [`analyze`](crate::analyze) gives it on that sweep. Runs on rayon's pool.
+pub fn analyze_texts<L, F>(
+    lrs: &[L],
+    losses: &[F],
+    offsets: &[i64],
+    config: &AnalyzeConfig,
+    cancel: &Cancel,
+) -> Result<Vec<SweepTexts>>
+where
+    L: Copy + Into<f64> + Sync,
+    F: Copy + Into<f64> + Sync,
+{
+    config.validate()?;
+    check_offsets(offsets, lrs.len(), losses.len())?;
+    (0..offsets.len() - 1)
+        .into_par_iter()
+        .with_min_len(GRAIN)
+        .map_init(
+            || (Work::default(), Vec::with_capacity(config.methods.len())),
+            |(work, suggestions), sweep| {
+                cancel.check()?;
+                let (a, b) = (offsets[sweep] as usize, offsets[sweep + 1] as usize);
+                suggestions.clear();
+                let s =
+                    analyze_into(&lrs[a..b], &losses[a..b], config, true, work, suggestions, cancel).map_err(|e| {
+                        match e {
+                            Error::Interrupted => e,
+                            e => Error::Sweep { index: sweep, source: Box::new(e) },
+                        }
+                    })?;
+                let reasons = suggestions.iter().map(|sg| sg.reason.to_string()).collect();
+                Ok(SweepTexts { reasons, message: s.diagnosis.message() })
+            },
+        )
+        .collect()
+}
+
+/// One sweep's texts from [`analyze_texts`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepTexts {
+    /// Per method (config order): why it suggests what it does, or nothing.
+    pub reasons: Vec<String>,
+    /// The diagnosis message.
+    pub message: String,
 }
 
 fn check_offsets(offsets: &[i64], len: usize, losses_len: usize) -> Result<()> {
@@ -310,9 +359,13 @@ mod tests {
             }
             let cfg = config();
             let batch = analyze_batch(&lrs, &losses, &offsets, &cfg).unwrap();
+            let texts = analyze_texts(&lrs, &losses, &offsets, &cfg, &Cancel::new()).unwrap();
+            prop_assert_eq!(texts.len(), lens.len());
             for (k, w) in offsets.windows(2).enumerate() {
                 let (a, b) = (w[0] as usize, w[1] as usize);
                 let one = analyze(&lrs[a..b], &losses[a..b], &cfg).unwrap();
+                let reasons: Vec<String> = one.suggestions.iter().map(|s| s.reason.to_string()).collect();
+                prop_assert_eq!(&texts[k], &SweepTexts { reasons, message: one.diagnosis.message() });
                 prop_assert_eq!(batch.stop_index[k], one.stop.map_or(-1, |(i, _)| i as i64));
                 prop_assert_eq!(batch.diagnosis[k], one.diagnosis.kind.code());
                 for (j, s) in one.suggestions.iter().enumerate() {

@@ -28,7 +28,7 @@ mod python;
 
 pub use analyze::{analyze, analyze_cancellable, Analysis, AnalyzeConfig, SuggestOn};
 pub use auto::{AutoParams, AutoReading, Confidence};
-pub use batch::{analyze_batch, analyze_batch_cancellable, BatchAnalysis};
+pub use batch::{analyze_batch, analyze_batch_cancellable, analyze_texts, BatchAnalysis, SweepTexts};
 pub use cancel::Cancel;
 pub use csv::{csv_blocks, csv_rows, CsvColumn};
 pub use diagnose::{Arch, DiagnoseConfig, Diagnosis, DiagnosisKind};

@@ -949,6 +949,41 @@ fn analyze_batch(
     })
 }
 
+/// The texts `analyze_batch` leaves out, for reports that print them: (method label -> each
+/// sweep's suggestion reason, each sweep's diagnosis message), as `analyze` gives them on that
+/// sweep. Same arguments and keyword options as `analyze_batch`; in parallel, GIL released.
+#[pyfunction]
+#[pyo3(signature = (lrs, losses, offsets, **options))]
+fn analyze_texts<'py>(
+    py: Python<'py>,
+    lrs: &Bound<'py, PyAny>,
+    losses: &Bound<'py, PyAny>,
+    offsets: &Bound<'py, PyAny>,
+    options: Option<&Bound<'py, PyDict>>,
+) -> PyResult<(Bound<'py, PyDict>, Vec<String>)> {
+    let (labels, config) = config_from(options)?;
+    let (lrs, losses) = (floats("lrs", lrs)?, floats("losses", losses)?);
+    let offsets = int64s("offsets", offsets)?;
+    let offsets = offsets.as_slice()?;
+    let points = lrs.len();
+    let texts = with_slices!(lrs, losses, |x, y| detached(py, points, |cancel| crate::analyze_texts(
+        x, y, offsets, &config, cancel
+    ))?);
+    let mut reasons: Vec<Vec<String>> = labels.iter().map(|_| Vec::with_capacity(texts.len())).collect();
+    let mut messages = Vec::with_capacity(texts.len());
+    for t in texts {
+        for (column, reason) in reasons.iter_mut().zip(t.reasons) {
+            column.push(reason);
+        }
+        messages.push(t.message);
+    }
+    let by_label = PyDict::new(py);
+    for (label, column) in labels.iter().zip(reasons) {
+        by_label.set_item(label, column)?;
+    }
+    Ok((by_label, messages))
+}
+
 /// One column of `csv_rows`, owned so that the rows are formatted with the GIL released.
 enum OwnedColumn<'py> {
     Text(Vec<String>),
@@ -1007,9 +1042,9 @@ fn csv_rows<'py>(py: Python<'py>, columns: Vec<Bound<'py, PyAny>>) -> PyResult<B
 mod _core {
     #[pymodule_export]
     use super::{
-        analyze, analyze_batch, confidence_level, csv_rows, ema, log_gradient, one_cycle, one_cycle_at, suggest,
-        sweep_lrs, warmup_cosine, warmup_cosine_at, Analysis, BatchAnalysis, Diagnosis, DivergenceDetector, Ema,
-        Suggestion,
+        analyze, analyze_batch, analyze_texts, confidence_level, csv_rows, ema, log_gradient, one_cycle, one_cycle_at,
+        suggest, sweep_lrs, warmup_cosine, warmup_cosine_at, Analysis, BatchAnalysis, Diagnosis, DivergenceDetector,
+        Ema, Suggestion,
     };
 
     #[pymodule_init]

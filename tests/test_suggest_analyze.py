@@ -182,6 +182,21 @@ def test_batch_rows_equal_analyze(batch, watch):
             np.testing.assert_array_equal([out.range_low[name][i], out.range_high[name][i]], [low, high])
 
 
+@given(batches(), st.sampled_from(["raw", "smoothed"]))
+@settings(max_examples=40, deadline=None)
+def test_batch_texts_are_analyzes_words(batch, watch):
+    """``_core.analyze_texts``: each sweep's reasons (under the methods' labels) and diagnosis
+    message, as ``analyze`` words them."""
+    methods = {"mine": {"method": "auto", "smooth": 0.1}, "seed": {"method": "steepest", "backoff": 0.0}}
+    lrs, losses, offsets = lrfind.analysis._flatten([b[0] for b in batch], [b[1] for b in batch])
+    reasons, messages = lrfind._core.analyze_texts(lrs, losses, offsets, methods=methods, watch=watch)
+    assert list(reasons) == list(methods) and len(messages) == len(batch)
+    for i, (x, y) in enumerate(batch):
+        a = lrfind.analyze(x, y, methods=methods, watch=watch)
+        assert messages[i] == a.diagnosis.message
+        assert {m: reasons[m][i] for m in methods} == {m: s.reason for m, s in a.suggestions.items()}
+
+
 def test_batch_input_shapes_and_dtypes():
     rng = np.random.default_rng(1)
     losses = seed_good_curve(SEED_LRS) * rng.uniform(0.95, 1.05, (64, 100))

@@ -13,6 +13,7 @@ _Methods = str | Sequence[str] | Mapping[str, Mapping[str, Any] | None] | None
 __all__ = [
     "analyze",
     "analyze_batch",
+    "analyze_texts",
     "confidence_level",
     "csv_rows",
     "ema",
@@ -184,3 +185,8 @@ def analyze(lrs: _Floats, losses: _Floats, **options: Unpack[_AnalyzeOptions]) -
 def analyze_batch(
     lrs: _Floats, losses: _Floats, offsets: npt.ArrayLike, **options: Unpack[_AnalyzeOptions]
 ) -> BatchAnalysis: ...
+def analyze_texts(
+    lrs: _Floats, losses: _Floats, offsets: npt.ArrayLike, **options: Unpack[_AnalyzeOptions]
+) -> tuple[dict[str, list[str]], list[str]]:
+    """The texts ``analyze_batch`` leaves out: (method label -> each sweep's suggestion reason,
+    each sweep's diagnosis message), as ``analyze`` gives them on that sweep."""

@@ -29,7 +29,7 @@ import numpy as np
 
 import lrfind
 from lrfind import demo
-from lrfind._core import csv_rows
+from lrfind._core import analyze_texts, csv_rows
 from lrfind.io import BATCH_SIZE, HISTORY_SMOOTHING, Rejected, Sweeps, iter_sweeps
 
 #: Every suggestion method, ``"auto"`` (the main suggestion) first.
@@ -156,14 +156,6 @@ def _unique(items: Sequence[str]) -> list[str]:
 def _stop_reason(code: int) -> str | None:
     """The batch's stop reason code: 0 none, else ``STOP_REASONS[code - 1]``."""
     return _STOP_REASONS[code - 1] if code else None
-
-
-def _float(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
-
-
-def _index(i: int) -> int | None:
-    return int(i) if i >= 0 else None
 
 
 class _Tally:
@@ -320,43 +312,65 @@ def _confidence_text(confidence: float) -> str:
 
 def _sweep_rows(piece: Sweeps, batch: lrfind.BatchAnalysis, methods: list[str]) -> list[dict[str, Any]]:
     """The JSON objects of the piece's sweeps (see ``lrfind analyze --help``); null where no value."""
-    points = np.diff(piece.offsets)
-    rows = []
-    for i in range(len(batch)):
-        # The suggestion reasons and the diagnosis message are texts the batch does not keep;
-        # analysing the one sweep again gives them (the numbers come from the batch).
-        one = lrfind.analyze(*piece.sweep(i), methods=methods)
-        low, high = _float(batch.descent_low[i]), _float(batch.descent_high[i])
-        rows.append(
-            {
-                "name": piece.names[i],
-                "source": piece.sources[i],
-                "points": int(points[i]),
-                "stop_index": _index(batch.stop_index[i]),
-                "stop_reason": _stop_reason(int(batch.stop_reason[i])),
-                "suggestions": {
-                    m: {
-                        "lr": _float(batch.lr[m][i]),
-                        "index": _index(batch.index[m][i]),
-                        "reason": one.suggestions[m].reason,
-                        "confidence": _float(batch.confidence[m][i]),
-                        "range": _pair(batch.range_low[m][i], batch.range_high[m][i]),
-                    }
-                    for m in methods
-                },
-                "diagnosis": {
-                    "kind": _DIAGNOSES[batch.diagnosis[i]],
-                    "gives_lr": _GIVES_LR[batch.diagnosis[i]],
-                    "message": one.diagnosis.message,
-                    "descent": None if low is None or high is None else [low, high],
-                },
-            }
+    # The suggestion reasons and the diagnosis messages: texts the batch does not keep.
+    reasons, messages = analyze_texts(piece.lrs, piece.losses, piece.offsets, methods=methods)
+    # Columns as lists first: indexing numpy arrays cell by cell took longer than the analysis.
+    suggestions = {
+        m: list(
+            zip(
+                _nullable(batch.lr[m]),
+                _nullable(batch.index[m]),
+                reasons[m],
+                _nullable(batch.confidence[m]),
+                _pairs(batch.range_low[m], batch.range_high[m]),
+                strict=True,
+            )
         )
-    return rows
+        for m in methods
+    }
+    keys = ("lr", "index", "reason", "confidence", "range")
+    columns = zip(
+        piece.names,
+        piece.sources,
+        np.diff(piece.offsets).tolist(),
+        _nullable(batch.stop_index),
+        batch.stop_reason.tolist(),
+        batch.diagnosis.tolist(),
+        messages,
+        _pairs(batch.descent_low, batch.descent_high),
+        strict=True,
+    )
+    return [
+        {
+            "name": name,
+            "source": source,
+            "points": points,
+            "stop_index": stop_index,
+            "stop_reason": _stop_reason(stop_reason),
+            "suggestions": {m: dict(zip(keys, suggestions[m][i], strict=True)) for m in methods},
+            "diagnosis": {
+                "kind": _DIAGNOSES[diagnosis],
+                "gives_lr": _GIVES_LR[diagnosis],
+                "message": message,
+                "descent": descent,
+            },
+        }
+        for i, (name, source, points, stop_index, stop_reason, diagnosis, message, descent) in enumerate(columns)
+    ]
 
 
-def _pair(low: float, high: float) -> list[float] | None:
-    return [float(low), float(high)] if math.isfinite(low) and math.isfinite(high) else None
+def _nullable(values: np.ndarray) -> list[Any]:
+    """``values`` as a list, None where there is no value: not finite (floats), negative (indices)."""
+    out = values.tolist()
+    for i in np.flatnonzero(~np.isfinite(values) if values.dtype.kind == "f" else values < 0).tolist():
+        out[i] = None
+    return out
+
+
+def _pairs(low: np.ndarray, high: np.ndarray) -> list[list[float] | None]:
+    """``[low, high]`` per row, None where either end has no value."""
+    ends = zip(_nullable(low), _nullable(high), strict=True)
+    return [None if lo is None or hi is None else [lo, hi] for lo, hi in ends]
 
 
 class _JsonReport(_Report):
