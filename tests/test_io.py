@@ -15,8 +15,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import lrfind
+import lrfind.io
 from lrfind.io import MAX_DEPTH, Rejected, Sweeps, iter_sweeps, read_sweeps
 
 RNG = np.random.default_rng(0)
@@ -68,6 +71,53 @@ def test_csv_long_groups_runs_in_order_of_first_appearance(tmp_path: Path) -> No
     assert s.names == [f"long/{r}" for r in first]
     assert s.sources == [str(path)] * 3
     assert_sweeps(s, [lrs[i] for i in order], [losses[i] for i in order])
+
+
+def _long_csv(path: Path, runs: list[tuple[str, int]], quote: bool = False) -> None:
+    """``run,lr,loss`` rows: ``count`` rising LRs for each (name, count), in the order given."""
+    rows = ["Run,LR,loss"]
+    for k, (name, count) in enumerate(runs):
+        shown = f'"{name}"' if quote else name
+        rows += [f"{shown},{10.0 ** (i - 6 + k / 100)!r},{1.0 / (i + 1) + k!r}" for i in range(count)]
+    path.write_text("\n".join(rows) + "\n")
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from(["a", "b", "c", "run 4"]), st.integers(0, 7)), max_size=12),
+    st.integers(1, 300),
+    st.booleans(),
+)
+@settings(max_examples=150, deadline=None)
+def test_csv_read_in_blocks_gives_what_a_whole_read_gives(tmp_path_factory, runs, block, quote) -> None:
+    """A long-format CSV file is read in blocks of ``CSV_BLOCK`` bytes when its runs' rows are
+    contiguous and nothing is quoted (else whole): the sweeps, names and rejections are the
+    same whatever the block size, runs spanning blocks included."""
+    path = tmp_path_factory.mktemp("csv") / "log.csv"
+    _long_csv(path, runs, quote)
+    saved = lrfind.io.CSV_BLOCK, lrfind.io._in_blocks
+    try:
+        lrfind.io._in_blocks = lambda path, run: False  # the reference: the file read whole
+        whole = read_sweeps([path])
+        lrfind.io.CSV_BLOCK, lrfind.io._in_blocks = block, saved[1]
+        pieces = list(iter_sweeps([path], batch_size=2))
+    finally:
+        lrfind.io.CSV_BLOCK, lrfind.io._in_blocks = saved
+    got = lrfind.io._merge(pieces)
+    assert got.names == whole.names and got.rejected == whole.rejected
+    np.testing.assert_array_equal(got.offsets, whole.offsets)
+    np.testing.assert_array_equal(got.lrs, whole.lrs)
+    np.testing.assert_array_equal(got.losses, whole.losses)
+
+
+def test_csv_in_blocks_only_when_runs_are_contiguous_and_unquoted(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    for runs, quote, blocks in [
+        ([("a", 3), ("b", 2), ("c", 4)], False, True),
+        ([("a", 3), ("b", 2), ("a", 4)], False, False),  # a's rows come back: read whole
+        ([("a", 3), ("b", 2), ("c", 4)], True, False),  # a quoted line break could straddle blocks
+    ]:
+        _long_csv(path, runs, quote)
+        assert lrfind.io._in_blocks(str(path), 0) is blocks
 
 
 def test_csv_single_sweep(tmp_path: Path) -> None:

@@ -169,8 +169,10 @@ def iter_sweeps(
     most ``PIECE_POINTS`` points (8.4M) between them unless one sweep alone is longer.
 
     Streamed (memory bounded by the piece): Parquet files with list columns (read by
-    record batch), and NPZ files saved uncompressed (``np.savez``; their arrays are
-    memory-mapped). Every other file is read whole before it is cut into pieces. A file that
+    record batch), NPZ files saved uncompressed (``np.savez``; their arrays are
+    memory-mapped), and long-format CSV files whose runs' rows are contiguous and unquoted (read
+    in blocks of ``CSV_BLOCK`` bytes, 32 MiB). Every other file is read whole before it is cut
+    into pieces (a run's rows may be anywhere in it; a JSON document is one value). A file that
     turns out to be bad after some of its pieces were given is rejected from there on, with
     where and why.
     """
@@ -354,37 +356,114 @@ def _many(path: str, lrs: np.ndarray, losses: np.ndarray, offsets: np.ndarray, r
 # --- CSV ---------------------------------------------------------------------------------------
 
 
+#: numpy's C reader: fast, quotes handled, and it names the row of a bad value (which
+#: _csv_reason turns into a file line).
+_CSV_OPTIONS: dict[str, Any] = dict(delimiter=",", comments=None, quotechar='"', encoding="utf-8-sig")
+
+#: Bytes of CSV text parsed at a time when a file is read in blocks (about a million rows).
+CSV_BLOCK = 1 << 25
+
+
 def _read_csv(path: str, rejected: list[Rejected], batch_size: int) -> Iterator[_Batch]:
-    """The sweeps of a CSV file, read whole (numpy's reader names a bad row)."""
-    yield _csv_batch(path)
-
-
-def _csv_batch(path: str) -> _Batch:
-    # numpy's C reader: fast, quotes handled, and it names the row of a bad value (which
-    # _csv_reason turns into a file line).
-    opts: dict[str, Any] = dict(delimiter=",", comments=None, quotechar='"', encoding="utf-8-sig")
+    """The sweeps of a CSV file. Long format (``run,lr,loss``) whose runs' rows are contiguous
+    and whose fields are not quoted (what a logger appends) is read in blocks of about
+    ``CSV_BLOCK`` bytes; any other file is read whole (a run's rows may be anywhere in it)."""
     with warnings.catch_warnings():
         # loadtxt warns on an empty file; that becomes a missing header or a sweep with no points.
         warnings.simplefilter("ignore", UserWarning)
-        return _parse_csv(path, opts)
+        header, columns = _csv_header(path)
+        if "run" not in columns or not _in_blocks(path, columns["run"]):
+            yield _parse_csv(path, header, columns)
+            return
+        yield from _csv_blocks(path, header, columns)
 
 
-def _parse_csv(path: str, opts: dict[str, Any]) -> _Batch:
+def _csv_header(path: str) -> tuple[list[str], dict[str, int]]:
+    """The header's names, and the index of each (lower case, the first of duplicates)."""
     try:
-        header = np.loadtxt(path, dtype=str, max_rows=1, ndmin=1, **opts)
+        header = np.loadtxt(path, dtype=str, max_rows=1, ndmin=1, **_CSV_OPTIONS).tolist()
     except (OSError, ValueError) as e:
         raise _Bad(path, f"not a readable CSV file: {_csv_reason(path, e, [])}") from None
     columns = {name.strip().lower(): i for i, name in reversed(list(enumerate(header)))}
     missing = [c for c in ("lr", "loss") if c not in columns]
     if missing:
         raise _Bad(path, f"CSV header {', '.join(header)!s} lacks column {' and '.join(missing)}")
+    return header, columns
+
+
+def _blocks(path: str) -> Iterator[list[str]]:
+    """The lines after the header (loadtxt's ``skiprows=1``), about ``CSV_BLOCK`` bytes at a time."""
+    with open(path, encoding="utf-8-sig") as f:
+        f.readline()
+        while lines := f.readlines(CSV_BLOCK):
+            yield lines
+
+
+def _in_blocks(path: str, run: int) -> bool:
+    """Whether the file can be read in blocks: every run's rows together, no quoted field (a
+    quoted line break could straddle two blocks). One pass over the run column; any problem
+    means no, and the whole-file reader then says what is wrong."""
+    options = {k: v for k, v in _CSV_OPTIONS.items() if k != "encoding"}
+    closed: set[str] = set()
+    last = None
+    try:
+        for lines in _blocks(path):
+            if any('"' in line for line in lines):
+                return False
+            runs = np.loadtxt(lines, dtype=str, usecols=run, ndmin=1, **options)
+            starts = np.concatenate(([0], np.flatnonzero(runs[1:] != runs[:-1]) + 1)) if len(runs) else []
+            for name in runs[starts].tolist():
+                if name != last:
+                    if name in closed:
+                        return False
+                    if last is not None:
+                        closed.add(last)
+                    last = name
+    except (OSError, ValueError):  # UnicodeDecodeError is a ValueError
+        return False
+    return True
+
+
+def _csv_blocks(path: str, header: list[str], columns: dict[str, int]) -> Iterator[_Batch]:
+    """The sweeps of a long-format CSV file whose runs' rows are contiguous, block by block; the
+    last run of a block waits for the next, where its rows may go on."""
+    options = {k: v for k, v in _CSV_OPTIONS.items() if k != "encoding"}
+    carry: tuple[str, np.ndarray, np.ndarray] | None = None
+    for lines in _blocks(path):
+        try:
+            values = np.loadtxt(lines, usecols=(columns["lr"], columns["loss"]), ndmin=2, **options)
+            runs = np.loadtxt(lines, dtype=str, usecols=columns["run"], ndmin=1, **options)
+        except (OSError, ValueError) as e:
+            raise _Bad(path, f"malformed CSV: {_csv_reason(path, e, header)}") from None
+        if not len(runs):
+            continue
+        lrs, losses = values[:, 0], values[:, 1]
+        if carry is not None and carry[0] == runs[0]:
+            lrs, losses = np.concatenate((carry[1], lrs)), np.concatenate((carry[2], losses))
+            runs = np.concatenate(([runs[0]] * len(carry[1]), runs))
+        elif carry is not None:
+            yield _many(path, carry[1], carry[2], np.array([0, len(carry[1])], dtype=np.int64), [carry[0]])
+        starts = np.concatenate(([0], np.flatnonzero(runs[1:] != runs[:-1]) + 1))
+        last = int(starts[-1])
+        carry = (str(runs[last]), lrs[last:].copy(), losses[last:].copy())
+        if last:
+            offsets = starts.astype(np.int64)
+            names = [str(r) for r in runs[starts[:-1]].tolist()]
+            yield _many(path, np.ascontiguousarray(lrs[:last]), np.ascontiguousarray(losses[:last]), offsets, names)
+    if carry is not None:
+        yield _many(path, carry[1], carry[2], np.array([0, len(carry[1])], dtype=np.int64), [carry[0]])
+
+
+def _parse_csv(path: str, header: list[str], columns: dict[str, int]) -> _Batch:
+    """The sweeps of a CSV file, read whole."""
+    opts = _CSV_OPTIONS
     try:
         values = np.loadtxt(path, skiprows=1, usecols=(columns["lr"], columns["loss"]), ndmin=2, **opts)
         runs = None
         if "run" in columns:
             runs = np.loadtxt(path, dtype=str, skiprows=1, usecols=columns["run"], ndmin=1, **opts)
     except (OSError, ValueError) as e:
-        raise _Bad(path, f"malformed CSV: {_csv_reason(path, e, header.tolist())}") from None
+        raise _Bad(path, f"malformed CSV: {_csv_reason(path, e, header)}") from None
     lrs, losses = np.ascontiguousarray(values[:, 0]), np.ascontiguousarray(values[:, 1])
     if runs is None:
         return _single(path, lrs, losses)
