@@ -109,6 +109,48 @@ def test_csv_read_in_blocks_gives_what_a_whole_read_gives(tmp_path_factory, runs
     np.testing.assert_array_equal(got.losses, whole.losses)
 
 
+@given(
+    st.lists(st.tuples(st.sampled_from(["a", "b", None, "run 4"]), st.integers(0, 7)), max_size=12),
+    st.integers(1, 6),
+    st.sampled_from([pa.string(), pa.dictionary(pa.int32(), pa.string()), pa.large_string()]),
+)
+@settings(max_examples=150, deadline=None)
+def test_long_parquet_read_in_record_batches_gives_what_a_whole_read_gives(tmp_path_factory, runs, rows, kind) -> None:
+    """A long-format Parquet file is read in record batches of ``PARQUET_LONG_ROWS`` rows when
+    each run's rows are together (else whole): the same sweeps, names (a null run too) and
+    rejections whatever the batch size, runs spanning batches included."""
+    path = tmp_path_factory.mktemp("parquet") / "log.parquet"
+    names, lrs, losses = [], [], []
+    for k, (name, count) in enumerate(runs):
+        names += [name] * count
+        lrs += [10.0 ** (i - 6 + k / 100) for i in range(count)]
+        losses += [1.0 / (i + 1) + k for i in range(count)]
+    table = pa.table({"run": pa.array(names, pa.string()).cast(kind), "lr": lrs, "loss": losses})
+    pq.write_table(table, path, row_group_size=7)
+    saved = lrfind.io.PARQUET_LONG_ROWS, lrfind.io._parquet_together
+    try:
+        lrfind.io._parquet_together = lambda *args: False  # the reference: the file read whole
+        whole = read_sweeps([path])
+        lrfind.io.PARQUET_LONG_ROWS, lrfind.io._parquet_together = rows, saved[1]
+        pieces = list(iter_sweeps([path], batch_size=2))
+    finally:
+        lrfind.io.PARQUET_LONG_ROWS, lrfind.io._parquet_together = saved
+    got = lrfind.io._merge(pieces)
+    assert got.names == whole.names and got.rejected == whole.rejected
+    np.testing.assert_array_equal(got.offsets, whole.offsets)
+    np.testing.assert_array_equal(got.lrs, whole.lrs)
+    np.testing.assert_array_equal(got.losses, whole.losses)
+
+
+def test_long_parquet_in_record_batches_only_when_runs_are_together(tmp_path: Path) -> None:
+    import pyarrow.compute as pc
+
+    path = tmp_path / "log.parquet"
+    for names, together in [(["a", "a", "b", None, None], True), (["a", "b", "a"], False)]:
+        pq.write_table(pa.table({"run": names, "lr": [1e-3] * len(names), "loss": [1.0] * len(names)}), path)
+        assert lrfind.io._parquet_together(pq.ParquetFile(path), "run", pa, pc) is together
+
+
 def test_csv_in_blocks_only_when_runs_are_contiguous_and_unquoted(tmp_path: Path) -> None:
     path = tmp_path / "log.csv"
     for runs, quote, blocks in [

@@ -74,6 +74,10 @@ BATCH_SIZE = 16_384
 #: Bytes Parquet reads at a time from a column chunk (pyarrow's ``buffer_size``).
 PARQUET_BUFFER = 1 << 20
 
+#: Rows per record batch when a long-format Parquet file is read in blocks (16 MiB of LRs and
+#: losses, with their runs).
+PARQUET_LONG_ROWS = 1 << 20
+
 #: Most points in a piece of ``iter_sweeps`` (with the sweeps that bring it there, at least one):
 #: 8.4M points, 134 MB of float64 LRs and losses, however long the sweeps.
 PIECE_POINTS = 1 << 23
@@ -170,8 +174,9 @@ def iter_sweeps(
 
     Streamed (memory bounded by the piece): Parquet files with list columns (read by
     record batch), NPZ files saved uncompressed (``np.savez``; their arrays are
-    memory-mapped), and long-format CSV files whose runs' rows are contiguous and unquoted (read
-    in blocks of ``CSV_BLOCK`` bytes, 32 MiB). Every other file is read whole before it is cut
+    memory-mapped), long-format Parquet files whose runs' rows are together (record batches of
+    ``PARQUET_LONG_ROWS``), and long-format CSV files whose runs' rows are together and unquoted
+    (blocks of ``CSV_BLOCK`` bytes, 32 MiB). Every other file is read whole before it is cut
     into pieces (a run's rows may be anywhere in it; a JSON document is one value). A file that
     turns out to be bad after some of its pieces were given is rejected from there on, with
     where and why.
@@ -404,52 +409,77 @@ def _in_blocks(path: str, run: int) -> bool:
     quoted line break could straddle two blocks). One pass over the run column; any problem
     means no, and the whole-file reader then says what is wrong."""
     options = {k: v for k, v in _CSV_OPTIONS.items() if k != "encoding"}
-    closed: set[str] = set()
-    last = None
-    try:
+
+    def names() -> Iterator[list[str]]:
         for lines in _blocks(path):
             if any('"' in line for line in lines):
-                return False
+                raise ValueError("quoted")
             runs = np.loadtxt(lines, dtype=str, usecols=run, ndmin=1, **options)
-            starts = np.concatenate(([0], np.flatnonzero(runs[1:] != runs[:-1]) + 1)) if len(runs) else []
-            for name in runs[starts].tolist():
-                if name != last:
-                    if name in closed:
-                        return False
-                    if last is not None:
-                        closed.add(last)
-                    last = name
+            yield runs[_starts(runs)].tolist()
+
+    try:
+        return _together(names())
     except (OSError, ValueError):  # UnicodeDecodeError is a ValueError
         return False
-    return True
 
 
 def _csv_blocks(path: str, header: list[str], columns: dict[str, int]) -> Iterator[_Batch]:
-    """The sweeps of a long-format CSV file whose runs' rows are contiguous, block by block; the
-    last run of a block waits for the next, where its rows may go on."""
+    """The sweeps of a long-format CSV file whose runs' rows are together, block by block."""
     options = {k: v for k, v in _CSV_OPTIONS.items() if k != "encoding"}
+
+    def blocks() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]]:
+        for lines in _blocks(path):
+            try:
+                values = np.loadtxt(lines, usecols=(columns["lr"], columns["loss"]), ndmin=2, **options)
+                runs = np.loadtxt(lines, dtype=str, usecols=columns["run"], ndmin=1, **options)
+            except (OSError, ValueError) as e:
+                raise _Bad(path, f"malformed CSV: {_csv_reason(path, e, header)}") from None
+            starts = _starts(runs)
+            yield values[:, 0], values[:, 1], starts, [str(r) for r in runs[starts].tolist()]
+
+    return _run_blocks(path, blocks())
+
+
+def _starts(runs: np.ndarray) -> np.ndarray:
+    """The rows where a run starts (a row whose run differs from the one before; 0 first)."""
+    if not len(runs):
+        return np.zeros(0, dtype=np.int64)
+    return np.concatenate(([0], np.flatnonzero(runs[1:] != runs[:-1]) + 1)).astype(np.int64)
+
+
+def _together(starts: Iterable[list[Any]]) -> bool:
+    """Whether each run's rows are together in a long-format file, from the run of each start of
+    a run, block by block (a run may go on from one block into the next)."""
+    closed: set[Any] = set()
+    last = None
+    for names in starts:
+        for name in names:
+            if name != last:
+                if name in closed:
+                    return False
+                if last is not None:
+                    closed.add(last)
+                last = name
+    return True
+
+
+def _run_blocks(path: str, blocks: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]]) -> Iterator[_Batch]:
+    """The sweeps of a long-format file whose runs' rows are together, from its blocks of rows:
+    (lrs, losses, the rows where a run starts, their runs' names). The last run of a block waits
+    for the next, where its rows may go on."""
     carry: tuple[str, np.ndarray, np.ndarray] | None = None
-    for lines in _blocks(path):
-        try:
-            values = np.loadtxt(lines, usecols=(columns["lr"], columns["loss"]), ndmin=2, **options)
-            runs = np.loadtxt(lines, dtype=str, usecols=columns["run"], ndmin=1, **options)
-        except (OSError, ValueError) as e:
-            raise _Bad(path, f"malformed CSV: {_csv_reason(path, e, header)}") from None
-        if not len(runs):
+    for lrs, losses, starts, names in blocks:
+        if not len(lrs):
             continue
-        lrs, losses = values[:, 0], values[:, 1]
-        if carry is not None and carry[0] == runs[0]:
+        if carry is not None and carry[0] == names[0]:
             lrs, losses = np.concatenate((carry[1], lrs)), np.concatenate((carry[2], losses))
-            runs = np.concatenate(([runs[0]] * len(carry[1]), runs))
+            starts = np.concatenate(([0], starts[1:] + len(carry[1])))
         elif carry is not None:
             yield _many(path, carry[1], carry[2], np.array([0, len(carry[1])], dtype=np.int64), [carry[0]])
-        starts = np.concatenate(([0], np.flatnonzero(runs[1:] != runs[:-1]) + 1))
         last = int(starts[-1])
-        carry = (str(runs[last]), lrs[last:].copy(), losses[last:].copy())
+        carry = (names[-1], lrs[last:].copy(), losses[last:].copy())
         if last:
-            offsets = starts.astype(np.int64)
-            names = [str(r) for r in runs[starts[:-1]].tolist()]
-            yield _many(path, np.ascontiguousarray(lrs[:last]), np.ascontiguousarray(losses[:last]), offsets, names)
+            yield _many(path, np.ascontiguousarray(lrs[:last]), np.ascontiguousarray(losses[:last]), starts, names[:-1])
     if carry is not None:
         yield _many(path, carry[1], carry[2], np.array([0, len(carry[1])], dtype=np.int64), [carry[0]])
 
@@ -901,7 +931,8 @@ def _npz_offsets(offsets: np.ndarray, total: int, where: str) -> np.ndarray:
 
 def _read_parquet(path: str, rejected: list[Rejected], batch_size: int) -> Iterator[_Batch]:
     """The sweeps of a Parquet file: list columns (one sweep per row) ``batch_size`` rows at a
-    time; long format, read whole (a run's rows may be anywhere in the file)."""
+    time; long format in record batches when each run's rows are together, else whole (a run's
+    rows may be anywhere in the file)."""
     try:
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -925,7 +956,10 @@ def _read_parquet(path: str, rejected: list[Rejected], batch_size: int) -> Itera
     ]
     try:
         if not all(listy):
-            yield _parquet_sweeps(path, pf.read(), columns, rejected, pa, pc)
+            if not any(listy) and "run" in columns and _parquet_together(pf, columns["run"], pa, pc):
+                yield from _parquet_blocks(path, pf, columns, pa, pc)
+            else:
+                yield _parquet_sweeps(path, pf.read(), columns, rejected, pa, pc)
             return
         name_col = columns.get("name", columns.get("run"))
         read = [columns["lr"], columns["loss"], *([name_col] if name_col else [])]
@@ -966,9 +1000,53 @@ def _parquet_sweeps(
     if "run" not in columns:
         return _single(path, lrs, losses)
     # Dictionary encoding numbers the runs in order of first appearance, without sorting strings.
-    encoded = pc.dictionary_encode(table.column(columns["run"]).combine_chunks(), null_encoding="encode")
+    encoded = _encoded(table.column(columns["run"]).combine_chunks(), pa, pc)
     group = encoded.indices.to_numpy(zero_copy_only=False).astype(np.intp)
     return _grouped(path, lrs, losses, group, [str(r) for r in encoded.dictionary.to_pylist()])
+
+
+def _encoded(column: Any, pa: Any, pc: Any) -> Any:
+    """A run column dictionary-encoded in order of first appearance, null a run of its own (a
+    dictionary column is decoded first: its nulls have no entry to point to)."""
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    return pc.dictionary_encode(column, null_encoding="encode")
+
+
+def _parquet_runs(column: Any, pa: Any, pc: Any) -> tuple[np.ndarray, list[str]]:
+    """The rows where a run starts in a block of a run column, and their runs' names (``str`` of
+    the value, as a whole read names them)."""
+    encoded = _encoded(column, pa, pc)
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    starts = _starts(codes)
+    values = encoded.dictionary.to_pylist()
+    return starts, [str(values[c]) for c in codes[starts].tolist()]
+
+
+def _parquet_together(pf: Any, run: str, pa: Any, pc: Any) -> bool:
+    """Whether each run's rows are together in a long-format file (one pass over the run column);
+    any problem means no, and the whole-file reader then says what is wrong."""
+    try:
+        batches = pf.iter_batches(batch_size=PARQUET_LONG_ROWS, columns=[run])
+        return _together(_parquet_runs(rb.column(run), pa, pc)[1] for rb in batches)
+    except (OSError, pa.ArrowException, UnicodeDecodeError):
+        return False
+
+
+def _parquet_blocks(path: str, pf: Any, columns: dict[str, str], pa: Any, pc: Any) -> Iterator[_Batch]:
+    """The sweeps of a long-format Parquet file whose runs' rows are together, record batch by
+    record batch."""
+    lr, loss, run = columns["lr"], columns["loss"], columns["run"]
+
+    def blocks() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]]:
+        for rb in pf.iter_batches(batch_size=PARQUET_LONG_ROWS, columns=[lr, loss, run]):
+            try:
+                lrs, losses = (_float_array(rb.column(c), pa, pc) for c in (lr, loss))
+            except pa.ArrowException as e:
+                raise _Bad(path, f"columns lr and loss must hold numbers: {e}") from None
+            yield (lrs, losses, *_parquet_runs(rb.column(run), pa, pc))
+
+    return _run_blocks(path, blocks())
 
 
 def _float_array(a: Any, pa: Any, pc: Any) -> np.ndarray:
