@@ -97,7 +97,7 @@ fn push_quoted(out: &mut String, text: &str) {
 /// for decimal exponents in (-4, 16]; Python writes the rest in scientific notation, with a
 /// signed exponent of at least two digits (`1e-05`, `1e+16`), where ryu writes `1e-5`, `1e16`
 /// and positional `0.0000dd` for an exponent of -4.
-fn push_repr(out: &mut String, x: f64, buf: &mut ryu::Buffer) {
+pub(crate) fn push_repr(out: &mut String, x: f64, buf: &mut ryu::Buffer) {
     let text = buf.format_finite(x);
     if let Some(e) = text.find('e') {
         out.push_str(&text[..e]);

@@ -6,6 +6,7 @@ import csv
 import errno
 import io
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -19,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lrfind
-from lrfind._core import csv_rows
+from lrfind._core import csv_rows, json_rows
 from lrfind.io import read_sweeps
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -513,6 +514,78 @@ def test_csv_rows_refuses_what_it_cannot_write():
         csv_rows([np.array(["x"])])
     with pytest.raises(ValueError, match=r"columns\[1\] must be as long as column 0, got 2 rows against 1"):
         csv_rows([["a"], np.zeros(2)])
+
+
+@st.composite
+def json_fields(draw, rows=None, depth=0):
+    """A dict of fields for ``json_rows`` with ``rows`` rows, and the rows as Python objects."""
+    rows = draw(st.integers(0, 5)) if rows is None else rows
+    floats = st.floats(allow_subnormal=True) | st.sampled_from([math.nan, math.inf, -0.0, 1e-5, 1e16, 1e-310])
+    fields, values = {}, [{} for _ in range(rows)]
+    for key in draw(st.lists(st.text(max_size=4), min_size=1, max_size=4, unique=True)):  # a column below
+        kind = draw(st.sampled_from(["text", "float", "int", "bool", "pair"] + (["object"] if depth < 2 else [])))
+        if kind == "object":
+            fields[key], column = draw(json_fields(rows, depth + 1))
+        elif kind == "text":
+            fields[key] = column = draw(st.lists(st.none() | st.text(), min_size=rows, max_size=rows))
+        elif kind == "float":
+            x = draw(st.lists(floats, min_size=rows, max_size=rows))
+            fields[key], column = np.array(x), [v if math.isfinite(v) else None for v in x]
+        elif kind == "int":
+            x = draw(st.lists(st.integers(-3, 2**63 - 1), min_size=rows, max_size=rows))
+            fields[key], column = np.array(x, dtype=np.int64), [v if v >= 0 else None for v in x]
+        elif kind == "bool":
+            x = draw(st.lists(st.booleans(), min_size=rows, max_size=rows))
+            fields[key], column = np.array(x, dtype=bool), x
+        else:
+            lo, hi = (draw(st.lists(floats, min_size=rows, max_size=rows)) for _ in range(2))
+            fields[key] = (np.array(lo), np.array(hi))
+            column = [[a, b] if math.isfinite(a) and math.isfinite(b) else None for a, b in zip(lo, hi, strict=True)]
+        for row, value in zip(values, column, strict=True):
+            row[key] = value
+    return fields, values
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_fields(), st.sampled_from([("", "\n"), ("    ", ",\n")]))
+def test_json_rows_writes_what_json_dumps_writes(fields_rows, ends):
+    """``_core.json_rows`` (the JSON reports' writer) against ``json.dumps``, byte for byte:
+    escapes, non-ASCII and astral characters, repr floats, nulls, nesting, key order."""
+    fields, rows = fields_rows
+    prefix, end = ends
+    assert json_rows(fields, prefix=prefix, end=end).decode() == "".join(
+        prefix + json.dumps(row, allow_nan=False) + end for row in rows
+    )
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="file names that are not UTF-8 are a Linux thing")
+@pytest.mark.parametrize("fmt", ["csv", "json", "jsonl", "parquet"])
+def test_a_file_name_that_is_not_utf8_is_reported_escaped(tmp_path, fmt):
+    """``r\\xffn.npz``: Python sees the name with a lone surrogate, which no UTF-8 report can
+    hold; every format writes it ``\\udcff``."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    np.savez(runs / "tmp.npz", lrs=np.geomspace(1e-5, 1.0, 50), losses=np.linspace(2.0, 1.0, 50))
+    os.rename(runs / "tmp.npz", os.fsencode(runs) + b"/r\xffn.npz")
+    out = tmp_path / f"report.{fmt}"
+    done = run("analyze", runs, "--format", fmt, "--out", out)
+    assert done.returncode == 0, done.stderr
+    if fmt == "parquet":
+        pq = pytest.importorskip("pyarrow.parquet")
+        assert pq.read_table(out).column("name").to_pylist() == ["r\\udcffn"]
+    else:
+        assert "r\\udcffn" in out.read_text(encoding="utf-8").replace("\\\\", "\\")
+
+
+def test_json_rows_refuses_what_it_cannot_write():
+    with pytest.raises(TypeError, match=r'fields\["a"\] must be a list of str or None, got a list holding 2'):
+        json_rows({"a": ["x", 2]})
+    with pytest.raises(
+        ValueError, match=r'fields must be columns of one length, got 1 rows in fields\["b"\] against 2'
+    ):
+        json_rows({"a": np.zeros(2), "b": {"c": ["x"]}})
+    with pytest.raises(TypeError, match=r"fields keys must be str, got 1"):
+        json_rows({1: ["x"]})
 
 
 def test_the_summary_counts_levels_as_confidence_level_names_them():

@@ -16,6 +16,7 @@ __all__ = [
     "analyze_texts",
     "confidence_level",
     "csv_rows",
+    "json_rows",
     "ema",
     "log_gradient",
     "one_cycle",
@@ -160,6 +161,10 @@ def ema(values: _Floats, alpha: float = 0.05, debias: bool = False) -> npt.NDArr
 def log_gradient(lrs: _Floats, losses: _Floats) -> npt.NDArray[np.float64]: ...
 def confidence_level(confidence: float) -> str: ...
 def csv_rows(columns: Sequence[list[str] | npt.ArrayLike]) -> bytes: ...
+def json_rows(fields: Mapping[str, Any], prefix: str = "", end: str = "\n") -> bytes:
+    """One JSON object per row of ``fields`` (key -> dict of fields, list of str/None, 1-D float,
+    int or bool array, or a pair of float arrays), each ``prefix + json.dumps(row) + end``."""
+
 def suggest(lrs: _Floats, losses: _Floats, method: str = "auto", **params: Any) -> Suggestion: ...
 
 class _AnalyzeOptions(TypedDict, total=False):

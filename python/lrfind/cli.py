@@ -29,7 +29,7 @@ import numpy as np
 
 import lrfind
 from lrfind import demo
-from lrfind._core import analyze_texts, csv_rows
+from lrfind._core import analyze_texts, csv_rows, json_rows
 from lrfind.io import BATCH_SIZE, HISTORY_SMOOTHING, Rejected, Sweeps, iter_sweeps
 
 #: Every suggestion method, ``"auto"`` (the main suggestion) first.
@@ -310,67 +310,51 @@ def _confidence_text(confidence: float) -> str:
     return f"{lrfind.confidence_level(confidence)}({confidence:.2f})" if math.isfinite(confidence) else "-"
 
 
-def _sweep_rows(piece: Sweeps, batch: lrfind.BatchAnalysis, methods: list[str]) -> list[dict[str, Any]]:
-    """The JSON objects of the piece's sweeps (see ``lrfind analyze --help``); null where no value."""
+def _utf8(texts: list[str]) -> list[str]:
+    """Names and paths as UTF-8 can hold them: a file name that is not UTF-8 reaches Python with
+    lone surrogates (``os.fsdecode``), written ``\\udcXX`` here, as the reports are UTF-8."""
+    return [t if t.isascii() or _encodes(t) else t.encode("utf-8", "backslashreplace").decode() for t in texts]
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _sweep_json(piece: Sweeps, batch: lrfind.BatchAnalysis, methods: list[str], prefix: str, end: str) -> bytes:
+    """The JSON objects of the piece's sweeps (see ``lrfind analyze --help``; null where no
+    value), each ``prefix + object + end``, formatted in Rust (``_core.json_rows``): through
+    Python dicts and ``json`` they took ten times the analysis."""
     # The suggestion reasons and the diagnosis messages: texts the batch does not keep.
     reasons, messages = analyze_texts(piece.lrs, piece.losses, piece.offsets, methods=methods)
-    # Columns as lists first: indexing numpy arrays cell by cell took longer than the analysis.
-    suggestions = {
-        m: list(
-            zip(
-                _nullable(batch.lr[m]),
-                _nullable(batch.index[m]),
-                reasons[m],
-                _nullable(batch.confidence[m]),
-                _pairs(batch.range_low[m], batch.range_high[m]),
-                strict=True,
-            )
-        )
-        for m in methods
+    codes = batch.diagnosis.tolist()
+    fields = {
+        "name": _utf8(piece.names),
+        "source": _utf8(piece.sources),
+        "points": np.diff(piece.offsets),
+        "stop_index": batch.stop_index,
+        "stop_reason": [_stop_reason(code) for code in batch.stop_reason.tolist()],
+        "suggestions": {
+            m: {
+                "lr": batch.lr[m],
+                "index": batch.index[m],
+                "reason": reasons[m],
+                "confidence": batch.confidence[m],
+                "range": (batch.range_low[m], batch.range_high[m]),
+            }
+            for m in methods
+        },
+        "diagnosis": {
+            "kind": [_DIAGNOSES[code] for code in codes],
+            "gives_lr": np.array([_GIVES_LR[code] for code in codes], dtype=bool),
+            "message": messages,
+            "descent": (batch.descent_low, batch.descent_high),
+        },
     }
-    keys = ("lr", "index", "reason", "confidence", "range")
-    columns = zip(
-        piece.names,
-        piece.sources,
-        np.diff(piece.offsets).tolist(),
-        _nullable(batch.stop_index),
-        batch.stop_reason.tolist(),
-        batch.diagnosis.tolist(),
-        messages,
-        _pairs(batch.descent_low, batch.descent_high),
-        strict=True,
-    )
-    return [
-        {
-            "name": name,
-            "source": source,
-            "points": points,
-            "stop_index": stop_index,
-            "stop_reason": _stop_reason(stop_reason),
-            "suggestions": {m: dict(zip(keys, suggestions[m][i], strict=True)) for m in methods},
-            "diagnosis": {
-                "kind": _DIAGNOSES[diagnosis],
-                "gives_lr": _GIVES_LR[diagnosis],
-                "message": message,
-                "descent": descent,
-            },
-        }
-        for i, (name, source, points, stop_index, stop_reason, diagnosis, message, descent) in enumerate(columns)
-    ]
-
-
-def _nullable(values: np.ndarray) -> list[Any]:
-    """``values`` as a list, None where there is no value: not finite (floats), negative (indices)."""
-    out = values.tolist()
-    for i in np.flatnonzero(~np.isfinite(values) if values.dtype.kind == "f" else values < 0).tolist():
-        out[i] = None
-    return out
-
-
-def _pairs(low: np.ndarray, high: np.ndarray) -> list[list[float] | None]:
-    """``[low, high]`` per row, None where either end has no value."""
-    ends = zip(_nullable(low), _nullable(high), strict=True)
-    return [None if lo is None or hi is None else [lo, hi] for lo, hi in ends]
+    return json_rows(fields, prefix=prefix, end=end)
 
 
 class _JsonReport(_Report):
@@ -379,8 +363,8 @@ class _JsonReport(_Report):
     started = False
 
     def write(self, piece: Sweeps, batch: lrfind.BatchAnalysis) -> None:
-        rows = ",\n".join("    " + json.dumps(row, allow_nan=False) for row in _sweep_rows(piece, batch, self.methods))
-        self.out.write(('{\n  "sweeps": [\n' if not self.started else ",\n") + rows)
+        self.out.write('{\n  "sweeps": [\n' if not self.started else ",\n")
+        self.out.write(_sweep_json(piece, batch, self.methods, "    ", ",\n")[:-2])  # no comma after the last
         self.started = True
 
     def finish(self, tally: _Tally) -> None:
@@ -401,8 +385,7 @@ class _JsonLinesReport(_Report):
     """One JSON object per sweep and line (the objects of the JSON report's "sweeps")."""
 
     def write(self, piece: Sweeps, batch: lrfind.BatchAnalysis) -> None:
-        rows = _sweep_rows(piece, batch, self.methods)
-        self.out.write("".join(json.dumps(row, allow_nan=False) + "\n" for row in rows))
+        self.out.write(_sweep_json(piece, batch, self.methods, "", "\n"))
 
 
 class _CsvReport(_Report):
@@ -426,8 +409,8 @@ class _CsvReport(_Report):
             self.out.write(csv_rows([[h] for h in header]))
             self.started = True
         columns = [
-            piece.names,
-            piece.sources,
+            _utf8(piece.names),
+            _utf8(piece.sources),
             np.diff(piece.offsets),
             batch.stop_index,
             _labels(["", *batch.STOP_REASONS], batch.stop_reason),
@@ -463,8 +446,8 @@ class _ParquetReport(_Report):
         from lrfind.arrow import report
 
         table = report(batch, self.methods, np.diff(piece.offsets))
-        table = table.add_column(0, "source", pa.array(piece.sources, type=pa.string()))
-        table = table.add_column(0, "name", pa.array(piece.names, type=pa.string()))
+        table = table.add_column(0, "source", pa.array(_utf8(piece.sources), type=pa.string()))
+        table = table.add_column(0, "name", pa.array(_utf8(piece.names), type=pa.string()))
         if self.writer is None:
             try:
                 self.writer = pq.ParquetWriter(self.out.path, table.schema)
