@@ -637,6 +637,29 @@ def test_iter_sweeps_gives_read_sweeps_in_pieces(tmp_path: Path) -> None:
         next(iter_sweeps([tmp_path], batch_size=0))
 
 
+def test_json_lines_are_read_in_pieces(tmp_path: Path) -> None:
+    """A JSON Lines log is read line by line: pieces of at most batch_size sweeps (a line of a
+    parallel result brings several), with its bad lines rejected where they are; together what
+    read_sweeps gives."""
+    lrs, losses = ragged(12)
+    lines = [
+        json.dumps({"name": f"s{i}", "lr": a.tolist(), "loss": b.tolist()})
+        for i, (a, b) in enumerate(zip(lrs, losses, strict=True))
+    ]
+    lines[3] = "{not json"
+    lines.insert(7, "")
+    runs = [{"lr": lrs[0].tolist(), "loss": losses[0].tolist()}] * 2
+    lines.insert(9, json.dumps({"format": "lrfind.ParallelResult", "runs": runs, "seeds": [4, 5]}))
+    (tmp_path / "log.jsonl").write_text("\n".join(lines) + "\n")
+    whole = read_sweeps([tmp_path / "log.jsonl"], history_smoothing=0)
+    pieces = list(iter_sweeps([tmp_path / "log.jsonl"], batch_size=3, history_smoothing=0))
+    assert len(pieces) >= 4 and all(len(p) <= 3 + 1 for p in pieces)
+    assert [n for p in pieces for n in p.names] == whole.names and len(whole.names) == 13
+    assert [r for p in pieces for r in p.rejected] == whole.rejected
+    assert [r.source for r in whole.rejected] == [f"{tmp_path / 'log.jsonl'}:4"]
+    np.testing.assert_array_equal(np.concatenate([p.losses for p in pieces]), whole.losses)
+
+
 def test_pieces_are_bounded_by_points_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Long sweeps make small pieces: at most PIECE_POINTS points (or one sweep), whatever
     batch_size says; together still read_sweeps."""

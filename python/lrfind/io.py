@@ -174,10 +174,11 @@ def iter_sweeps(
 
     Streamed (memory bounded by the piece): Parquet files with list columns (read by
     record batch), NPZ files saved uncompressed (``np.savez``; their arrays are
-    memory-mapped), long-format Parquet files whose runs' rows are together (record batches of
-    ``PARQUET_LONG_ROWS``), and long-format CSV files whose runs' rows are together and unquoted
-    (blocks of ``CSV_BLOCK`` bytes, 32 MiB). Every other file is read whole before it is cut
-    into pieces (a run's rows may be anywhere in it; a JSON document is one value). A file that
+    memory-mapped), JSON Lines (line by line), long-format Parquet files whose runs' rows are
+    together (record batches of ``PARQUET_LONG_ROWS``), and long-format CSV files whose runs'
+    rows are together and unquoted (blocks of ``CSV_BLOCK`` bytes, 32 MiB). Every other file is
+    read whole before it is cut into pieces (a run's rows may be anywhere in it; a JSON document
+    is one value). A file that
     turns out to be bad after some of its pieces were given is rejected from there on, with
     where and why.
     """
@@ -187,7 +188,6 @@ def iter_sweeps(
         raise TypeError(f"history_smoothing must be a number in [0, 1), got {history_smoothing!r}")
     if not 0 <= history_smoothing < 1:
         raise ValueError(f"history_smoothing must be in [0, 1), got {history_smoothing!r}")
-    json_readers = {".json": _read_json, ".jsonl": _read_jsonl}
     rejected: list[Rejected] = []
     namer = _Names()
     batches: list[_Batch] = []
@@ -201,8 +201,10 @@ def iter_sweeps(
         files_read += 1
         before, found = len(rejected), False
         try:
-            if suffix in json_readers:
-                pieces: Iterator[_Batch] = iter([json_readers[suffix](path, rejected, history_smoothing)])
+            if suffix == ".json":
+                pieces: Iterator[_Batch] = iter([_read_json(path, rejected, history_smoothing)])
+            elif suffix == ".jsonl":
+                pieces = _read_jsonl(path, rejected, batch_size, history_smoothing)
             else:
                 pieces = _READERS[suffix](path, rejected, batch_size)
             for batch in pieces:
@@ -596,28 +598,38 @@ def _read_json(path: str, rejected: list[Rejected], history_smoothing: float = H
     return _many(path, lrs, losses, offsets, parts.names)
 
 
-def _read_jsonl(path: str, rejected: list[Rejected], history_smoothing: float = HISTORY_SMOOTHING) -> _Batch:
+def _read_jsonl(
+    path: str, rejected: list[Rejected], batch_size: int, history_smoothing: float = HISTORY_SMOOTHING
+) -> Iterator[_Batch]:
+    """The sweeps of a JSON Lines file, line by line, in batches of at most ``batch_size``
+    sweeps (or ``PIECE_POINTS`` points)."""
+    parts = _Parts(path, history_smoothing)
+    points = 0
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                where = f"{path}:{number}"
+                try:
+                    doc = _parse_json(line)
+                except ValueError as e:
+                    rejected.append(Rejected(where, f"not JSON: {e}"))
+                    continue
+                if not isinstance(doc, dict):
+                    rejected.append(Rejected(where, f"a JSON {type(doc).__name__}, not an object"))
+                    continue
+                before = len(parts.lrs)
+                parts.add(doc, [_label(doc, number)], where, rejected)  # no sweep, one, or several
+                points += sum(len(x) for x in parts.lrs[before:])
+                if len(parts.names) >= batch_size or points >= PIECE_POINTS:
+                    yield _many(path, *parts.arrays(), parts.names)
+                    parts, points = _Parts(path, history_smoothing), 0
     except OSError as e:
         raise _Bad(path, f"not a readable text file: {_os_reason(e)}") from None
-    except ValueError as e:  # bad UTF-8
+    except UnicodeDecodeError as e:
         raise _Bad(path, f"not a readable text file: {e}") from None
-    parts = _Parts(path, history_smoothing)
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            doc = _parse_json(line)
-        except ValueError as e:
-            rejected.append(Rejected(where, f"not JSON: {e}"))
-            continue
-        if not isinstance(doc, dict):
-            rejected.append(Rejected(where, f"a JSON {type(doc).__name__}, not an object"))
-            continue
-        parts.add(doc, [_label(doc, number)], where, rejected)
-    return _many(path, *parts.arrays(), parts.names)
+    yield _many(path, *parts.arrays(), parts.names)
 
 
 def _parse_json(text: str) -> Any:
@@ -1084,7 +1096,7 @@ def _texts(column: Any, pa: Any) -> list[str]:
 
 
 #: The readers of piece-giving formats: ``reader(path, rejected, batch_size)`` yields ``_Batch``es.
-#: JSON and JSON Lines (read whole, with ``history_smoothing``) are handled by ``iter_sweeps``.
+#: JSON and JSON Lines (with ``history_smoothing``) are called by ``iter_sweeps`` itself.
 _READERS: dict[str, Any] = {
     ".csv": _read_csv,
     ".json": None,
