@@ -375,20 +375,26 @@ def _read_csv(path: str, rejected: list[Rejected], batch_size: int) -> Iterator[
     """The sweeps of a CSV file. Long format (``run,lr,loss``) whose runs' rows are contiguous
     and whose fields are not quoted (what a logger appends) is read in blocks of about
     ``CSV_BLOCK`` bytes; any other file is read whole (a run's rows may be anywhere in it)."""
+    header, columns = _csv_header(path)
+    if "run" not in columns or not _in_blocks(path, columns["run"]):
+        yield _parse_csv(path, header, columns)
+        return
+    yield from _csv_blocks(path, header, columns)
+
+
+def _loadtxt(source: Any, **options: Any) -> np.ndarray:
+    """``np.loadtxt`` without its warning on empty input, which becomes a missing header or a
+    sweep with no points. (Only around the call: a reader is a generator, and the filters are
+    the process's.)"""
     with warnings.catch_warnings():
-        # loadtxt warns on an empty file; that becomes a missing header or a sweep with no points.
         warnings.simplefilter("ignore", UserWarning)
-        header, columns = _csv_header(path)
-        if "run" not in columns or not _in_blocks(path, columns["run"]):
-            yield _parse_csv(path, header, columns)
-            return
-        yield from _csv_blocks(path, header, columns)
+        return np.loadtxt(source, **options)
 
 
 def _csv_header(path: str) -> tuple[list[str], dict[str, int]]:
     """The header's names, and the index of each (lower case, the first of duplicates)."""
     try:
-        header = np.loadtxt(path, dtype=str, max_rows=1, ndmin=1, **_CSV_OPTIONS).tolist()
+        header = _loadtxt(path, dtype=str, max_rows=1, ndmin=1, **_CSV_OPTIONS).tolist()
     except (OSError, ValueError) as e:
         raise _Bad(path, f"not a readable CSV file: {_csv_reason(path, e, [])}") from None
     columns = {name.strip().lower(): i for i, name in reversed(list(enumerate(header)))}
@@ -416,7 +422,7 @@ def _in_blocks(path: str, run: int) -> bool:
         for lines in _blocks(path):
             if any('"' in line for line in lines):
                 raise ValueError("quoted")
-            runs = np.loadtxt(lines, dtype=str, usecols=run, ndmin=1, **options)
+            runs = _loadtxt(lines, dtype=str, usecols=run, ndmin=1, **options)
             yield runs[_starts(runs)].tolist()
 
     try:
@@ -432,8 +438,8 @@ def _csv_blocks(path: str, header: list[str], columns: dict[str, int]) -> Iterat
     def blocks() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]]:
         for lines in _blocks(path):
             try:
-                values = np.loadtxt(lines, usecols=(columns["lr"], columns["loss"]), ndmin=2, **options)
-                runs = np.loadtxt(lines, dtype=str, usecols=columns["run"], ndmin=1, **options)
+                values = _loadtxt(lines, usecols=(columns["lr"], columns["loss"]), ndmin=2, **options)
+                runs = _loadtxt(lines, dtype=str, usecols=columns["run"], ndmin=1, **options)
             except (OSError, ValueError) as e:
                 raise _Bad(path, f"malformed CSV: {_csv_reason(path, e, header)}") from None
             starts = _starts(runs)
@@ -490,10 +496,10 @@ def _parse_csv(path: str, header: list[str], columns: dict[str, int]) -> _Batch:
     """The sweeps of a CSV file, read whole."""
     opts = _CSV_OPTIONS
     try:
-        values = np.loadtxt(path, skiprows=1, usecols=(columns["lr"], columns["loss"]), ndmin=2, **opts)
+        values = _loadtxt(path, skiprows=1, usecols=(columns["lr"], columns["loss"]), ndmin=2, **opts)
         runs = None
         if "run" in columns:
-            runs = np.loadtxt(path, dtype=str, skiprows=1, usecols=columns["run"], ndmin=1, **opts)
+            runs = _loadtxt(path, dtype=str, skiprows=1, usecols=columns["run"], ndmin=1, **opts)
     except (OSError, ValueError) as e:
         raise _Bad(path, f"malformed CSV: {_csv_reason(path, e, header)}") from None
     lrs, losses = np.ascontiguousarray(values[:, 0]), np.ascontiguousarray(values[:, 1])
