@@ -82,6 +82,26 @@ def _long_csv(path: Path, runs: list[tuple[str, int]], quote: bool = False) -> N
     path.write_text("\n".join(rows) + "\n")
 
 
+def _assert_blocks_read_as_whole(path: Path, check: str, size: str, value: int) -> None:
+    """``path`` read in blocks of ``value`` (``lrfind.io.<size>``) gives what it gives read whole
+    (``lrfind.io.<check>``, which decides whether a file can be read in blocks, made to say no):
+    the same sweeps, names and rejections."""
+    saved = getattr(lrfind.io, size), getattr(lrfind.io, check)
+    try:
+        setattr(lrfind.io, check, lambda *args: False)
+        whole = read_sweeps([path])
+        setattr(lrfind.io, check, saved[1])
+        setattr(lrfind.io, size, value)
+        got = lrfind.io._merge(list(iter_sweeps([path], batch_size=2)))
+    finally:
+        setattr(lrfind.io, size, saved[0])
+        setattr(lrfind.io, check, saved[1])
+    assert got.names == whole.names and got.rejected == whole.rejected
+    np.testing.assert_array_equal(got.offsets, whole.offsets)
+    np.testing.assert_array_equal(got.lrs, whole.lrs)
+    np.testing.assert_array_equal(got.losses, whole.losses)
+
+
 @given(
     st.lists(st.tuples(st.sampled_from(["a", "b", "c", "run 4"]), st.integers(0, 7)), max_size=12),
     st.integers(1, 300),
@@ -94,19 +114,7 @@ def test_csv_read_in_blocks_gives_what_a_whole_read_gives(tmp_path_factory, runs
     same whatever the block size, runs spanning blocks included."""
     path = tmp_path_factory.mktemp("csv") / "log.csv"
     _long_csv(path, runs, quote)
-    saved = lrfind.io.CSV_BLOCK, lrfind.io._in_blocks
-    try:
-        lrfind.io._in_blocks = lambda path, run: False  # the reference: the file read whole
-        whole = read_sweeps([path])
-        lrfind.io.CSV_BLOCK, lrfind.io._in_blocks = block, saved[1]
-        pieces = list(iter_sweeps([path], batch_size=2))
-    finally:
-        lrfind.io.CSV_BLOCK, lrfind.io._in_blocks = saved
-    got = lrfind.io._merge(pieces)
-    assert got.names == whole.names and got.rejected == whole.rejected
-    np.testing.assert_array_equal(got.offsets, whole.offsets)
-    np.testing.assert_array_equal(got.lrs, whole.lrs)
-    np.testing.assert_array_equal(got.losses, whole.losses)
+    _assert_blocks_read_as_whole(path, "_in_blocks", "CSV_BLOCK", block)
 
 
 @given(
@@ -127,19 +135,7 @@ def test_long_parquet_read_in_record_batches_gives_what_a_whole_read_gives(tmp_p
         losses += [1.0 / (i + 1) + k for i in range(count)]
     table = pa.table({"run": pa.array(names, pa.string()).cast(kind), "lr": lrs, "loss": losses})
     pq.write_table(table, path, row_group_size=7)
-    saved = lrfind.io.PARQUET_LONG_ROWS, lrfind.io._parquet_together
-    try:
-        lrfind.io._parquet_together = lambda *args: False  # the reference: the file read whole
-        whole = read_sweeps([path])
-        lrfind.io.PARQUET_LONG_ROWS, lrfind.io._parquet_together = rows, saved[1]
-        pieces = list(iter_sweeps([path], batch_size=2))
-    finally:
-        lrfind.io.PARQUET_LONG_ROWS, lrfind.io._parquet_together = saved
-    got = lrfind.io._merge(pieces)
-    assert got.names == whole.names and got.rejected == whole.rejected
-    np.testing.assert_array_equal(got.offsets, whole.offsets)
-    np.testing.assert_array_equal(got.lrs, whole.lrs)
-    np.testing.assert_array_equal(got.losses, whole.losses)
+    _assert_blocks_read_as_whole(path, "_parquet_together", "PARQUET_LONG_ROWS", rows)
 
 
 def test_long_parquet_in_record_batches_only_when_runs_are_together(tmp_path: Path) -> None:
