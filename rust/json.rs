@@ -132,7 +132,7 @@ fn push_number(out: &mut String, x: f64, floats: &mut ryu::Buffer) {
 
 /// `text` as `json.dumps` writes a str (`ensure_ascii`): quoted; `"`, `\` and the control
 /// characters with a short escape escaped so; every other character outside printable ASCII as
-/// `\uXXXX` (lowercase hex), beyond the BMP as a surrogate pair.
+/// `\u` and four lowercase hex digits, beyond the BMP as a surrogate pair.
 fn push_string(out: &mut String, text: &str) {
     out.push('"');
     for c in text.chars() {

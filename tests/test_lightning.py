@@ -388,8 +388,19 @@ def test_fsdp1_strategy_gets_an_error_that_names_fsdp2():
 
     from lrfind.lightning import _check_strategy
 
-    with pytest.raises(TypeError, match=r"FSDP2.*ModelParallelStrategy.*fully_shard in configure_model"):
+    with pytest.raises(TypeError, match=r"strategy is FSDPStrategy.*ModelParallelStrategy.*fully_shard in configure"):
         _check_strategy(FSDPStrategy())
+
+
+def test_deepspeed_strategy_is_refused():
+    """DeepSpeed's engine owns the backward pass and the optimizer: refused. (The strategy cannot be
+    built without deepspeed installed; an instance that skipped ``__init__`` is still one.)"""
+    from lightning.pytorch.strategies import DeepSpeedStrategy
+
+    from lrfind.lightning import _check_strategy
+
+    with pytest.raises(TypeError, match="strategy is DeepSpeedStrategy, which lrfind.lightning does not support"):
+        _check_strategy(DeepSpeedStrategy.__new__(DeepSpeedStrategy))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="Lightning's FSDPStrategy needs a GPU")

@@ -98,16 +98,17 @@ def range_test(trainer: transformers.Trainer, *, apply: bool = False, **settings
         the ``RangeTestResult`` (``result.suggested_lr``, ``result.diagnosis``, ...).
 
     Raises:
-        NotImplementedError: under DeepSpeed (its engine owns backward and the optimizer
-            step), or in a distributed job (before ``train()`` the model is not wrapped for
-            it yet: use ``LRFinderCallback``, which runs on the wrapped model).
+        ValueError: under DeepSpeed (its engine owns backward and the optimizer step), or in a
+            distributed job (before ``train()`` the model is not wrapped for it yet: use
+            ``LRFinderCallback``, which runs on the wrapped model).
     """
     _refuse(settings, TRAINER_OWNED, "lrfind.hf.range_test", "the Trainer")
     _check_trainer(trainer)
     if trainer.args.world_size > 1:
-        raise NotImplementedError(
-            "lrfind.hf.range_test runs before train(), where a distributed Trainer's model is not wrapped yet: "
-            "add lrfind.hf.LRFinderCallback(...) to the Trainer instead, which runs on the wrapped model"
+        raise ValueError(
+            f"trainer runs on {trainer.args.world_size} processes, and lrfind.hf.range_test runs before train(), "
+            "where a distributed Trainer's model is not wrapped yet: add lrfind.hf.LRFinderCallback(...) to the "
+            "Trainer instead, which runs on the wrapped model"
         )
     if apply:
         _check_can_apply(trainer, "lrfind.hf.range_test(apply=True)")
@@ -232,9 +233,9 @@ def accelerate_range_test(
     """
     _refuse(settings, ACCELERATOR_OWNED, "lrfind.hf.accelerate_range_test", "the accelerator")
     if accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM):
-        raise NotImplementedError(
-            f"lrfind.hf.accelerate_range_test does not support {accelerator.distributed_type.value}: its engine "
-            "owns the backward pass and the optimizer step"
+        raise ValueError(
+            f"accelerator runs {accelerator.distributed_type.value}, which lrfind.hf.accelerate_range_test does not "
+            "support: its engine owns the backward pass and the optimizer step"
         )
     settings.setdefault("accumulation_steps", accelerator.gradient_accumulation_steps)
     with _Untouched(None, accelerator, data):
@@ -335,8 +336,9 @@ def _check_trainer(trainer: Any) -> None:
     if not isinstance(trainer, transformers.Trainer):
         raise TypeError(f"expected a transformers.Trainer, got {type(trainer).__name__}")
     if trainer.is_deepspeed_enabled:
-        raise NotImplementedError(
-            "lrfind.hf does not support DeepSpeed: its engine owns the backward pass and the optimizer step"
+        raise ValueError(
+            "trainer runs DeepSpeed, which lrfind.hf does not support: its engine owns the backward pass and the "
+            "optimizer step"
         )
 
 

@@ -80,8 +80,8 @@ class LRFinder(pl.Callback):
     with ``strategy="ddp_spawn"`` the result and the LR stay in the worker processes (use
     ``"ddp"``). Sharded models: FSDP2 through ``ModelParallelStrategy`` (``fully_shard`` in
     ``configure_model``) is supported, each rank keeping its own shards; ``FSDPStrategy`` (FSDP1)
-    is a ``TypeError`` that says so, and ``DeepSpeedStrategy``, whose engine owns the backward
-    pass and the optimizer, a ``NotImplementedError``.
+    and ``DeepSpeedStrategy`` (whose engine owns the backward pass and the optimizer) are a
+    ``TypeError`` that says so.
 
     How the suggestion is applied: each parameter group keeps its ratio to the first group of the
     first optimizer (``group_lrs="ratio"``, the ratios of discriminative LRs; ``"same"`` gives
@@ -433,14 +433,14 @@ def _check_strategy(strategy: Strategy) -> None:
     with what to use instead."""
     if isinstance(strategy, FSDPStrategy):
         raise TypeError(
-            "lrfind.lightning works with FSDP2, not with FSDPStrategy (the FullyShardedDataParallel wrapper, FSDP1): "
-            "use strategy=ModelParallelStrategy(...) and shard the model with "
+            "strategy is FSDPStrategy (the FullyShardedDataParallel wrapper, FSDP1); lrfind.lightning works with "
+            "FSDP2: use strategy=ModelParallelStrategy(...) and shard the model with "
             "torch.distributed.fsdp.fully_shard in configure_model"
         )
     if isinstance(strategy, DeepSpeedStrategy):
-        raise NotImplementedError(
-            "lrfind.lightning does not support DeepSpeedStrategy: its engine owns the backward pass, the optimizer "
-            "step and their state"
+        raise TypeError(
+            "strategy is DeepSpeedStrategy, which lrfind.lightning does not support: its engine owns the backward "
+            "pass, the optimizer step and their state"
         )
 
 
