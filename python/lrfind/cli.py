@@ -12,6 +12,7 @@ missing optional dependency). A missing dependency of an option, such as matplot
 
 from __future__ import annotations
 
+import abc
 import argparse
 import json
 import math
@@ -221,16 +222,17 @@ class _Output:
             self.stream.close()
 
 
-class _Report:
+class _Report(abc.ABC):
     """A report format: ``write`` each analysed piece, then ``finish`` with the tally."""
 
     def __init__(self, path: str | None, methods: list[str]) -> None:
         self.out, self.methods = _Output(path), methods
 
+    @abc.abstractmethod
     def write(self, piece: Sweeps, batch: lrfind.BatchAnalysis) -> None:
-        raise NotImplementedError  # each format defines it
+        """Writes the rows of one analysed piece."""
 
-    def finish(self, tally: _Tally) -> None:
+    def finish(self, tally: _Tally) -> None:  # noqa: B027 (an optional hook: most formats end with their last row)
         """Everything after the sweeps (nothing by default)."""
 
     def close(self) -> None:
@@ -330,13 +332,12 @@ def _sweep_json(piece: Sweeps, batch: lrfind.BatchAnalysis, methods: list[str], 
     Python dicts and ``json`` they took ten times the analysis."""
     # The suggestion reasons and the diagnosis messages: texts the batch does not keep.
     reasons, messages = analyze_texts(piece.lrs, piece.losses, piece.offsets, methods=methods)
-    codes = batch.diagnosis.tolist()
     fields = {
         "name": _utf8(piece.names),
         "source": _utf8(piece.sources),
         "points": np.diff(piece.offsets),
         "stop_index": batch.stop_index,
-        "stop_reason": [_stop_reason(code) for code in batch.stop_reason.tolist()],
+        "stop_reason": _labels([None, *_STOP_REASONS], batch.stop_reason),
         "suggestions": {
             m: {
                 "lr": batch.lr[m],
@@ -348,8 +349,8 @@ def _sweep_json(piece: Sweeps, batch: lrfind.BatchAnalysis, methods: list[str], 
             for m in methods
         },
         "diagnosis": {
-            "kind": [_DIAGNOSES[code] for code in codes],
-            "gives_lr": np.array([_GIVES_LR[code] for code in codes], dtype=bool),
+            "kind": _labels(_DIAGNOSES, batch.diagnosis),
+            "gives_lr": np.asarray(_GIVES_LR, dtype=bool)[batch.diagnosis],
             "message": messages,
             "descent": (batch.descent_low, batch.descent_high),
         },
@@ -426,7 +427,7 @@ class _CsvReport(_Report):
         self.out.write(csv_rows(columns))
 
 
-def _labels(labels: Sequence[str], codes: np.ndarray) -> list[str]:
+def _labels(labels: Sequence[str | None], codes: np.ndarray) -> list[str | None]:
     """``labels[code]`` for each code, as a list (a numpy take, not a Python loop)."""
     return np.asarray(labels, dtype=object)[codes].tolist()
 
