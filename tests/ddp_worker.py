@@ -10,6 +10,8 @@ import traceback
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from sklearn.datasets import load_digits
+from sklearn.preprocessing import StandardScaler
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -40,6 +42,15 @@ def warm_up(model, optimizer, batch):
         optimizer.zero_grad()
         F.cross_entropy(model(batch[0]), batch[1]).backward()
         optimizer.step()
+
+
+def digit_batches():
+    """Global batches of 64 standardised digits, in a fixed shuffled order (the last, partial
+    one dropped): what every rank shares out and the one-process references train on."""
+    x, y = load_digits(return_X_y=True)
+    x = torch.tensor(StandardScaler().fit_transform(x), dtype=torch.float32)
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    return [(x[i], torch.tensor(y)[i]) for i in order[: len(x) // 64 * 64].split(64)]
 
 
 def share(batches, rank, world):

@@ -15,12 +15,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
-from sklearn.preprocessing import StandardScaler
 
 from lrfind.torch import StoppedRankError, range_test
 
-from ddp_worker import RAISE_AT, RESULT_FIELDS, SETTINGS, main, mlp, sgd, warm_up
+from ddp_worker import RAISE_AT, RESULT_FIELDS, SETTINGS, digit_batches, main, mlp, sgd, warm_up
 from ranks import spawn_ranks
 
 pytestmark = pytest.mark.skipif(
@@ -33,11 +31,8 @@ DEADLINE = 40
 
 
 def global_batches():
-    """(training, validation) global batches of 64 standardised digits, in a fixed shuffled order."""
-    x, y = load_digits(return_X_y=True)
-    x = torch.tensor(StandardScaler().fit_transform(x), dtype=torch.float32)
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
-    batches = [(x[i], torch.tensor(y)[i]) for i in order[: len(x) // 64 * 64].split(64)]
+    """(training, validation) global batches: the last two of ``digit_batches()`` validate."""
+    batches = digit_batches()
     return batches[:-2], batches[-2:]
 
 

@@ -13,11 +13,10 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
-from sklearn.preprocessing import StandardScaler
 
 from lrfind.torch import parallel_range_test, range_test
 
+from ddp_worker import digit_batches
 from fsdp_worker import PARALLEL, RAISE_AT, RESULT_FIELDS, SETTINGS, adamw, main, mlp, warm_up
 from ranks import spawn_ranks
 
@@ -30,17 +29,9 @@ WORLD = 2
 DEADLINE = 60
 
 
-def global_batches():
-    """Global batches of 64 standardised digits, in a fixed shuffled order."""
-    x, y = load_digits(return_X_y=True)
-    x = torch.tensor(StandardScaler().fit_transform(x), dtype=torch.float32)
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
-    return [(x[i], torch.tensor(y)[i]) for i in order[: len(x) // 64 * 64].split(64)]
-
-
 def spawn(tmp_path, scenario):
     """Run ``fsdp_worker.main`` on ``WORLD`` fresh processes: {rank: report}."""
-    args = (WORLD, f"file://{tmp_path / 'rendezvous'}", scenario, global_batches())
+    args = (WORLD, f"file://{tmp_path / 'rendezvous'}", scenario, digit_batches())
     return spawn_ranks(main, args, world=WORLD, deadline=DEADLINE, what=scenario)
 
 
@@ -54,7 +45,7 @@ def test_fsdp2_curve_is_a_single_process_run_and_every_shard_comes_back(tmp_path
         np.testing.assert_array_equal(a[field], b[field], err_msg=field)
     # Each rank held half of every Linear's rows, and gave back its own half bit for bit.
     assert reports[0]["shapes"]["0.weight"] == (16, 64) and all(r["restored"] for r in reports.values())
-    batches = global_batches()
+    batches = digit_batches()
     model = mlp()
     optimizer = adamw(model)
     warm_up(model, optimizer, batches[-1])
@@ -93,7 +84,7 @@ def test_parallel_runs_split_over_ranks_equal_one_process(tmp_path, one_torch_th
         assert "error" not in report, f"rank {rank}: {report['error']}"
     a, b = reports[0], reports[1]
     assert a["seeds"] == b["seeds"] == PARALLEL["seeds"] and a["suggested_lr"] == b["suggested_lr"]
-    single = parallel_range_test(mlp(), F.cross_entropy, global_batches()[0], **PARALLEL)
+    single = parallel_range_test(mlp(), F.cross_entropy, digit_batches()[0], **PARALLEL)
     assert single.seeds == a["seeds"]
     for (lrs, losses, stop), run, other in zip(a["runs"], single.runs, b["runs"], strict=True):
         np.testing.assert_array_equal(lrs, run.lrs)
