@@ -48,13 +48,16 @@ class _Copier:
         return copy.deepcopy(obj)
 
     def back(self, obj: Any) -> Any:
-        """``obj`` with its shards rebuilt as DTensors on their meshes (everything else as is:
-        ``load_state_dict`` moves plain tensors itself)."""
+        """A copy of ``obj`` with its shards rebuilt as DTensors on their meshes. Every tensor is
+        a new one: ``load_state_dict`` keeps the optimizer's tensors when they are already on the
+        right device, and training would then change the snapshot (before a second restore)."""
         if isinstance(obj, _Shard):
             assert DTensor is not None  # only a DTensor makes a _Shard
             mesh, placements, shape, stride, device = self.shards[obj.index]
-            local = obj.local.to(device)
+            local = obj.local.to(device, copy=True)
             return DTensor.from_local(local, mesh, placements, run_check=False, shape=shape, stride=stride)
+        if isinstance(obj, torch.Tensor):
+            return obj.clone()
         if isinstance(obj, dict):
             return {k: self.back(v) for k, v in obj.items()}
         if isinstance(obj, (list, tuple)):
