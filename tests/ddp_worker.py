@@ -18,8 +18,11 @@ from torch.nn.parallel import DistributedDataParallel
 import lrfind.torch._range_test as range_test_module
 from lrfind.torch import range_test
 
-#: The range test of every scenario: it diverges well before its last step.
-SETTINGS = dict(min_lr=1e-4, max_lr=10.0, num_steps=80, check_every=10, val_every=5, val_batches=2)
+#: The range test of every scenario: it diverges well before its last step; then 3 candidates
+#: of 10 steps each (``refine``), scored on the 2 validation batches.
+SETTINGS = dict(
+    min_lr=1e-4, max_lr=10.0, num_steps=80, check_every=10, val_every=5, val_batches=2, refine=3, refine_steps=10
+)
 #: What a rank reports of its result (a ``RangeTestResult`` itself does not pickle).
 RESULT_FIELDS = ("lrs", "losses", "smoothed_losses", "grad_norms", "val_losses", "stop_index", "stop_reason")
 #: The (training) step at which a failing rank raises: inside the sweep, before its 2nd host check.
@@ -127,6 +130,7 @@ def main(rank, world, init_method, scenario, batches, val_batches, dist_timeout,
         report["error"] = type(err), "".join(traceback.format_exception_only(err))
     else:
         report["result"] = {field: getattr(result, field) for field in RESULT_FIELDS}
+        report["result"]["refined"] = (result.refined.lrs, result.refined.scores, result.suggested_lr)
     report["seconds"] = time.monotonic() - start
     report["restored"] = same_state(before, state(model, optimizer))
     if "result" in report:

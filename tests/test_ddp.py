@@ -57,6 +57,8 @@ def test_both_ranks_stop_at_the_same_step_with_the_same_curve(curve):
     assert 0 < a["stop_index"] < SETTINGS["num_steps"] - 1
     for field in RESULT_FIELDS:
         np.testing.assert_array_equal(a[field], b[field], err_msg=field)
+    for part, other in zip(a["refined"], b["refined"], strict=True):
+        np.testing.assert_array_equal(part, other, err_msg="refined")
 
 
 @pytest.fixture
@@ -80,11 +82,18 @@ def test_the_curve_is_a_single_process_run_on_the_global_batches(curve, one_torc
     for field in ("losses", "smoothed_losses", "grad_norms", "val_losses"):
         np.testing.assert_allclose(ddp[field], getattr(single, field), rtol=1e-5, err_msg=field)
     assert np.isfinite(ddp["val_losses"][4::5]).all()
+    # refine's candidates: trained one after another on every rank, scored over the ranks.
+    lrs, scores, best = ddp["refined"]
+    np.testing.assert_allclose(lrs, single.refined.lrs, rtol=1e-5)  # read off curves equal to 1e-5
+    np.testing.assert_allclose(scores, single.refined.scores, rtol=1e-5)
+    assert best == lrs[np.argmin(single.refined.scores)] and np.isfinite(scores).all()
 
 
 def test_every_rank_restores_its_model_and_only_rank_0_asks_for_a_bar(curve):
     assert [curve[rank]["restored"] for rank in range(WORLD)] == [True] * WORLD
-    assert [curve[rank]["bar_wanted"] for rank in range(WORLD)] == [[True], [False]]
+    # One bar for the sweep, one per refine candidate: on rank 0 only.
+    bars = 1 + SETTINGS["refine"]
+    assert [curve[rank]["bar_wanted"] for rank in range(WORLD)] == [[True] * bars, [False] * bars]
 
 
 def test_ddp_training_goes_on_as_if_no_range_test_ran(curve, one_torch_thread):

@@ -30,6 +30,7 @@ from lrfind._core import (
 from lrfind.analysis import analyze_batch, diagnose
 from lrfind.finder import LearningRateFinder, RangeTestResult
 from lrfind.parallel import ParallelResult
+from lrfind.result import Refinement
 
 __version__ = "0.1.0"
 
@@ -43,6 +44,7 @@ __all__ = [
     "LearningRateFinder",
     "ParallelResult",
     "RangeTestResult",
+    "Refinement",
     "Suggestion",
     "analyze",
     "analyze_batch",

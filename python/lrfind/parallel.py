@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lrfind.result import RangeTestResult
+from lrfind.result import RangeTestResult, Refinement
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -35,8 +35,10 @@ _KIND_WORDS = {
 class ParallelResult:
     """K sweeps of one setup (``runs``, one ``RangeTestResult`` each, with their ``seeds``).
 
-    ``suggested_lr`` is the consensus: the median of the runs' suggestions in log space (on the
-    quality benchmark, ``benches/quality``, this beat reading ``auto`` off the runs' median curve).
+    ``consensus_lr`` is the median of the runs' suggestions in log space (on the quality
+    benchmark, ``benches/quality``, this beat reading ``auto`` off the runs' median curve) and
+    ``suggested_range`` the median of their ranges; ``suggested_lr`` is the consensus, or with
+    ``refine=K`` the best of the candidates in ``refined``.
     ``spread`` is their interquartile range as a factor (1.6 means the middle half of the runs
     lie within x1.6), ``agreeing`` counts runs within a factor 2 of the consensus, and
     ``diagnosis`` says in words what the runs' diagnoses add up to.
@@ -44,6 +46,7 @@ class ParallelResult:
 
     runs: list[RangeTestResult]
     seeds: list[int]
+    refined: Refinement | None = None
 
     @property
     def suggestions(self) -> np.ndarray:
@@ -54,10 +57,28 @@ class ParallelResult:
         )
 
     @property
-    def suggested_lr(self) -> float | None:
+    def consensus_lr(self) -> float | None:
         """Median of the runs' suggestions in log space; None if no run has one."""
         logs = np.log(self.suggestions[np.isfinite(self.suggestions)])
         return float(np.exp(np.median(logs))) if len(logs) else None
+
+    @property
+    def suggested_lr(self) -> float | None:
+        """The refined LR when ``refine`` found one, else the consensus."""
+        refined = None if self.refined is None else self.refined.lr
+        return self.consensus_lr if refined is None else refined
+
+    @property
+    def suggested_range(self) -> tuple[float, float] | None:
+        """The median in log of the ranges of the runs that give an LR (``auto``'s); None if
+        none has one."""
+        ranges = [
+            r.suggested_range for r in self.runs if r.diagnosis.gives_lr and r.suggested_range is not None
+        ]  # fmt: skip
+        if not ranges:
+            return None
+        low, high = np.exp(np.median(np.log(np.array(ranges)), axis=0))
+        return float(low), float(high)
 
     @property
     def confidence(self) -> float | None:
@@ -65,7 +86,7 @@ class ParallelResult:
         [0, 1]), scaled down by the share of runs that disagree with the consensus (beyond a
         factor ``AGREE_FACTOR``); None when the main method gives no confidence."""
         scores = [s for r in self.runs if (s := _confidence(r)) is not None]
-        if not scores or self.suggested_lr is None:
+        if not scores or self.consensus_lr is None:
             return None
         return float(np.median(scores)) * self.agreeing / np.isfinite(self.suggestions).sum()
 
@@ -81,7 +102,7 @@ class ParallelResult:
     @property
     def agreeing(self) -> int:
         """Runs whose suggestion is within a factor ``AGREE_FACTOR`` of the consensus."""
-        consensus = self.suggested_lr
+        consensus = self.consensus_lr
         if consensus is None:
             return 0
         ratios = self.suggestions[np.isfinite(self.suggestions)] / consensus
@@ -100,17 +121,19 @@ class ParallelResult:
 
     def summary(self) -> str:
         """The consensus, its spread and agreement, the diagnosis, and one line per run."""
-        if self.suggested_lr is None:
+        if self.consensus_lr is None:
             head = f"No run suggested an LR ({len(self.runs)} runs)."
         else:
             spread = "n/a" if self.spread is None else f"x{self.spread:.2g}"
             confidence = "" if self.confidence is None else f"; confidence {self.confidence:.2f}"
             head = (
-                f"Consensus LR: {self.suggested_lr:.2e} (median of {np.isfinite(self.suggestions).sum()} "
+                f"Consensus LR: {self.consensus_lr:.2e} (median of {np.isfinite(self.suggestions).sum()} "
                 f"suggestions; spread {spread}; {self.agreeing} of {len(self.runs)} runs within x{AGREE_FACTOR:g}"
                 f"{confidence})"
             )
         rows = [head, self.diagnosis]
+        if self.refined is not None:
+            rows.insert(1, self.refined.summary())
         for seed, r in zip(self.seeds, self.runs, strict=True):
             lr = "none" if r.suggested_lr is None else f"{r.suggested_lr:.2e}"
             stop = "ran to max_lr" if r.stop_reason is None else f"stopped at step {r.stop_index} ({r.stop_reason})"
@@ -133,8 +156,10 @@ class ParallelResult:
         lrs, median = self.median_curve()
         if len(lrs):
             ax.plot(lrs, median, color="C0", linewidth=2, label="median lag-free loss of the runs")
-        if self.suggested_lr is not None:
-            ax.axvline(self.suggested_lr, color="C2", lw=1.5, label=f"consensus LR: {self.suggested_lr:.2e}")
+        if self.consensus_lr is not None:
+            ax.axvline(self.consensus_lr, color="C2", lw=1.5, label=f"consensus LR: {self.consensus_lr:.2e}")
+        if self.refined is not None and self.refined.lr is not None:
+            ax.axvline(self.refined.lr, color="navy", lw=1.5, label=f"refined LR: {self.refined.lr:.2e}")
         finite = self.suggestions[np.isfinite(self.suggestions)]
         if len(finite) >= 2:
             lo, hi = np.exp(np.percentile(np.log(finite), [25, 75]))
@@ -171,6 +196,7 @@ class ParallelResult:
             "version": FILE_VERSION,
             "seeds": list(self.seeds),
             "runs": [r.to_dict() for r in self.runs],
+            "refined": None if self.refined is None else self.refined.to_dict(),
         }
         Path(path).write_text(json.dumps(doc, allow_nan=False), encoding="utf-8")
 
@@ -192,7 +218,12 @@ class ParallelResult:
         runs, seeds = doc.get("runs"), doc.get("seeds")
         if not isinstance(runs, list) or not isinstance(seeds, list) or len(runs) != len(seeds):
             raise ValueError(f"{path}: keys 'runs' and 'seeds' must be lists of the same length")
-        return cls(runs=[RangeTestResult.from_dict(r, f"{path} run {i}") for i, r in enumerate(runs)], seeds=seeds)
+        refined = doc.get("refined")  # absent from files written before refine existed
+        return cls(
+            runs=[RangeTestResult.from_dict(r, f"{path} run {i}") for i, r in enumerate(runs)],
+            seeds=seeds,
+            refined=None if refined is None else Refinement.from_dict(refined, path),
+        )
 
 
 def _confidence(run: RangeTestResult) -> float | None:

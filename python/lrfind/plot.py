@@ -81,6 +81,7 @@ def plot_result(
     _plot_val_losses(ax, result)
     if result.diagnosis.gives_lr:
         _mark_suggestions(ax, result, suggestions)
+        _mark_refined(ax, result)
     _mark_stop(ax, result)
     if show_descent:
         _mark_descent(ax, result)
@@ -144,6 +145,19 @@ def _mark_suggestions(ax: Axes, result: RangeTestResult, suggestions: list[Sugge
         if s is main and result.suggested_range is not None:
             low, high = result.suggested_range
             ax.axvspan(low, high, color=color, alpha=0.15, label=f"suggested range: {low:.2e} to {high:.2e}")
+
+
+def _mark_refined(ax: Axes, result: RangeTestResult) -> None:
+    """``refine``'s candidates as ticks along the top of the axes, the best one as a solid
+    vertical line: what ``suggested_lr`` is then."""
+    refined = result.refined
+    if refined is None:
+        return
+    top = blended_transform_factory(ax.transData, ax.transAxes)
+    ax.plot(refined.lrs, [0.97] * len(refined.lrs), "|", transform=top, color="navy", markersize=12,
+            label=f"refine: {len(refined.lrs)} candidates, {refined.steps} steps each")  # fmt: skip
+    if refined.lr is not None:
+        ax.axvline(refined.lr, color="navy", lw=1.5, label=f"refined LR (best held-out loss): {refined.lr:.2e}")
 
 
 def _mark_stop(ax: Axes, result: RangeTestResult) -> None:

@@ -71,6 +71,52 @@ def detector(options: dict[str, Any]) -> _core.DivergenceDetector:
 
 
 @dataclass(frozen=True)
+class Refinement:
+    """What ``refine=K`` found: ``K`` candidate LRs spread over the curve's suggested range,
+    each trained from the same starting weights for ``steps`` steps at that constant LR, and
+    their ``scores``, the mean loss over the same held-out batches (inf for a candidate whose
+    loss went non-finite). ``lr`` is the best-scoring candidate (None if every one diverged);
+    ``curve_lr`` is the LR the curve alone suggested."""
+
+    lrs: np.ndarray
+    scores: np.ndarray
+    steps: int
+    curve_lr: float
+
+    @property
+    def lr(self) -> float | None:
+        finite = np.isfinite(self.scores)
+        return float(self.lrs[np.flatnonzero(finite)[np.argmin(self.scores[finite])]]) if finite.any() else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "lrs": _encode(self.lrs),
+            "scores": _encode(self.scores),
+            "steps": self.steps,
+            "curve_lr": self.curve_lr,
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Any, path: str | os.PathLike[str]) -> Refinement:
+        if not isinstance(doc, dict):
+            raise ValueError(f"{path}: key 'refined' must be an object or null, got {_show(doc)}")
+        lrs, scores = _floats(doc, "lrs", path), _floats(doc, "scores", path)
+        steps, curve_lr = _get(doc, "steps", path, int), _get(doc, "curve_lr", path, (int, float))
+        if len(lrs) != len(scores) or not len(lrs) or steps < 1:
+            raise ValueError(f"{path}: key 'refined' needs as many 'lrs' as 'scores' (1 or more) and 'steps' >= 1")
+        return cls(lrs=lrs, scores=scores, steps=steps, curve_lr=float(curve_lr))
+
+    def summary(self) -> str:
+        """One line: the refined LR, the candidates' scores and the cost."""
+        scores = ", ".join(f"{lr:.2e}: {score:.4g}" for lr, score in zip(self.lrs, self.scores, strict=True))
+        best = "none (every candidate diverged)" if self.lr is None else f"{self.lr:.2e}"
+        return (
+            f"Refined LR: {best}, the best of {len(self.lrs)} candidates trained {self.steps} steps each "
+            f"(held-out loss {scores}); the curve alone suggested {self.curve_lr:.2e}"
+        )
+
+
+@dataclass(frozen=True)
 class RangeTestResult:
     """One sweep, analysed.
 
@@ -91,6 +137,8 @@ class RangeTestResult:
     keyword arguments the sweep was analysed with (empty when built by hand). ``recorded`` is
     the whole sweep as analysed, ``(lrs, losses)``: the curve, the explosion point and, with
     ``patience`` > 1, the points after it that confirmed the stop; ``save`` writes it.
+    ``refined`` is the ``Refinement`` of a range test run with ``refine=K`` (None otherwise):
+    then ``suggested_lr`` is its best candidate, and ``suggestions`` keep what the curve said.
     """
 
     lrs: np.ndarray
@@ -110,6 +158,13 @@ class RangeTestResult:
     skipped_steps: int = 0
     options: dict[str, Any] = field(default_factory=dict)
     recorded: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    refined: Refinement | None = None
+
+    def with_refinement(self, refined: Refinement) -> RangeTestResult:
+        """This result with ``refined`` attached and its best LR as ``suggested_lr`` (the
+        curve's when every candidate diverged)."""
+        best = refined.lr
+        return replace(self, refined=refined, suggested_lr=self.suggested_lr if best is None else best)
 
     @classmethod
     def from_sweep(cls, lrs: Any, losses: Any, **options: Any) -> RangeTestResult:
@@ -182,7 +237,12 @@ class RangeTestResult:
         if not self.diagnosis.gives_lr:
             rows.append(f"No LR to train at ({self.diagnosis.kind}); fix the setup first:")
         elif self.suggested_lr is not None and main is not None:
-            rows.append(f"Suggested LR: {self.suggested_lr:.2e} ({main.method}: {main.reason})")
+            source = f"{main.method}: {main.reason}"
+            if self.refined is not None:
+                rows.append(self.refined.summary())
+                if self.refined.lr is not None:
+                    source = f"refined; the curve's {source}"
+            rows.append(f"Suggested LR: {self.suggested_lr:.2e} ({source})")
             if self.suggested_range is not None:
                 low, high = self.suggested_range
                 rows.append(f"Suggested range: {low:.2e} to {high:.2e} (train anywhere in it)")
@@ -278,6 +338,7 @@ class RangeTestResult:
             "grad_norms": None if self.grad_norms is None else _encode(self.grad_norms),
             "val_losses": None if self.val_losses is None else _encode(self.val_losses),
             "skipped_steps": self.skipped_steps,
+            "refined": None if self.refined is None else self.refined.to_dict(),
             "suggested_lr": self.suggested_lr,
             "suggested_range": None if self.suggested_range is None else list(self.suggested_range),
             "diagnosis": {
@@ -329,12 +390,14 @@ class RangeTestResult:
             result = cls.from_sweep(lrs, losses, **options)
         except (TypeError, ValueError, OverflowError) as e:  # OverflowError: an int option beyond a float
             raise ValueError(f"{path}: the saved sweep or its options do not analyse: {e}") from e
-        return replace(
+        result = replace(
             result,
             grad_norms=_curve_floats(doc, "grad_norms", path, len(result.lrs)),
             val_losses=_curve_floats(doc, "val_losses", path, len(result.lrs)),
             skipped_steps=skipped,
         )
+        refined = doc.get("refined")  # absent from files written before refine existed
+        return result if refined is None else result.with_refinement(Refinement.from_dict(refined, path))
 
     def scheduler(
         self, optimizer: torch.optim.Optimizer, policy: str = "one_cycle", *, total_steps: int, **kwargs: Any

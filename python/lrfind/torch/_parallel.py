@@ -15,7 +15,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from lrfind import _core
 from lrfind.parallel import ParallelResult
-from lrfind.result import RangeTestResult, detector, sweep_options
+from lrfind.result import RangeTestResult, Refinement, detector, sweep_options
+from lrfind.torch import _refine
 from lrfind.torch._range_test import CHECK_EVERY, _batches, _check_positive_int, _device_of, _progress_bar, _to_device
 from lrfind.torch._stacked_optim import StackedOptimizer
 from lrfind.torch._state import Snapshot
@@ -47,6 +48,10 @@ def parallel_range_test(
     init: str = "reinit",
     data_order: str = "shared",
     chunk_size: int | None = None,
+    refine: int = 0,
+    refine_steps: int | None = None,
+    val_data: Any = None,
+    val_batches: int = 1,
     smooth_factor: float = 0.05,
     diverge_threshold: float = 10.0,
     watch: str = "raw",
@@ -86,6 +91,15 @@ def parallel_range_test(
         chunk_size: runs per vmapped chunk when K runs do not fit at once (default: all K on the
             CPU; on CUDA, as many as half the free memory allows, by the size of parameters,
             gradients and optimizer state, times 4 for activations).
+        refine: 0 (default: off) or K >= 2 candidate LRs spread evenly in log over the runs'
+            consensus range (``suggested_range``), trained side by side from ``model``'s own
+            weights (every candidate the same; the data order and random ops of the first seed)
+            for ``refine_steps`` steps each (default None: ``num_steps``) with ``optimizer``,
+            and scored by the mean loss over the first ``val_batches`` batches (default 1) of
+            ``val_data`` (required with ``refine``; ``(inputs, targets)`` batches, the same for
+            every candidate). The best becomes ``suggested_lr``; ``result.refined`` holds
+            every candidate's LR and score. Under ``torch.distributed`` the candidates are
+            dealt out over the ranks like the runs.
         smooth_factor, diverge_threshold, watch, patience, check_every, methods, suggest_on,
         arch, progress: as ``range_test`` (the progress bar on rank 0 only).
 
@@ -107,6 +121,8 @@ def parallel_range_test(
         raise ValueError(f'data_order must be "shared" or "shuffled", got {data_order!r}')
     if data_order == "shuffled" and not isinstance(data, torch.utils.data.DataLoader):
         raise TypeError(f'data_order="shuffled" needs a DataLoader as data, got {type(data).__name__}')
+    refine_steps = _refine.check_refine(refine, refine_steps, num_steps, val_data)
+    _check_positive_int("val_batches", val_batches)
     seeds = list(range(num_runs)) if seeds is None else [int(s) for s in seeds]
     if len(seeds) != num_runs:
         raise ValueError(f"seeds must hold num_runs={num_runs} values, got {len(seeds)}")
@@ -151,17 +167,45 @@ def parallel_range_test(
             for j, k in enumerate(ids):
                 n = recorded[j]
                 sweeps[k] = (lrs[k, :n], losses[j, :n], norms[j, :n])
+        if bar is not None:
+            bar.close()
+            bar = None
+        result = _gathered(sweeps, seeds, options, world)
+        consensus = result.consensus_lr
+        candidates = _refine.candidates(consensus, result.suggested_range, refine) if refine else None
+        if candidates is not None and consensus is not None:
+            snapshot.restore()
+            val = _refine.held_out(val_data, val_batches, lambda b: _to_device(b, device))
+            ids = list(range(rank, refine, world))  # candidate k on rank k % world
+            scores = _refine.scores_vmapped(
+                model, loss_fn, candidates[ids], refine_steps, data, val, (optimizer, kwargs), seeds[0], chunk,
+                check_every, snapshot.restore, progress and rank == 0,
+            )  # fmt: skip
+            by_id = dict(zip(ids, scores.tolist(), strict=True))
+            if world > 1:
+                shares: list[Any] = [None] * world
+                dist.all_gather_object(shares, by_id)
+                by_id = {k: v for share in shares for k, v in share.items()}
+            refined = Refinement(candidates, np.array([by_id[k] for k in range(refine)]), refine_steps, consensus)
+            result = dataclasses.replace(result, refined=refined)
     finally:
         if bar is not None:
             bar.close()
         snapshot.restore()
         snapshot.close()
+    return result
+
+
+def _gathered(
+    sweeps: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]], seeds: list[int], options: dict[str, Any], world: int
+) -> ParallelResult:
+    """Every run's sweep, analysed (gathered from every rank in a distributed run)."""
     if world > 1:
         shares: list[Any] = [None] * world
         dist.all_gather_object(shares, sweeps)
         sweeps = {k: v for share in shares for k, v in share.items()}
     runs = []
-    for k in range(num_runs):
+    for k in range(len(seeds)):
         run_lrs, run_losses, run_norms = sweeps[k]
         result = RangeTestResult.from_sweep(run_lrs, run_losses, **options)
         runs.append(dataclasses.replace(result, grad_norms=run_norms[: len(result.lrs)]))
@@ -192,6 +236,7 @@ class _Chunk:
         self.randomness: _PerRunRandomness | None = None
         self.optimizer = StackedOptimizer(self.params, optimizer, **kwargs)
         base = copy.deepcopy(copies[0]).to("meta")
+        self.base = base
 
         def loss_of(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: Any, y: Any) -> torch.Tensor:
             return loss_fn(functional_call(base, (p, b), (x,)), y)
@@ -248,6 +293,18 @@ class _Chunk:
                 break
             active = torch.tensor([not d for d in done], dtype=torch.bool, device=self.device)
         return host[0], host[1], recorded
+
+    @torch.no_grad()
+    def evaluate(self, batches: Sequence[Any]) -> np.ndarray:
+        """Each run's mean loss over ``batches`` (``(inputs, targets)`` pairs, shared by every
+        run), the model in eval mode."""
+        score = vmap(self.loss_of, in_dims=(0, 0, None, None))
+        self.base.eval()
+        try:
+            total = sum(score(self.params, self.buffers, x, y).double() for x, y in batches)
+        finally:
+            self.base.train()
+        return (total / len(batches)).cpu().numpy()
 
     def _step(self, step_fns: tuple[Callable[..., Any], Callable[..., Any]], x: Any, y: Any) -> Any:
         """Gradients and losses of one step. A model without random ops runs as plain vmap (no

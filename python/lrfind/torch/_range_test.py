@@ -18,7 +18,8 @@ import torch
 import torch.distributed as dist
 
 from lrfind import _core
-from lrfind.result import RangeTestResult, detector, sweep_options
+from lrfind.result import RangeTestResult, Refinement, detector, sweep_options
+from lrfind.torch import _refine
 from lrfind.torch._state import DTensor, Snapshot
 
 StepFn = Callable[[torch.nn.Module, Any], torch.Tensor]
@@ -54,6 +55,8 @@ def range_test(
     val_data: Any = None,
     val_every: int = 10,
     val_batches: int = 1,
+    refine: int = 0,
+    refine_steps: int | None = None,
     check_every: int = CHECK_EVERY,
     restore: bool = True,
     state_cache: str = "cpu",
@@ -102,6 +105,20 @@ def range_test(
             ``"same"`` sets every group to the swept LR.
         val_data: optional validation data; every ``val_every`` steps (default 10) the mean
             loss over ``val_batches`` batches (default 1) is recorded in ``val_losses``.
+        refine: 0 (default: off) or K >= 2 candidate LRs to check after the sweep: K LRs spread
+            evenly in log over the suggested range, each trained from the starting weights
+            (model, optimizer state, RNGs and data order as they were before the sweep) for
+            ``refine_steps`` steps at that constant LR, then scored by the mean loss over the
+            first ``val_batches`` batches of ``val_data`` (required; the same batches for every
+            candidate; raise ``val_batches`` for a steadier score). The best becomes
+            ``suggested_lr``; ``result.refined`` holds every candidate's LR and score. The
+            candidates train side by side (vmapped, as ``parallel_range_test``) when that is
+            exact: a fresh SGD/Adam/AdamW over all the model's parameters with one LR, a
+            ``loss_fn`` on ``(inputs, targets)`` batches, no BatchNorm running statistics, AMP,
+            accumulation, clipping or distributed run; one after another with your optimizer
+            and settings otherwise. A sweep that gives no LR to train at is not refined.
+        refine_steps: steps per candidate (default None: ``num_steps``); the cost of ``refine``
+            is ``refine * refine_steps`` training steps.
         check_every: steps between host reads of the recorded losses (default 10). On a GPU
             this is the only synchronisation; the curve is cut at the first diverging step
             exactly, so the result equals a ``check_every=1`` run.
@@ -138,6 +155,9 @@ def range_test(
         ``suggested_lr`` and ``diagnosis``.
     """
     lrs = _core.sweep_lrs(min_lr, max_lr, num_steps, mode)
+    refine_steps = _refine.check_refine(refine, refine_steps, num_steps, val_data)
+    if refine and not restore:
+        raise ValueError(f"refine={refine} needs restore=True: every candidate starts from the model as it was")
     options = sweep_options(
         methods=methods,
         diverge_threshold=diverge_threshold,
@@ -185,9 +205,12 @@ def range_test(
         raise ValueError(f'group_lrs="ratio" needs every group\'s current lr > 0, got {base}')
     ratios = [b / base[0] for b in base] if group_lrs == "ratio" else [1.0] * len(base)
     device = _device_of(model)
-    scaler = grad_scaler
-    if amp == "fp16" and scaler is None:
-        scaler = torch.amp.GradScaler(device.type)
+
+    def new_scaler() -> torch.amp.GradScaler | None:
+        """The user's scaler (the snapshot restores it), or under fp16 a fresh one."""
+        return torch.amp.GradScaler(device.type) if amp == "fp16" and grad_scaler is None else grad_scaler
+
+    scaler = new_scaler()
     ranks = _Ranks.of(model, dist_timeout)
     run = _Run(
         model, optimizer, step, device, amp, scaler, max_grad_norm, accumulation_steps, num_steps, ranks, backward_fn
@@ -195,6 +218,18 @@ def range_test(
     snapshot = Snapshot(model, optimizer, grad_scaler, state_cache, data=(data, val_data))
     try:
         run.sweep(lrs, ratios, data, val_data, val_every, val_batches, stop, check_every, progress)
+        result = RangeTestResult.from_sweep(lrs[: run.recorded], run.host_losses[: run.recorded], **options)
+        kept = len(result.lrs)
+        # Skips past the explosion point (the loop runs on to the next check) do not count.
+        skipped = sum(1 for i in run.skipped_at if i < run.recorded)
+        result = dataclasses.replace(
+            result, grad_norms=run.host_norms[:kept], val_losses=run.host_val[:kept], skipped_steps=skipped
+        )
+        if refine:
+            result = _with_refinement(
+                result, refine, refine_steps, run, snapshot, new_scaler, ratios, data, val_data, val_batches,
+                (loss_fn, step_fn, backward_fn), check_every, progress,
+            )  # fmt: skip
     except Exception as err:
         # Interleaved logs of many ranks: say which one this is (StoppedRankError already does).
         if ranks is not None and not isinstance(err, StoppedRankError) and sys.version_info >= (3, 11):
@@ -207,13 +242,94 @@ def range_test(
         if restore:
             snapshot.restore()
         snapshot.close()
-    result = RangeTestResult.from_sweep(lrs[: run.recorded], run.host_losses[: run.recorded], **options)
-    kept = len(result.lrs)
-    # Skips past the explosion point (the loop runs on to the next check) do not count.
-    skipped = sum(1 for i in run.skipped_at if i < run.recorded)
-    return dataclasses.replace(
-        result, grad_norms=run.host_norms[:kept], val_losses=run.host_val[:kept], skipped_steps=skipped
+    return result
+
+
+def _with_refinement(
+    result: RangeTestResult,
+    k: int,
+    steps: int,
+    run: _Run,
+    snapshot: Snapshot,
+    new_scaler: Callable[[], torch.amp.GradScaler | None],
+    ratios: list[float],
+    data: Any,
+    val_data: Any,
+    val_batches: int,
+    functions: tuple[Callable[..., torch.Tensor] | None, StepFn | None, Callable[[torch.Tensor], Any] | None],
+    check_every: int,
+    progress: bool,
+) -> RangeTestResult:
+    """``result`` refined by ``k`` candidates trained ``steps`` steps each from the snapshot:
+    side by side when ``_vmappable_setup`` allows, else one after another with ``run``'s loop."""
+    candidates = _refine.candidates(
+        result.suggested_lr if result.diagnosis.gives_lr else None, result.suggested_range, k
     )
+    if candidates is None or result.suggested_lr is None:
+        return result
+    snapshot.restore()
+    val = _refine.held_out(val_data, val_batches, lambda b: _to_device(b, run.device))
+    loss_fn = functions[0]
+    vmapped = _vmappable_setup(run, *functions, val)
+    if vmapped is not None and loss_fn is not None:
+        from lrfind.torch._parallel import _default_chunk
+
+        chunk = _default_chunk(run.model, k, run.device, vmapped[0])
+        scores = _refine.scores_vmapped(
+            run.model, loss_fn, candidates, steps, data, val, vmapped, 0, chunk, check_every, snapshot.restore, progress
+        )
+    else:
+        scores = np.array([
+            _candidate_score(run.again(steps, new_scaler()), lr, snapshot, ratios, data, val, check_every, progress)
+            for lr in candidates
+        ])  # fmt: skip
+    return result.with_refinement(Refinement(candidates, scores, steps, result.suggested_lr))
+
+
+def _vmappable_setup(
+    run: _Run,
+    loss_fn: Callable[..., torch.Tensor] | None,
+    step_fn: StepFn | None,
+    backward_fn: Callable[[torch.Tensor], Any] | None,
+    val: list[Any],
+) -> tuple[str, dict[str, Any]] | None:
+    """The stacked optimizer that trains ``refine``'s candidates side by side exactly as
+    ``optimizer`` trains ``model`` one at a time, or None when the setup needs the loop: any
+    step or backward function, AMP, accumulation, clipping, ranks, BatchNorm running
+    statistics, batches that are not ``(inputs, targets)`` pairs, an optimizer with state."""
+    plain = (
+        loss_fn is not None
+        and step_fn is None
+        and backward_fn is None
+        and run.amp is None
+        and run.k == 1
+        and run.max_grad_norm is None
+        and run.ranks is None
+        and all(isinstance(b, (tuple, list)) and len(b) == 2 for b in val)
+        and not any(
+            isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats for m in run.model.modules()
+        )
+    )
+    return _refine.stacked_optimizer(run.optimizer, run.model) if plain else None
+
+
+def _candidate_score(
+    run: _Run,
+    lr: float,
+    snapshot: Snapshot,
+    ratios: list[float],
+    data: Any,
+    val: list[Any],
+    check_every: int,
+    progress: bool,
+) -> float:
+    """One ``refine`` candidate trained from the snapshot by ``run`` (the sweep's loop and
+    settings, for the candidates' steps) at a constant ``lr``: its mean loss over the held-out
+    batches ``val`` (inf if it diverged)."""
+    snapshot.restore()
+    stop = _core.DivergenceDetector(_refine.NEVER)
+    run.sweep(np.full(len(run.host_losses), lr), ratios, data, None, 1, 1, stop, check_every, progress)
+    return math.inf if stop.stopped else run.held_out_loss(val)
 
 
 class LRFinder:
@@ -424,6 +540,29 @@ class _Run:
         finally:
             if bar is not None:
                 bar.close()
+
+    def again(self, num_steps: int, scaler: torch.amp.GradScaler | None) -> _Run:
+        """A fresh loop with the same settings and ``scaler`` for ``num_steps`` steps."""
+        return _Run(
+            self.model, self.optimizer, self.step, self.device, self.amp, scaler, self.max_grad_norm, self.k,
+            num_steps, self.ranks, self.backward,
+        )  # fmt: skip
+
+    @torch.no_grad()
+    def held_out_loss(self, batches: list[Any]) -> float:
+        """The model's mean loss over ``batches`` in eval mode (over the ranks in a distributed
+        run); inf if it is not finite."""
+        self.model.eval()
+        try:
+            with self.autocast:
+                total = sum(self.step(self.model, b).detach().float() for b in batches) / len(batches)
+        finally:
+            self.model.train()
+        total = self._summed(total)
+        if self.ranks is not None:
+            self.ranks.wait()
+        value = float(total) / (self.ranks.size if self.ranks is not None else 1)
+        return value if math.isfinite(value) else math.inf
 
     def _train_step(self, i: int, batches: Iterator[Any]) -> bool:
         """One optimizer step over k micro-batches; False if the scaler skipped it."""
