@@ -225,3 +225,28 @@ def test_bad_parallel_refine_arguments_name_themselves(digits, kwargs, match):
     train, val = digits
     with pytest.raises(ValueError, match=match):
         parallel_range_test(mlp(), ce, train, num_runs=2, **(dict(val_data=val, progress=False) | kwargs))
+
+
+class RowGRU(torch.nn.Module):
+    """A digit's 8 rows as a sequence: a GRU, then a linear read-out of its last state."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = torch.nn.GRU(8, 16, batch_first=True)
+        self.out = torch.nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.out(self.rnn(x.view(-1, 8, 8))[0][:, -1])
+
+
+def test_a_gru_trains_vmapped_and_is_scored_run_by_run(digits):
+    """vmap has no batching rule for a GRU in eval mode under no_grad: the candidates are still
+    trained side by side, then scored one by one, and the scores equal plain training."""
+    train, val = digits
+    torch.manual_seed(0)
+    model = RowGRU()
+    start = copy.deepcopy(model)
+    r = range_test(model, torch.optim.Adam(model.parameters()), ce, train, val_data=val, refine=3,
+                   refine_steps=STEPS, progress=False)  # fmt: skip
+    want = reference_scores(start, lambda p, lr: torch.optim.Adam(p, lr=lr), r.refined.lrs, train, val, STEPS)
+    np.testing.assert_allclose(r.refined.scores, want, rtol=1e-4)

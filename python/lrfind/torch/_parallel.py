@@ -298,13 +298,26 @@ class _Chunk:
     def evaluate(self, batches: Sequence[Any]) -> np.ndarray:
         """Each run's mean loss over ``batches`` (``(inputs, targets)`` pairs, shared by every
         run), the model in eval mode."""
-        score = vmap(self.loss_of, in_dims=(0, 0, None, None))
         self.base.eval()
         try:
-            total = sum(score(self.params, self.buffers, x, y).double() for x, y in batches)
+            total = sum(self._losses(x, y).double() for x, y in batches)
         finally:
             self.base.train()
         return (total / len(batches)).cpu().numpy()
+
+    def _losses(self, x: Any, y: Any) -> torch.Tensor:
+        """Each run's loss on one shared batch: vmapped, or run by run where an op has no
+        batching rule outside autograd (a GRU in eval mode under no_grad)."""
+        try:
+            return vmap(self.loss_of, in_dims=(0, 0, None, None))(self.params, self.buffers, x, y)
+        except RuntimeError as error:
+            if "atching rule" not in str(error):
+                raise
+        runs = [
+            ({k: v[r] for k, v in self.params.items()}, {k: v[r] for k, v in self.buffers.items()})
+            for r in range(self.k)
+        ]
+        return torch.stack([self.loss_of(p, b, x, y) for p, b in runs])
 
     def _step(self, step_fns: tuple[Callable[..., Any], Callable[..., Any]], x: Any, y: Any) -> Any:
         """Gradients and losses of one step. A model without random ops runs as plain vmap (no
