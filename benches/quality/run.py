@@ -1,13 +1,17 @@
-"""Run the quality benchmark and print its table.
+"""Run the quality benchmark and print its tables.
 
-    .venv/bin/python benches/quality/run.py [--jobs 2] [--out table.md]
+    .venv/bin/python benches/quality/run.py [--jobs 2] [--out table.md] [--cache results.json]
 
 For every task and seed: lrfind's range test; a grid of constant LRs, a quarter decade apart,
-trained for the task's budget (extended until its best point is not at an edge); the best grid LR
-is the oracle. Then every method's suggestion is trained with the same budget and scored. Every
-trained result is cached in ``results.json`` beside this file (keyed by task, task version, seed
-and the LR to 12 digits), so a rerun trains only what is new; everything runs on one thread per worker
-and is deterministic on a given machine.
+each trained for the task's long budget with the validation loss read on the way (see
+``BUDGETS``; extended until the best point of each budget is not at an edge); the best grid LR of a budget
+is that budget's oracle. Then every method's suggestion is trained the same way and scored at
+both budgets. ``auto`` is scored twice: with lrfind's defaults, and with the parameters ``fit.py``
+fits on the other families only (leave-one-family-out): the second is what a task unlike any
+that ``auto`` was fitted on can expect. Every trained result is cached in ``results.json``
+beside this file (keyed by task, task version, seed and the LR to 12 digits), so a rerun trains
+only what is new; everything runs on one thread per worker and is deterministic on a given
+machine.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import math
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +32,32 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import lrfind  # noqa: E402
 
-from scoring import METHODS, regret, suggest, summarize  # noqa: E402
+from fit import AutoFit  # noqa: E402
+from scoring import METHODS, SEED, regret, suggest, summarize  # noqa: E402
 from tasks import TASKS  # noqa: E402
 
 CACHE = Path(__file__).with_name("results.json")
 SEEDS = (0, 1, 2)
-#: Tasks the auto method's thresholds were fitted on; the others are held out.
-FIT_TASKS = ("digits-mlp-sgdm", "diabetes-mlp-adamw", "digits-cnn-adam", "chars-gru-adamw")
+#: The short budget is a task's ``steps``, scored by the validation loss at its end; the long one
+#: is ``tasks.LONG`` times as many, scored by the best of the validation losses read every
+#: ``steps`` steps (early stopping, as a user keeps the best checkpoint).
+BUDGETS = ("short", "long")
 GRID_STEP = 0.25  # decades between grid LRs
 GRID_START = (-5.0, 1.0)  # log10 of the first grid's ends
 GRID_LIMITS = (-8.0, 3.0)  # the grid never grows past these
+
+Case = tuple[str, int]  # task, seed: one range test
+Unit = tuple[str, int, int]  # task, seed, budget: one scored outcome
+
+#: Candidates that ``refine`` trains, each for a quarter of the task's short budget.
+REFINE = 5
+
+#: The rows that are not one method's suggestion.
+HELD_OUT = "auto, fitted without the task's family (held out)"
+REFINED = f"auto + refine={REFINE} (costs {REFINE}/4 = {REFINE / 4:g}x the short budget in steps)"
+NOISE_FLOOR = "noise floor: another seed's best LR"
+POOLED_MEDIAN_PICK = "auto, median of the 3 seeds' suggestions"
+POOLED_MEDIAN_CURVE = "auto on the median curve of the 3 seeds' range tests"
 
 
 def key(task: str, seed: int, lr: float | None = None) -> str:
@@ -60,7 +81,13 @@ def _train(job: tuple[str, int, float]) -> dict[str, Any]:
     return train(TASKS[task], seed, lr)
 
 
-def _sweep(job: tuple[str, int]) -> dict[str, Any]:
+def _refine(job: Case) -> dict[str, Any]:
+    from tasks import refine
+
+    return refine(TASKS[job[0]], job[1], REFINE)
+
+
+def _sweep(job: Case) -> dict[str, Any]:
     from tasks import range_test
 
     lrs, losses = range_test(TASKS[job[0]], job[1])
@@ -68,17 +95,24 @@ def _sweep(job: tuple[str, int]) -> dict[str, Any]:
 
 
 class Cache:
-    """``results.json``: range tests under ``sweeps``, trained runs under ``runs``."""
+    """``results.json``: range tests under ``sweeps``, trained runs under ``runs``, range tests
+    with ``refine`` under ``refined``."""
 
     def __init__(self, path: Path, jobs: int, offline: bool = False):
         self.path, self.offline = path, offline
         data = json.loads(path.read_text()) if path.exists() else {}
         self.sweeps: dict[str, Any] = data.get("sweeps", {})
         self.runs: dict[str, Any] = data.get("runs", {})
+        self.refined: dict[str, Any] = data.get("refined", {})
         self.jobs = jobs
 
     def save(self) -> None:
-        data = {"sweeps": dict(sorted(self.sweeps.items())), "runs": dict(sorted(self.runs.items()))}
+        """Write the cache, without the results of old task versions."""
+        current = {f"{t}@{task.version}" for t, task in TASKS.items()}
+        data = {
+            name: {k: v for k, v in sorted(getattr(self, name).items()) if k.split("/")[0] in current}
+            for name in ("sweeps", "runs", "refined")
+        }
         self.path.write_text(json.dumps(data, indent=0, sort_keys=False) + "\n")
 
     def _map(self, fn: Any, jobs: list[Any]) -> list[Any]:
@@ -93,14 +127,21 @@ class Cache:
         with ProcessPoolExecutor(self.jobs, initializer=_worker_init) as pool:
             return list(pool.map(fn, jobs, chunksize=1))
 
-    def ensure_sweeps(self, cases: list[tuple[str, int]]) -> None:
+    def ensure_sweeps(self, cases: list[Case]) -> None:
         todo = [c for c in cases if key(*c) not in self.sweeps]
         for c, r in zip(todo, self._map(_sweep, todo), strict=True):
             self.sweeps[key(*c)] = r
         self.save()
 
+    def ensure_refined(self, cases: list[Case]) -> None:
+        todo = [c for c in cases if key(*c) not in self.refined]
+        for c, r in zip(todo, self._map(_refine, todo), strict=True):
+            self.refined[key(*c)] = r
+        self.save()
+
     def ensure_runs(self, jobs: list[tuple[str, int, float]]) -> None:
-        todo = sorted({j for j in jobs if key(*j) not in self.runs})
+        # The slowest tasks first, so that the pool does not end on one long job.
+        todo = sorted({j for j in jobs if key(*j) not in self.runs}, key=lambda j: (-TASKS[j[0]].steps, j))
         for j, r in zip(todo, self._map(_train, todo), strict=True):
             self.runs[key(*j)] = r
         self.save()
@@ -109,8 +150,14 @@ class Cache:
         s = self.sweeps[key(task, seed)]
         return np.array(s["lrs"]), np.array(s["losses"])
 
-    def run(self, task: str, seed: int, lr: float) -> dict[str, Any]:
-        return self.runs[key(task, seed, lr)]
+    def val_loss(self, task: str, seed: int, lr: float, budget: int) -> float:
+        """The score of a trained run at a budget (see ``BUDGETS``)."""
+        readings = self.runs[key(task, seed, lr)]["val_loss"]
+        return float(readings[0] if budget == 0 else min(readings))
+
+    def diverged(self, task: str, seed: int, lr: float, budget: int) -> bool:
+        """A non-finite loss, or a score above the untrained model's validation loss."""
+        return not self.val_loss(task, seed, lr, budget) <= self.runs[key(task, seed, lr)]["start_loss"]
 
 
 def grid_lrs(lo: float, hi: float) -> list[float]:
@@ -119,87 +166,127 @@ def grid_lrs(lo: float, hi: float) -> list[float]:
     return [float(10 ** (lo + i * GRID_STEP)) for i in range(n + 1)]
 
 
-def ensure_grids(cache: Cache, cases: list[tuple[str, int]]) -> dict[tuple[str, int], list[float]]:
-    """Train each case's grid, growing it a decade at an edge that holds the best point."""
+def ensure_grids(cache: Cache, cases: list[Case]) -> dict[Case, list[float]]:
+    """Train each case's grid, growing it a decade at an edge that holds a budget's best point."""
     ends = {c: list(GRID_START) for c in cases}
     while True:
         cache.ensure_runs([(*c, lr) for c in cases for lr in grid_lrs(*ends[c])])
         grown = False
         for c in cases:
             lrs = grid_lrs(*ends[c])
-            best = int(np.argmin([cache.run(*c, lr)["val_loss"] for lr in lrs]))
-            if best == 0 and ends[c][0] > GRID_LIMITS[0]:
-                ends[c][0] -= 1.0
-                grown = True
-            elif best == len(lrs) - 1 and ends[c][1] < GRID_LIMITS[1]:
-                ends[c][1] += 1.0
-                grown = True
+            for b in range(len(BUDGETS)):
+                best = int(np.argmin([cache.val_loss(*c, lr, b) for lr in lrs]))
+                if best == 0 and ends[c][0] > GRID_LIMITS[0]:
+                    ends[c][0] -= 1.0
+                    grown = True
+                elif best == len(lrs) - 1 and ends[c][1] < GRID_LIMITS[1]:
+                    ends[c][1] += 1.0
+                    grown = True
         if not grown:
             return {c: grid_lrs(*ends[c]) for c in cases}
 
 
-def oracle(cache: Cache, case: tuple[str, int], grid: list[float]) -> tuple[float, float]:
-    """The best grid LR and its validation loss."""
-    losses = [cache.run(*case, lr)["val_loss"] for lr in grid]
-    i = int(np.argmin(losses))
-    return grid[i], losses[i]
+class Bench:
+    """The benchmark's cases, grids and oracles, over the committed cache."""
+
+    def __init__(self, cache: Cache, tasks: list[str]):
+        self.cache = cache
+        self.cases: list[Case] = [(t, s) for t in tasks for s in SEEDS]
+        self.units: list[Unit] = [(t, s, b) for t, s in self.cases for b in range(len(BUDGETS))]
+        cache.ensure_sweeps(self.cases)
+        self.grids = ensure_grids(cache, self.cases)
+        self.families = sorted({TASKS[t].family for t in tasks}, key=lambda f: tasks.index(
+            next(t for t in tasks if TASKS[t].family == f)))  # fmt: skip
+
+    def grid_losses(self, case: Case, budget: int) -> np.ndarray:
+        return np.array([self.cache.val_loss(*case, lr, budget) for lr in self.grids[case]])
+
+    def oracle(self, unit: Unit) -> tuple[float, float]:
+        """The best grid LR of a case at a budget, and its validation loss."""
+        losses = self.grid_losses(unit[:2], unit[2])
+        i = int(np.argmin(losses))
+        return self.grids[unit[:2]][i], float(losses[i])
+
+    @cached_property
+    def fit(self) -> AutoFit:
+        return AutoFit(self)
 
 
-#: The parallel rows: the task's seeds' range tests together, one LR for every seed.
-POOLED_MEDIAN_CURVE = "auto on the median curve of the 3 seeds' range tests"
-POOLED_MEDIAN_PICK = "auto, median of the 3 seeds' suggestions"
+def family(unit: Unit | Case) -> str:
+    return TASKS[unit[0]].family
 
 
-def pooled(cache: Cache, task: str) -> tuple[float | None, float | None]:
-    """``auto`` on the pointwise median of the seeds' raw losses (over the points every seed
-    reached; a non-finite loss counts as +inf), and the median in log of the seeds' own ``auto``
-    suggestions: what ``ParallelResult`` offers."""
-    sweeps = [cache.sweep(task, s) for s in SEEDS]
+def picks(bench: Bench) -> dict[str, dict[Unit, float | None]]:
+    """Every row's LR for every unit: one suggestion per range test (both budgets), except the
+    noise floor, which takes another seed's oracle LR at the same budget."""
+    by_case: dict[str, dict[Case, float | None]] = {
+        m: {c: suggest(*bench.cache.sweep(*c), opts) for c in bench.cases} for m, opts in METHODS.items()
+    }
+    params = bench.fit.held_out_params
+    by_case[HELD_OUT] = {
+        c: suggest(*bench.cache.sweep(*c), dict(SEED, methods={"auto": params[family(c)]})) for c in bench.cases
+    }
+    together = {t: pooled(bench, t) for t in {c[0] for c in bench.cases}}
+    by_case[POOLED_MEDIAN_PICK] = {c: together[c[0]][0] for c in bench.cases}
+    by_case[POOLED_MEDIAN_CURVE] = {c: together[c[0]][1] for c in bench.cases}
+    bench.cache.ensure_refined(bench.cases)
+    by_case[REFINED] = {c: bench.cache.refined[key(*c)]["lr"] for c in bench.cases}
+    out = {m: {u: p[u[:2]] for u in bench.units} for m, p in by_case.items()}
+    out[NOISE_FLOOR] = {
+        (t, s, b): bench.oracle((t, SEEDS[(SEEDS.index(s) + 1) % len(SEEDS)], b))[0] for t, s, b in bench.units
+    }
+    return out
+
+
+def pooled(bench: Bench, task: str) -> tuple[float | None, float | None]:
+    """What ``ParallelResult`` offers for the task's seeds together: the median in log of the
+    seeds' own ``auto`` suggestions (its consensus), and ``auto`` on the pointwise median of
+    their raw losses (over the points every seed reached; a non-finite loss counts as +inf)."""
+    sweeps = [bench.cache.sweep(task, s) for s in SEEDS]
+    got = [suggest(*sw, METHODS["auto"]) for sw in sweeps]
+    logs = [np.log(p) for p in got if p is not None]
     n = min(len(lrs) for lrs, _ in sweeps)
     lrs = sweeps[0][0][:n]
     assert all(np.array_equal(lrs, other[:n]) for other, _ in sweeps), "the seeds share one ladder"
     losses = np.stack([np.where(np.isfinite(loss[:n]), loss[:n], np.inf) for _, loss in sweeps])
-    curve = suggest(lrs, np.median(losses, axis=0), METHODS["auto"])
-    picks = [suggest(*sw, METHODS["auto"]) for sw in sweeps]
-    logs = [np.log(p) for p in picks if p is not None]
-    return curve, float(np.exp(np.median(logs))) if logs else None
+    return (float(np.exp(np.median(logs))) if logs else None), suggest(lrs, np.median(losses, axis=0), METHODS["auto"])
 
 
-def score(cache: Cache, cases: list[tuple[str, int]], grids: dict[tuple[str, int], list[float]]) -> dict[str, Any]:
-    """Per method: its row over all cases, over the fitted and the held-out tasks, and per case."""
-    picks = {m: {c: suggest(*cache.sweep(*c), opts) for c in cases} for m, opts in METHODS.items()}
-    if "auto" in METHODS:
-        together = {t: pooled(cache, t) for t in {c[0] for c in cases}}
-        picks[POOLED_MEDIAN_CURVE] = {c: together[c[0]][0] for c in cases}
-        picks[POOLED_MEDIAN_PICK] = {c: together[c[0]][1] for c in cases}
-    cache.ensure_runs([(*c, lr) for p in picks.values() for c, lr in p.items() if lr is not None])
+Outcome = tuple[float, float, bool] | None  # regret, decades off the oracle, diverged; None: no LR
+
+
+def score(bench: Bench) -> dict[str, Any]:
+    """Per row: its summary over all units, per budget and per family, and per unit."""
+    lrs = picks(bench)
+    bench.cache.ensure_runs([(t, s, lr) for p in lrs.values() for (t, s, _), lr in p.items() if lr is not None])
     table: dict[str, Any] = {}
-    for m, p in picks.items():
-        per_case = {}
-        for c in cases:
-            best_lr, best_loss = oracle(cache, c, grids[c])
-            lr = p[c]
+    for m, p in lrs.items():
+        outcome: dict[Unit, Outcome] = {}
+        for u in bench.units:
+            lr = p[u]
             if lr is None:
-                per_case[c] = None
+                outcome[u] = None
                 continue
-            r = cache.run(*c, lr)
-            per_case[c] = (regret(r["val_loss"], best_loss), math.log10(lr / best_lr), r["diverged"])
+            best_lr, best_loss = bench.oracle(u)
+            t, s, b = u
+            got = bench.cache.val_loss(t, s, lr, b)
+            outcome[u] = (regret(got, best_loss), math.log10(lr / best_lr), bench.cache.diverged(t, s, lr, b))
 
-        def row(subset: list[tuple[str, int]], per_case: dict = per_case) -> dict[str, Any]:
-            got = [per_case[c] for c in subset if per_case[c] is not None]
+        def row(subset: list[Unit], outcome: dict[Unit, Outcome] = outcome) -> dict[str, Any]:
+            got = [o for u in subset if (o := outcome[u]) is not None]
             return summarize([g[0] for g in got], [g[1] for g in got], [g[2] for g in got], len(subset) - len(got))
 
         table[m] = {
-            "all": row(cases),
-            "fit": row([c for c in cases if c[0] in FIT_TASKS]),
-            "held_out": row([c for c in cases if c[0] not in FIT_TASKS]),
-            "cases": {f"{t}/{s}": v for (t, s), v in per_case.items()},
-            "seed_spread": seed_spread(p),
+            "all": row(bench.units),
+            "budgets": [row([u for u in bench.units if u[2] == b]) for b in range(len(BUDGETS))],
+            "families": {f: row([u for u in bench.units if family(u) == f]) for f in bench.families},
+            "units": outcome,
+            "seed_spread": seed_spread({u[:2]: lr for u, lr in p.items()}) if m in METHODS else math.nan,
         }
     return table
 
 
-def seed_spread(picks: dict[tuple[str, int], float | None]) -> float:
+def seed_spread(picks: dict[Case, float | None]) -> float:
     """Median over tasks of how far apart (in decades) the seeds' suggestions lie: how much one
     range test's answer depends on its seed (fastai #3295). NaN if a task lacks a suggestion."""
     tasks: dict[str, list[float]] = {}
@@ -208,38 +295,60 @@ def seed_spread(picks: dict[tuple[str, int], float | None]) -> float:
     return float(np.median([max(logs) - min(logs) for logs in tasks.values()]))
 
 
-def markdown(table: dict[str, Any]) -> str:
-    """The README table, sorted by median regret over all runs."""
+def order(table: dict[str, Any]) -> list[str]:
+    """The held-out row, the noise floor, then every other row by median regret."""
+    rest = sorted(
+        (m for m in table if m not in (HELD_OUT, NOISE_FLOOR)),
+        key=lambda m: (table[m]["all"]["median_regret"], -table[m]["all"]["under_20"]),
+    )
+    return [HELD_OUT, NOISE_FLOOR, *rest]
+
+
+def markdown(bench: Bench, table: dict[str, Any]) -> str:
+    """The two README tables: over all runs, and the median regret per family."""
     head = (
-        "| method | median regret | regret < 5% | regret < 20% | median decades off | diverged | no LR "
-        "| median regret, fit tasks | median regret, held-out tasks | seed spread (decades) |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        "| method | median regret | short budget | long budget | regret < 5% | regret < 20% | worst regret "
+        "| median decades off | diverged | no LR | seed spread (decades) |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     rows = []
-    order = sorted(table, key=lambda m: (table[m]["all"]["median_regret"], -table[m]["all"]["under_20"]))
-    for m in order:
-        a, f, h = table[m]["all"], table[m]["fit"], table[m]["held_out"]
+    for m in order(table):
+        a, (s, lg) = table[m]["all"], table[m]["budgets"]
+        spread = table[m]["seed_spread"]
         rows.append(
-            f"| {m} | {pct(a['median_regret'])} | {a['under_5']:.0%} | {a['under_20']:.0%} "
-            f"| {a['median_decades']:.2f} | {a['diverged']}/{a['runs']} | {a['no_suggestion']} "
-            f"| {pct(f['median_regret'])} | {pct(h['median_regret'])} "
-            f"| {'-' if m in (POOLED_MEDIAN_CURVE, POOLED_MEDIAN_PICK) else format(table[m]['seed_spread'], '.2f')} |"
+            f"| {m} | {pct(a['median_regret'])} | {pct(s['median_regret'])} | {pct(lg['median_regret'])} "
+            f"| {a['under_5']:.0%} | {a['under_20']:.0%} | {pct(a['worst_regret'])} | {a['median_decades']:.2f} "
+            f"| {a['diverged']}/{a['runs']} | {a['no_suggestion']} | {'-' if math.isnan(spread) else f'{spread:.2f}'} |"
         )
-    return head + "\n".join(rows) + "\n"
+    fams = bench.families
+    per_family = (
+        "| method | " + " | ".join(fams) + " |\n|---|" + "---:|" * len(fams) + "\n"
+        + "\n".join(
+            f"| {m} | " + " | ".join(pct(table[m]["families"][f]["median_regret"]) for f in fams) + " |"
+            for m in order(table)
+        )
+    )  # fmt: skip
+    return (
+        head
+        + "\n".join(rows)
+        + "\n\nMedian regret per family (both budgets, 3 seeds, 2 tasks or more each):\n\n"
+        + per_family
+        + "\n"
+    )
 
 
-def auto_reading(cache: Cache, cases: list[tuple[str, int]], grids: dict, table: dict[str, Any]) -> str:
+def auto_reading(bench: Bench, table: dict[str, Any]) -> str:
     """What auto's confidence and range are worth: the median regret per confidence level, and
     how often the range holds the oracle LR (within half a grid step)."""
     levels: dict[str, list[float]] = {"high": [], "medium": [], "low": []}
     inside = []
-    for c in cases:
-        s = lrfind.analyze(*cache.sweep(*c), **METHODS["auto"]).suggestions["auto"]
-        if s.lr is None or s.confidence is None or s.range is None:
+    for u in bench.units:
+        s = lrfind.analyze(*bench.cache.sweep(*u[:2]), **METHODS["auto"]).suggestions["auto"]
+        outcome = table["auto"]["units"][u]
+        if s.lr is None or s.confidence is None or s.range is None or outcome is None:
             continue
-        best_lr, _ = oracle(cache, c, grids[c])
-        level = lrfind.confidence_level(s.confidence)
-        levels[level].append(table["auto"]["cases"][f"{c[0]}/{c[1]}"][0])
+        best_lr, _ = bench.oracle(u)
+        levels[lrfind.confidence_level(s.confidence)].append(outcome[0])
         half = 10 ** (GRID_STEP / 2)
         inside.append(s.range[0] <= best_lr * half and best_lr / half <= s.range[1])
     parts = [f"{k} confidence: {len(v)} runs, median regret {pct(float(np.median(v)))}" for k, v in levels.items() if v]
@@ -250,32 +359,27 @@ def pct(v: float) -> str:
     return "inf" if not math.isfinite(v) else f"{v:.1%}"
 
 
-def cases_of(tasks: list[str], seeds: tuple[int, ...]) -> list[tuple[str, int]]:
-    return [(t, s) for t in tasks for s in seeds]
-
-
-def report(cache: Cache, cases: list[tuple[str, int]]) -> str:
-    """The markdown table and the line on auto's confidence and range."""
-    grids = ensure_grids(cache, cases)
-    table = score(cache, cases, grids)
-    return markdown(table) + ("\n" + auto_reading(cache, cases, grids, table) if "auto" in table else "")
+def report(bench: Bench) -> str:
+    """The markdown tables and the line on auto's confidence and range."""
+    table = score(bench)
+    return markdown(bench, table) + "\n" + auto_reading(bench, table)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
     p.add_argument("--tasks", nargs="*", default=list(TASKS), help="task names (default: all)")
-    p.add_argument("--out", type=Path, help="also write the markdown table here")
+    p.add_argument("--out", type=Path, help="also write the markdown tables here")
+    p.add_argument("--cache", type=Path, default=CACHE, help=f"the results file (default: {CACHE.name} beside run.py)")
     args = p.parse_args(argv)
-    cache = Cache(CACHE, args.jobs)
-    cases = cases_of(args.tasks, SEEDS)
-    cache.ensure_sweeps(cases)
-    text = report(cache, cases)
+    bench = Bench(Cache(args.cache, args.jobs), args.tasks)
+    text = report(bench)
     print(text)
-    grids = ensure_grids(cache, cases)
-    for c in cases:
-        lr, loss = oracle(cache, c, grids[c])
-        print(f"  oracle {c[0]}/{c[1]}: lr {lr:.3g} val loss {loss:.4g} grid {grids[c][0]:.0e}..{grids[c][-1]:.0e}")
+    for u in bench.units:
+        lr, loss = bench.oracle(u)
+        grid = bench.grids[u[:2]]
+        name = f"{u[0]}/{u[1]}/{BUDGETS[u[2]]}"
+        print(f"  oracle {name}: lr {lr:.3g} val loss {loss:.4g} grid {grid[0]:.0e}..{grid[-1]:.0e}")
     if args.out:
         args.out.write_text(text)
     return 0

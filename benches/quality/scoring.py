@@ -68,12 +68,14 @@ def interpolated_loss(grid_lrs: np.ndarray, grid_losses: np.ndarray, lr: float) 
 
 
 def summarize(regrets: list[float], decades: list[float], diverged: list[bool], missing: int) -> dict[str, Any]:
-    """One table row: median regret, shares under 5% and 20%, median decades off, divergences."""
+    """One table row: median and worst regret, shares under 5% and 20%, median decades off,
+    divergences."""
     r = np.array(regrets + [math.inf] * missing)
     d = np.abs(np.array(decades)) if decades else np.array([math.nan])
     return {
         "runs": len(r),
         "median_regret": float(np.median(r)),
+        "worst_regret": float(np.max(r)),
         "under_5": float(np.mean(r < 0.05)),
         "under_20": float(np.mean(r < 0.20)),
         "median_decades": float(np.median(d)),
