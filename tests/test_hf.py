@@ -271,6 +271,26 @@ def test_the_curve_is_a_hand_run_with_the_trainers_settings(tmp_path):
     np.testing.assert_array_equal(result.lrs, lrfind.sweep_lrs(1e-5, 1.0, 40)[: len(result.lrs)])
 
 
+def test_refine_checks_candidates_with_the_trainers_step_and_applies_the_best(tmp_path):
+    """refine=3 through the Trainer: the candidates train with its loss, accumulation and
+    clipping (the one-at-a-time loop), score on held-out batches, and the best is applied;
+    the scores equal a hand run's, and nothing else is left behind."""
+    trainer = make_trainer(tmp_path)
+    held_out = trainer.get_eval_dataloader(Lines())
+    torch.manual_seed(7)
+    before = observe(trainer)
+    refine = dict(refine=3, refine_steps=4, val_data=held_out, val_batches=2)
+    result = lrfind.hf.range_test(trainer, apply=True, **SWEEP, **refine)
+    after = observe(trainer)
+    assert result.refined is not None and len(result.refined.lrs) == 3 and np.isfinite(result.refined.scores).all()
+    assert result.suggested_lr == result.refined.lr == trainer.args.learning_rate
+    reference = hand_run(tmp_path, seed=7, accumulation_steps=ACCUMULATION, max_grad_norm=1.0, **refine)
+    np.testing.assert_allclose(result.refined.lrs, reference.refined.lrs, rtol=1e-6)
+    np.testing.assert_allclose(result.refined.scores, reference.refined.scores, rtol=1e-5)
+    after["args"].pop("learning_rate"), before["args"].pop("learning_rate")  # apply=True set it
+    assert_same(before, after)
+
+
 def test_bf16_as_the_training_arguments_set_it(tmp_path):
     trainer = make_trainer(tmp_path, bf16=True)
     torch.manual_seed(7)

@@ -92,7 +92,10 @@ def range_test(trainer: transformers.Trainer, *, apply: bool = False, **settings
             ``max_lr=10.0``, ``num_steps=100``, ``methods``, ``val_data``, ``state_cache``,
             ...). ``accumulation_steps`` and ``max_grad_norm`` default to the Trainer's and
             may be overridden; ``loss_fn``, ``step_fn``, ``backward_fn``, ``amp`` and
-            ``grad_scaler`` come from the Trainer and are a ``TypeError``.
+            ``grad_scaler`` come from the Trainer and are a ``TypeError``. ``refine=K`` with
+            ``val_data=trainer.get_eval_dataloader()`` trains K candidate LRs through the
+            Trainer's own step and scores them on held-out batches; ``apply`` then applies the
+            best.
 
     Returns:
         the ``RangeTestResult`` (``result.suggested_lr``, ``result.diagnosis``, ...).
