@@ -24,8 +24,11 @@ SETTINGS = dict(min_lr=1e-5, max_lr=10.0, num_steps=60, check_every=10)
 RESULT_FIELDS = ("lrs", "losses", "grad_norms", "stop_index", "stop_reason", "suggested_lr")
 #: The training step at which a failing rank raises.
 RAISE_AT = 13
-#: parallel_range_test's settings: 5 runs, so that two ranks get unequal shares.
-PARALLEL = dict(num_runs=5, num_steps=30, optimizer="adamw", seeds=[3, 1, 4, 1_000, 5], progress=False)
+#: parallel_range_test's settings: 5 runs and 3 refine candidates (scored on the second batch),
+#: so that two ranks get unequal shares.
+PARALLEL = dict(
+    num_runs=5, num_steps=30, optimizer="adamw", seeds=[3, 1, 4, 1_000, 5], progress=False, refine=3, refine_steps=10
+)
 
 
 def mlp():
@@ -88,8 +91,9 @@ def main(rank, world, init_method, scenario, batches, queue):
     try:
         if scenario == "parallel":
             data = batches[0]  # one fixed batch, the same on every rank: the runs are what is shared
-            result = parallel_range_test(mlp(), F.cross_entropy, data, **PARALLEL)
+            result = parallel_range_test(mlp(), F.cross_entropy, data, val_data=batches[1], **PARALLEL)
             report["runs"] = [(r.lrs, r.losses, r.stop_index) for r in result.runs]
+            report["refined"] = (result.refined.lrs, result.refined.scores)
             report["seeds"] = result.seeds
             report["suggested_lr"] = result.suggested_lr
         else:

@@ -84,10 +84,14 @@ def test_parallel_runs_split_over_ranks_equal_one_process(tmp_path, one_torch_th
         assert "error" not in report, f"rank {rank}: {report['error']}"
     a, b = reports[0], reports[1]
     assert a["seeds"] == b["seeds"] == PARALLEL["seeds"] and a["suggested_lr"] == b["suggested_lr"]
-    single = parallel_range_test(mlp(), F.cross_entropy, digit_batches()[0], **PARALLEL)
+    single = parallel_range_test(mlp(), F.cross_entropy, digit_batches()[0], val_data=digit_batches()[1], **PARALLEL)
     assert single.seeds == a["seeds"]
     for (lrs, losses, stop), run, other in zip(a["runs"], single.runs, b["runs"], strict=True):
         np.testing.assert_array_equal(lrs, run.lrs)
         np.testing.assert_allclose(losses, run.losses, rtol=1e-5)
         assert stop == run.stop_index and np.array_equal(losses, other[1])  # every rank: every run
     assert a["suggested_lr"] == pytest.approx(single.suggested_lr, rel=1e-5)
+    # refine's candidates, dealt out over the ranks too (2 and 1), gathered on every rank.
+    for refined in (a["refined"], b["refined"]):
+        np.testing.assert_allclose(refined[0], single.refined.lrs, rtol=1e-5)
+        np.testing.assert_allclose(refined[1], single.refined.scores, rtol=1e-5)
