@@ -93,9 +93,9 @@ def parallel_range_test(
             gradients and optimizer state, times 4 for activations).
         refine: 0 (default: off) or K >= 2 candidate LRs spread evenly in log over the runs'
             consensus range (``suggested_range``), trained side by side from ``model``'s own
-            weights (every candidate the same; the data order and random ops of the first seed)
-            for ``refine_steps`` steps each (default None: ``num_steps``) with ``optimizer``,
-            and scored by the mean loss over the first ``val_batches`` batches (default 1) of
+            weights and in its mode, as the runs (every candidate the same; the data order and
+            random ops of the first seed) for ``refine_steps`` steps each (default None:
+            ``num_steps``) with ``optimizer``, and scored by the mean loss over the first ``val_batches`` batches (default 1) of
             ``val_data`` (required with ``refine``; ``(inputs, targets)`` batches, the same for
             every candidate). The best becomes ``suggested_lr``; ``result.refined`` holds
             every candidate's LR and score. Under ``torch.distributed`` the candidates are
@@ -179,7 +179,7 @@ def parallel_range_test(
             ids = list(range(rank, refine, world))  # candidate k on rank k % world
             scores = _refine.scores_vmapped(
                 model, loss_fn, candidates[ids], refine_steps, data, val, (optimizer, kwargs), seeds[0], chunk,
-                check_every, snapshot.restore, progress and rank == 0,
+                check_every, snapshot.restore, progress and rank == 0, train_mode=False,
             )  # fmt: skip
             by_id = dict(zip(ids, scores.tolist(), strict=True))
             if world > 1:

@@ -276,8 +276,9 @@ def _with_refinement(
 
         chunk = _default_chunk(run.model, k, run.device, vmapped[0])
         scores = _refine.scores_vmapped(
-            run.model, loss_fn, candidates, steps, data, val, vmapped, 0, chunk, check_every, snapshot.restore, progress
-        )
+            run.model, loss_fn, candidates, steps, data, val, vmapped, 0, chunk, check_every, snapshot.restore,
+            progress, train_mode=True,
+        )  # fmt: skip
     else:
         scores = np.array([
             _candidate_score(run.again(steps, new_scaler()), lr, snapshot, ratios, data, val, check_every, progress)

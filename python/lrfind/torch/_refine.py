@@ -91,12 +91,14 @@ def scores_vmapped(
     check_every: int,
     restore: Callable[[], None],
     progress: bool,
+    train_mode: bool,
 ) -> np.ndarray:
     """Each candidate's held-out loss after ``steps`` steps at its LR, the candidates trained
     side by side as ``parallel_range_test`` trains its runs (vmapped copies of ``model``'s
     current weights, chunks of ``chunk``, the same batches); inf where the loss went
     non-finite. ``restore`` puts the RNGs back before each chunk, so that every chunk sees the
-    same batches; ``progress`` draws a bar."""
+    same batches; ``progress`` draws a bar. ``train_mode`` trains in train mode whatever mode
+    ``model`` is in (``range_test``'s way); else in ``model``'s (``parallel_range_test``'s)."""
     from lrfind.torch._range_test import _progress_bar
 
     out = np.full(len(lrs), np.inf)
@@ -104,8 +106,9 @@ def scores_vmapped(
     try:
         for start in range(0, len(lrs), chunk):
             out[start : start + chunk] = _chunk_scores(
-                model, loss_fn, lrs[start : start + chunk], steps, data, val, optimizer, seed, check_every, restore, bar
-            )
+                model, loss_fn, lrs[start : start + chunk], steps, data, val, optimizer, seed, check_every, restore,
+                bar, train_mode,
+            )  # fmt: skip
     finally:
         if bar is not None:
             bar.close()
@@ -124,6 +127,7 @@ def _chunk_scores(
     check_every: int,
     restore: Callable[[], None],
     bar: Any,
+    train_mode: bool,
 ) -> np.ndarray:
     """``scores_vmapped`` of one chunk of candidates."""
     from lrfind.torch._parallel import _Chunk, _chunk_batches, _device_of
@@ -132,6 +136,8 @@ def _chunk_scores(
     device = _device_of(model)
     k = len(part)
     sweep = _Chunk(model, loss_fn, [seed] * k, "copy", device, optimizer[0], optimizer[1])
+    if train_mode:
+        sweep.base.train()
     batches = _chunk_batches(data, "shared", [seed] * k, device)
     detectors = [_core.DivergenceDetector(NEVER) for _ in range(k)]
     _, _, recorded = sweep.run(np.repeat(part[:, None], steps, axis=1), batches, detectors, check_every, bar)
