@@ -95,11 +95,11 @@ def parallel_range_test(
             consensus range (``suggested_range``), trained side by side from ``model``'s own
             weights and in its mode, as the runs (every candidate the same; the data order and
             random ops of the first seed) for ``refine_steps`` steps each (default None:
-            ``num_steps``) with ``optimizer``, and scored by the mean loss over the first ``val_batches`` batches (default 1) of
-            ``val_data`` (required with ``refine``; ``(inputs, targets)`` batches, the same for
-            every candidate). The best becomes ``suggested_lr``; ``result.refined`` holds
-            every candidate's LR and score. Under ``torch.distributed`` the candidates are
-            dealt out over the ranks like the runs.
+            ``num_steps``) with ``optimizer``, and scored by the mean loss over the first
+            ``val_batches`` batches (default 1) of ``val_data`` (required with ``refine``;
+            ``(inputs, targets)`` batches, the same for every candidate). The best becomes
+            ``suggested_lr``; ``result.refined`` holds every candidate's LR and score. Under
+            ``torch.distributed`` the candidates are dealt out over the ranks like the runs.
         smooth_factor, diverge_threshold, watch, patience, check_every, methods, suggest_on,
         arch, progress: as ``range_test`` (the progress bar on rank 0 only).
 
