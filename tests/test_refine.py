@@ -77,7 +77,8 @@ def test_candidates_span_the_suggested_range(digits):
     train, val = digits
     model = mlp()
     r = range_test(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), ce, train,
-                   val_data=val, refine=5, refine_steps=5, progress=False)  # fmt: skip
+                   val_data=val, refine=np.int64(5), refine_steps=np.int32(5), progress=False)  # fmt: skip
+    assert r.refined.steps == 5 and type(r.refined.steps) is int
     unrefined = lrfind.analyze(*r.recorded, **r.options)
     low, high = unrefined.suggestions["auto"].range
     lrs = r.refined.lrs
@@ -204,6 +205,7 @@ BAD = [
     (dict(refine=-2), "refine must be 0 .* got -2"),
     (dict(refine=True), "refine must be 0 .* got True"),
     (dict(refine=2.5), "refine must be 0 .* got 2.5"),
+    (dict(refine="3"), "refine must be 0 .* got '3'"),
     (dict(refine=3, refine_steps=0), "refine_steps must be a positive int .* got 0"),
     (dict(refine=3, val_data=None), "refine=3 needs val_data"),
 ]

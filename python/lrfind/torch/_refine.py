@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,17 +28,17 @@ DEFAULT_SPREAD = 0.75
 
 def check_refine(refine: Any, refine_steps: Any, num_steps: int, val_data: Any) -> int:
     """The number of candidate training steps; errors name the argument and the value."""
-    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0 or refine == 1:
+    if isinstance(refine, bool) or not isinstance(refine, numbers.Integral) or refine < 0 or refine == 1:
         raise ValueError(f"refine must be 0 (off) or a number of candidates >= 2, got {refine!r}")
     steps = num_steps if refine_steps is None else refine_steps
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
         raise ValueError(f"refine_steps must be a positive int or None (num_steps), got {refine_steps!r}")
     if refine and val_data is None:
         raise ValueError(
             f"refine={refine} needs val_data: the candidates are scored by their loss on held-out batches "
             "(val_batches of them, the same for every candidate)"
         )
-    return steps
+    return int(steps)
 
 
 def candidates(suggested_lr: float | None, suggested_range: tuple[float, float] | None, k: int) -> np.ndarray | None:
