@@ -208,6 +208,7 @@ BAD = [
     (dict(refine="3"), "refine must be 0 .* got '3'"),
     (dict(refine=3, refine_steps=0), "refine_steps must be a positive int .* got 0"),
     (dict(refine=3, val_data=None), "refine=3 needs val_data"),
+    (dict(refine=3, val_data=[]), "refine=3 needs val_data with a batch in it, got an empty list"),
 ]
 
 
@@ -277,3 +278,13 @@ def test_a_model_left_in_eval_mode_trains_its_candidates_in_train_mode(digits):
     # scores differ a little, and both differ from training without dropout (eval mode) by more.
     np.testing.assert_allclose(scores["vmapped"], scores["loop"], rtol=0.1)
     assert all(np.abs(scores[p] - plain).max() > 1e-3 for p in scores)
+
+
+def test_an_empty_validation_loader_is_named_val_data(digits):
+    train, _ = digits
+    model = mlp()
+    empty = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(0, 64), torch.zeros(0)))
+    with pytest.raises(ValueError, match="refine=3 needs val_data with a batch in it, got an empty DataLoader"):
+        range_test(model, torch.optim.SGD(model.parameters(), lr=0.1), ce, train, val_data=empty, refine=3)
+    with pytest.raises(ValueError, match="^val_data yielded no batch$"):
+        range_test(model, torch.optim.SGD(model.parameters(), lr=0.1), ce, train, val_data=empty, progress=False)

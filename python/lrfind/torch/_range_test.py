@@ -514,7 +514,7 @@ class _Run:
         progress: bool,
     ) -> None:
         batches = _batches(data)
-        val = _batches(val_data) if val_data is not None else None
+        val = _batches(val_data, "val_data") if val_data is not None else None
         bar = _progress_bar(len(lrs), progress and (self.ranks is None or self.ranks.rank == 0))
         self.model.train()
         i = 0
@@ -662,12 +662,13 @@ def _is_single_batch(data: Any) -> bool:
     return isinstance(data, (torch.Tensor, tuple, Mapping))
 
 
-def _batches(data: Any) -> Iterator[Any]:
-    """Endless batches: one fixed batch repeated, or an iterable re-iterated when exhausted."""
+def _batches(data: Any, name: str = "data") -> Iterator[Any]:
+    """Endless batches: one fixed batch repeated, or an iterable re-iterated when exhausted;
+    ``name`` is the argument's, for the errors."""
     if _is_single_batch(data):
         return itertools.repeat(data)
     if not isinstance(data, Iterable):
-        raise TypeError(f"data must be a DataLoader, an iterable of batches or one batch, got {type(data).__name__}")
+        raise TypeError(f"{name} must be a DataLoader, an iterable of batches or one batch, got {type(data).__name__}")
 
     def cycle() -> Iterator[Any]:
         passes = 0
@@ -678,9 +679,9 @@ def _batches(data: Any) -> Iterator[Any]:
                 yield batch
             if count == 0:
                 if passes == 0:
-                    raise ValueError("data yielded no batch")
+                    raise ValueError(f"{name} yielded no batch")
                 raise ValueError(
-                    "data ran out and cannot be iterated again (a one-shot iterator?): "
+                    f"{name} ran out and cannot be iterated again (a one-shot iterator?): "
                     "pass the DataLoader or a list of batches, which are re-iterated"
                 )
             passes += 1

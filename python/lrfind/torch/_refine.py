@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from typing import Any
 
 import numpy as np
@@ -38,6 +38,14 @@ def check_refine(refine: Any, refine_steps: Any, num_steps: int, val_data: Any) 
             f"refine={refine} needs val_data: the candidates are scored by their loss on held-out batches "
             "(val_batches of them, the same for every candidate)"
         )
+    if (
+        refine
+        and isinstance(val_data, Sized)
+        and not isinstance(val_data, (torch.Tensor, tuple, dict))
+        and not len(val_data)
+    ):
+        # Found now, not after the sweep.
+        raise ValueError(f"refine={refine} needs val_data with a batch in it, got an empty {type(val_data).__name__}")
     return int(steps)
 
 
@@ -55,7 +63,7 @@ def held_out(val_data: Any, n: int, to_device: Callable[[Any], Any]) -> list[Any
     on the device: every candidate is scored on these same batches."""
     from lrfind.torch._range_test import _batches
 
-    return [to_device(b) for b in itertools.islice(_batches(val_data), n)]
+    return [to_device(b) for b in itertools.islice(_batches(val_data, "val_data"), n)]
 
 
 def stacked_optimizer(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> tuple[str, dict[str, Any]] | None:
