@@ -195,8 +195,7 @@ class Bench:
         self.units: list[Unit] = [(t, s, b) for t, s in self.cases for b in range(len(BUDGETS))]
         cache.ensure_sweeps(self.cases)
         self.grids = ensure_grids(cache, self.cases)
-        self.families = sorted({TASKS[t].family for t in tasks}, key=lambda f: tasks.index(
-            next(t for t in tasks if TASKS[t].family == f)))  # fmt: skip
+        self.families = list(dict.fromkeys(TASKS[t].family for t in tasks))  # in the tasks' order
 
     def grid_losses(self, case: Case, budget: int) -> np.ndarray:
         return np.array([self.cache.val_loss(*case, lr, budget) for lr in self.grids[case]])

@@ -181,11 +181,7 @@ def parallel_range_test(
                 model, loss_fn, candidates[ids], refine_steps, data, val, (optimizer, kwargs), seeds[0], chunk,
                 check_every, snapshot.restore, progress and rank == 0, train_mode=False,
             )  # fmt: skip
-            by_id = dict(zip(ids, scores.tolist(), strict=True))
-            if world > 1:
-                shares: list[Any] = [None] * world
-                dist.all_gather_object(shares, by_id)
-                by_id = {k: v for share in shares for k, v in share.items()}
+            by_id = _gather(dict(zip(ids, scores.tolist(), strict=True)), world)
             refined = Refinement(candidates, np.array([by_id[k] for k in range(refine)]), refine_steps, consensus)
             result = dataclasses.replace(result, refined=refined)
     finally:
@@ -200,16 +196,22 @@ def _gathered(
     sweeps: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]], seeds: list[int], options: dict[str, Any], world: int
 ) -> ParallelResult:
     """Every run's sweep, analysed (gathered from every rank in a distributed run)."""
-    if world > 1:
-        shares: list[Any] = [None] * world
-        dist.all_gather_object(shares, sweeps)
-        sweeps = {k: v for share in shares for k, v in share.items()}
+    sweeps = _gather(sweeps, world)
     runs = []
     for k in range(len(seeds)):
         run_lrs, run_losses, run_norms = sweeps[k]
         result = RangeTestResult.from_sweep(run_lrs, run_losses, **options)
         runs.append(dataclasses.replace(result, grad_norms=run_norms[: len(result.lrs)]))
     return ParallelResult(runs=runs, seeds=seeds)
+
+
+def _gather(mine: dict[int, Any], world: int) -> dict[int, Any]:
+    """This rank's share of runs (or candidates), by index, merged with every other rank's."""
+    if world == 1:
+        return mine
+    shares: list[Any] = [None] * world
+    dist.all_gather_object(shares, mine)
+    return {k: v for share in shares for k, v in share.items()}
 
 
 class _Chunk:

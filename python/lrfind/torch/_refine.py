@@ -108,48 +108,27 @@ def scores_vmapped(
     non-finite. ``restore`` puts the RNGs back before each chunk, so that every chunk sees the
     same batches; ``progress`` draws a bar. ``train_mode`` trains in train mode whatever mode
     ``model`` is in (``range_test``'s way); else in ``model``'s (``parallel_range_test``'s)."""
+    from lrfind.torch._parallel import _Chunk, _chunk_batches, _device_of
     from lrfind.torch._range_test import _progress_bar
 
+    device = _device_of(model)
     out = np.full(len(lrs), np.inf)
     bar = _progress_bar(len(lrs) * steps, progress and len(lrs) > 0)
     try:
         for start in range(0, len(lrs), chunk):
-            out[start : start + chunk] = _chunk_scores(
-                model, loss_fn, lrs[start : start + chunk], steps, data, val, optimizer, seed, check_every, restore,
-                bar, train_mode,
-            )  # fmt: skip
+            restore()
+            part = lrs[start : start + chunk]
+            k = len(part)
+            sweep = _Chunk(model, loss_fn, [seed] * k, "copy", device, optimizer[0], optimizer[1])
+            if train_mode:
+                sweep.base.train()
+            batches = _chunk_batches(data, "shared", [seed] * k, device)
+            detectors = [_core.DivergenceDetector(NEVER) for _ in range(k)]
+            _, _, recorded = sweep.run(np.repeat(part[:, None], steps, axis=1), batches, detectors, check_every, bar)
+            scores = sweep.evaluate(val)
+            finished = np.array([n == steps and not d.stopped for n, d in zip(recorded, detectors, strict=True)])
+            out[start : start + k] = np.where(finished & np.isfinite(scores), scores, np.inf)
     finally:
         if bar is not None:
             bar.close()
     return out
-
-
-def _chunk_scores(
-    model: torch.nn.Module,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    part: np.ndarray,
-    steps: int,
-    data: Any,
-    val: Sequence[Any],
-    optimizer: tuple[str, dict[str, Any]],
-    seed: int,
-    check_every: int,
-    restore: Callable[[], None],
-    bar: Any,
-    train_mode: bool,
-) -> np.ndarray:
-    """``scores_vmapped`` of one chunk of candidates."""
-    from lrfind.torch._parallel import _Chunk, _chunk_batches, _device_of
-
-    restore()
-    device = _device_of(model)
-    k = len(part)
-    sweep = _Chunk(model, loss_fn, [seed] * k, "copy", device, optimizer[0], optimizer[1])
-    if train_mode:
-        sweep.base.train()
-    batches = _chunk_batches(data, "shared", [seed] * k, device)
-    detectors = [_core.DivergenceDetector(NEVER) for _ in range(k)]
-    _, _, recorded = sweep.run(np.repeat(part[:, None], steps, axis=1), batches, detectors, check_every, bar)
-    scores = sweep.evaluate(val)
-    finished = np.array([n == steps and not d.stopped for n, d in zip(recorded, detectors, strict=True)])
-    return np.where(finished & np.isfinite(scores), scores, np.inf)
