@@ -15,6 +15,14 @@ def observe(model, optimizer, scaler=None, loaders=()):
         "grads": {n: None if p.grad is None else p.grad.clone() for n, p in model.named_parameters()},
         "training": {n: m.training for n, m in model.named_modules()},
         "optimizer": copy.deepcopy(optimizer.state_dict()),
+        # What state_dict leaves out: parameters trained outside the model, and which dicts the
+        # optimizer's groups are (schedulers and users hold them).
+        "optimizer_params": [
+            (p.detach().clone(), None if p.grad is None else p.grad.clone())
+            for g in optimizer.param_groups
+            for p in g["params"]
+        ],
+        "group_ids": [id(g) for g in optimizer.param_groups],
         "scaler": None if scaler is None else copy.deepcopy(scaler.state_dict()),
         "python_rng": random.getstate(),
         "numpy_rng": np.random.get_state(),

@@ -15,6 +15,7 @@ What lrfind records is checked against independent references:
 The CUDA variants skip on a machine without a GPU; they are written to run as they stand on one.
 """
 
+import contextlib
 import copy
 import glob
 import os
@@ -595,6 +596,46 @@ def test_restore_covers_non_persistent_buffers():
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
     before = observe(model, optimizer)
     range_test(model, optimizer, F.cross_entropy, loader(), max_lr=1e-1, num_steps=10)
+    assert_identical(before, observe(model, optimizer))
+
+
+@pytest.mark.parametrize("ending", ["completes", "interrupted"])
+def test_restore_covers_parameters_outside_the_model(ending):
+    """A learnable loss temperature the optimizer trains beside the model's weights."""
+    model = mlp()
+    temperature = nn.Parameter(torch.ones(()))
+    optimizer = torch.optim.Adam([{"params": model.parameters()}, {"params": [temperature], "lr": 1e-2}], lr=1e-3)
+    calls = []
+
+    def loss_fn(out, y):
+        calls.append(1)
+        if ending == "interrupted" and len(calls) == RAISE_AT:
+            raise KeyboardInterrupt
+        return F.cross_entropy(out / temperature, y)
+
+    before = observe(model, optimizer)
+    with contextlib.suppress(KeyboardInterrupt):
+        range_test(model, optimizer, loss_fn, loader(), max_lr=1.0, num_steps=30, progress=False)
+    assert len(calls) >= RAISE_AT
+    assert_identical(before, observe(model, optimizer))
+    assert temperature.item() == 1.0 and temperature.grad is None
+
+
+def test_restore_keeps_the_optimizer_states_own_dtype():
+    """Adafactor keeps float32 factors for bfloat16 weights; load_state_dict would cast them to
+    bfloat16 (rounded), so the restore must not go through it."""
+    Adafactor = pytest.importorskip("transformers.optimization").Adafactor
+    model = mlp().to(torch.bfloat16)
+    optimizer = Adafactor(model.parameters(), lr=1e-3, relative_step=False, scale_parameter=False)
+    inputs, targets = next(iter(loader()))
+    for _ in range(3):
+        optimizer.zero_grad()
+        F.cross_entropy(model(inputs.bfloat16()), targets).backward()
+        optimizer.step()
+    factors = [t for state in optimizer.state.values() for t in state.values() if isinstance(t, torch.Tensor)]
+    assert torch.float32 in {t.dtype for t in factors}, "the premise: float32 state beside bfloat16 weights"
+    before = observe(model, optimizer)
+    range_test(model, optimizer, F.cross_entropy, (inputs.bfloat16(), targets), num_steps=10, progress=False)
     assert_identical(before, observe(model, optimizer))
 
 

@@ -38,7 +38,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from lrfind import _core
 from lrfind.result import RangeTestResult, detector, sweep_options
 from lrfind.torch._range_test import CHECK_EVERY, MAX_CONSECUTIVE_SKIPS, _progress_bar
-from lrfind.torch._state import DTensor, Snapshot, _Copier
+from lrfind.torch._state import DTensor, Snapshot, _Copier, _OptimizerCopy
 
 __all__ = ["LRFinder", "lr_find"]
 
@@ -461,7 +461,8 @@ def _sweep(
     # The RNGs first: anything below may draw from them (a DataLoader's iterator does).
     snapshot = Snapshot(module, groups.optimizers[0], scaler, finder.state_cache, data=_train_loaders(trainer))
     copier = _Copier()  # each rank keeps its own shards of a sharded (FSDP2) optimizer state
-    others = [copier.to_cpu(optimizer.state_dict()) for optimizer in groups.optimizers[1:]]
+    in_model = {id(p) for p in module.parameters()}
+    others = [_OptimizerCopy(optimizer, copier, in_model) for optimizer in groups.optimizers[1:]]
     saved = _TrainerState(trainer)
     sweep: _Sweep | None = None
     try:
@@ -477,8 +478,8 @@ def _sweep(
             saved.restore(trainer)
         finally:
             snapshot.restore()
-            for optimizer, state in zip(groups.optimizers[1:], others, strict=True):
-                optimizer.load_state_dict(copier.back(state))
+            for other in others:
+                other.restore(other.saved, copier.back)
             snapshot.close()
     # Rank 0's curve on every rank: the same result, the same LR, whatever the float sums did.
     recorded, host, skipped_at = trainer.strategy.broadcast((sweep.recorded, sweep.host, sweep.skipped_at))

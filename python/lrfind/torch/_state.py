@@ -65,6 +65,93 @@ class _Copier:
         return obj
 
 
+def _devices(obj: Any) -> Any:
+    """The device of every plain tensor in ``obj``, in its shape (None elsewhere: DTensor shards
+    know their own)."""
+    if DTensor is not None and isinstance(obj, DTensor):
+        return None
+    if isinstance(obj, torch.Tensor):
+        return obj.device
+    if isinstance(obj, dict):
+        return {k: _devices(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_devices(v) for v in obj]
+    return None
+
+
+def _placed(obj: Any, devices: Any, old: Any = None) -> Any:
+    """``obj`` (a fresh copy) on ``devices`` (``_devices``' tree), written into ``old`` instead
+    when that is a tensor of the same kind: no second copy of the state on the GPU."""
+    if isinstance(obj, torch.Tensor) and isinstance(devices, torch.device):
+        same = (
+            isinstance(old, torch.Tensor)
+            and not (DTensor is not None and isinstance(old, DTensor))
+            and (old.shape, old.dtype, old.device, old.layout) == (obj.shape, obj.dtype, devices, obj.layout)
+            and old.layout == torch.strided
+        )
+        if same:
+            with torch.no_grad():
+                return old.copy_(obj)
+        return obj.to(devices)
+    if isinstance(obj, dict) and isinstance(devices, dict):
+        return {k: _placed(v, devices[k], old.get(k) if isinstance(old, dict) else None) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)) and isinstance(devices, list):
+        return type(obj)(_placed(v, d) for v, d in zip(obj, devices, strict=True))
+    return obj
+
+
+class _OptimizerCopy:
+    """An optimizer's parameter groups and state (each parameter's by its position in the
+    groups), and their way back in place.
+
+    Not ``state_dict``/``load_state_dict``: loading casts floating-point state to its
+    parameter's dtype (fp32 moments of bf16 weights, Adafactor's factors, master weights would
+    come back rounded) and replaces the group dicts that schedulers and users hold. Here every
+    value comes back with its own dtype and device, into the same group dicts, and into the
+    state's own tensors where it can. Parameters the optimizer trains outside the model (a
+    learnable loss temperature) are copied too."""
+
+    def __init__(self, optimizer: Any, copier: _Copier, model_params: set[int]) -> None:
+        self.optimizer = optimizer
+        self.params = [p for g in optimizer.param_groups for p in g["params"]]
+        self.extra = [p for p in dict.fromkeys(self.params) if id(p) not in model_params]
+        state = optimizer.state
+        live = {i: state[p] for i, p in enumerate(self.params) if p in state}
+        self.devices = {
+            "groups": [_devices({k: v for k, v in g.items() if k != "params"}) for g in optimizer.param_groups],
+            "state": {i: _devices(v) for i, v in live.items()},
+            "extra": [(p.device, None if p.grad is None else p.grad.device) for p in self.extra],
+        }
+        cpu = copier.to_cpu
+        self.saved = {
+            "groups": [cpu({k: v for k, v in g.items() if k != "params"}) for g in optimizer.param_groups],
+            "state": {i: cpu(v) for i, v in live.items()},
+            "extra": [(cpu(p), None if p.grad is None else cpu(p.grad)) for p in self.extra],
+        }
+
+    def restore(self, saved: dict[str, Any], back: Any) -> None:
+        optimizer, devices = self.optimizer, self.devices
+        for group, values, where in zip(optimizer.param_groups, saved["groups"], devices["groups"], strict=True):
+            for key in [k for k in group if k != "params" and k not in values]:
+                del group[key]
+            group.update(_placed(back(values), where, group))
+        state = optimizer.state
+        for i, p in enumerate(self.params):
+            if i in saved["state"]:
+                state[p] = _placed(back(saved["state"][i]), devices["state"][i], state.get(p))
+            else:
+                state.pop(p, None)
+        with torch.no_grad():
+            for p, (data, grad), (_, grad_device) in zip(self.extra, saved["extra"], devices["extra"], strict=True):
+                p.copy_(back(data))
+                if grad is None:
+                    p.grad = None
+                elif p.grad is None:
+                    p.grad = back(grad).to(grad_device)
+                else:
+                    p.grad.copy_(back(grad))
+
+
 def _generators(data: Sequence[Any]) -> list[torch.Generator]:
     """The torch.Generators of DataLoaders (their own, their sampler's, their batch sampler's)."""
     found = []
@@ -102,14 +189,19 @@ class Snapshot:
         # rank keeps its own shards, never the gathered whole.
         self.copier = _Copier()
         cpu = self.copier.to_cpu
+        self.optimizer_copy = (
+            None if optimizer is None else _OptimizerCopy(optimizer, self.copier, {id(p) for p in model.parameters()})
+        )
         state = {
             "model": cpu(model.state_dict()),
             # state_dict leaves out buffers registered with persistent=False.
             "buffers": {n: cpu(b) for n, b in model.named_buffers()},
             "grads": {n: None if p.grad is None else cpu(p.grad) for n, p in model.named_parameters()},
-            "optimizer": None if optimizer is None else cpu(optimizer.state_dict()),
             "scaler": None if scaler is None else cpu(scaler.state_dict()),
+            "optimizer": None if self.optimizer_copy is None else self.optimizer_copy.saved,
         }
+        if self.optimizer_copy is not None:
+            del self.optimizer_copy.saved  # the state dict holds it (on disk with cache="disk")
         # A step interrupted after unscale_() leaves the scaler mid-step: keep its stage too.
         self.scaler_stages = None if scaler is None else {k: dict(v) for k, v in scaler._per_optimizer_states.items()}
         self.rng = {
@@ -145,8 +237,8 @@ class Snapshot:
                     p.grad = saved.to(p.device)
                 else:
                     p.grad.copy_(saved)
-        if self.optimizer is not None:
-            self.optimizer.load_state_dict(back(state["optimizer"]))
+        if self.optimizer_copy is not None:
+            self.optimizer_copy.restore(state["optimizer"], back)
         if self.scaler is not None:
             self.scaler.load_state_dict(state["scaler"])
             self.scaler._per_optimizer_states.clear()
