@@ -77,6 +77,37 @@ def test_other_optimizers_match_torch_optim(optimizer, kwargs):
         np.testing.assert_allclose(run.losses, ref.losses, rtol=2e-4, atol=1e-5)
 
 
+def test_frozen_parameters_stay_frozen_as_torch_optim_leaves_them():
+    """A frozen first layer (fine-tuning a head): the runs equal torch.optim's range test, which
+    never updates a parameter with requires_grad=False, and differ from training everything."""
+    model = mlp()
+    model[0].requires_grad_(False)
+    batch = tuple(next(iter(digits())))
+    par = parallel_range_test(
+        model, nn.functional.cross_entropy, batch, num_runs=2, init="copy", min_lr=1e-4, max_lr=1.0,
+        num_steps=STEPS, progress=False,
+    )  # fmt: skip
+    ref = single(model, 1e-4, 1.0, batch)
+    unfrozen = single(mlp(), 1e-4, 1.0, batch)
+    for run in par.runs:
+        np.testing.assert_allclose(run.losses, ref.losses, rtol=2e-4, atol=1e-5)
+        assert not np.allclose(run.losses[: len(unfrozen.losses)], unfrozen.losses[: len(run.losses)], rtol=1e-3)
+    model.requires_grad_(False)
+    with pytest.raises(ValueError, match="model has no trainable parameter"):
+        parallel_range_test(model, nn.functional.cross_entropy, batch, num_runs=2, progress=False)
+
+
+def test_lr_ends_may_be_numpy_or_tensor_scalars_as_in_range_test():
+    batch = tuple(next(iter(digits())))
+    par = parallel_range_test(
+        mlp(), nn.functional.cross_entropy, batch, num_runs=2, min_lr=np.float32(1e-4), max_lr=torch.tensor(1.0),
+        num_steps=STEPS, progress=False,
+    )  # fmt: skip
+    expected = np.geomspace(float(np.float32(1e-4)), 1.0, STEPS)
+    for run in par.runs:
+        np.testing.assert_allclose(run.lrs, expected[: len(run.lrs)], rtol=1e-12)
+
+
 def test_diverged_runs_are_frozen_and_cut_at_their_own_stop():
     model = mlp()
     batch = tuple(next(iter(digits())))
@@ -245,6 +276,12 @@ def test_batchnorm_gets_a_clear_error():
         (dict(init="zeros"), ValueError, 'init must be "reinit" or "copy", got \'zeros\''),
         (dict(data_order="random"), ValueError, "data_order must be"),
         (dict(seeds=[1, 2, 3]), ValueError, "seeds must hold num_runs=2 values, got 3"),
+        (dict(seeds=[1.5, 2.7]), ValueError, r"seeds must be whole numbers in \[0, 2\*\*64\), got 1.5"),
+        (dict(seeds=["a", "b"]), ValueError, "seeds must be whole numbers .*got 'a'"),
+        (dict(seeds=[2**70, 1]), ValueError, "seeds must be whole numbers .*got 1180591620717411303424"),
+        (dict(seeds=5), TypeError, "seeds must be a sequence of num_runs=2 ints, got 5"),
+        (dict(min_lr="1e-5"), TypeError, "min_lr must be a number or num_runs=2 numbers, got '1e-5'"),
+        (dict(max_lr=[1.0, "x"]), TypeError, "max_lr must be a number, got 'x'"),
         (dict(optimizer="lion"), ValueError, "lion"),
         (dict(optimizer_kwargs={"lr": 1.0}), ValueError, "optimizer_kwargs must not hold 'lr'"),
         (dict(min_lr=[1e-5, 1e-4, 1e-3]), ValueError, "min_lr must be one value or num_runs=2 values, got 3"),

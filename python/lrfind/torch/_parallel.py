@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import numbers
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -71,7 +72,8 @@ def parallel_range_test(
     Args:
         model: the model to copy; ``(inputs, targets)`` batches, ``loss_fn(model(inputs), targets)``.
             Modules that update buffers in place (BatchNorm with running statistics) cannot be
-            vmapped: see the error for what to do.
+            vmapped: see the error for what to do. Frozen parameters (``requires_grad=False``)
+            stay as they are, as ``torch.optim`` leaves them.
         loss_fn: the loss, a function of (outputs, targets).
         data: a DataLoader, an iterable of batches or one fixed batch, as ``range_test``.
         num_runs: K, the number of sweeps (default 16).
@@ -123,15 +125,15 @@ def parallel_range_test(
         raise TypeError(f'data_order="shuffled" needs a DataLoader as data, got {type(data).__name__}')
     refine_steps = _refine.check_refine(refine, refine_steps, num_steps, val_data)
     _check_positive_int("val_batches", val_batches)
-    seeds = list(range(num_runs)) if seeds is None else [int(s) for s in seeds]
-    if len(seeds) != num_runs:
-        raise ValueError(f"seeds must hold num_runs={num_runs} values, got {len(seeds)}")
+    seeds = _check_seeds(seeds, num_runs)
     lrs = np.stack([_core.sweep_lrs(lo, hi, num_steps, mode) for lo, hi in _per_run(min_lr, max_lr, num_runs)])
     kwargs = dict(optimizer_kwargs or {})
     if "lr" in kwargs:
         raise ValueError("optimizer_kwargs must not hold 'lr': the sweep sets it")
     _check_vmappable(model)
     device = _device_of(model)
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError("model has no trainable parameter (all have requires_grad=False): there is nothing to sweep")
     options = sweep_options(
         methods=methods,
         diverge_threshold=diverge_threshold,
@@ -229,8 +231,10 @@ class _Chunk:
     ) -> None:
         copies = [_copy(model, seed, init) for seed in seeds]
         params, buffers = stack_module_state(copies)
-        self.params = {k: v.detach() for k, v in params.items()}
-        self.buffers = buffers
+        # Frozen parameters (requires_grad=False) are constants, as torch.optim leaves them.
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        self.params = {k: v.detach() for k, v in params.items() if k in trainable}
+        self.buffers = {**buffers, **{k: v.detach() for k, v in params.items() if k not in trainable}}
         self.k = len(seeds)
         self.seeds = seeds
         self.device = device
@@ -483,14 +487,43 @@ def _unsplittable(func: Any, why: str) -> RuntimeError:
 
 def _per_run(min_lr: Any, max_lr: Any, k: int) -> list[tuple[float, float]]:
     def expand(name: str, v: Any) -> list[float]:
-        if isinstance(v, (int, float)):
-            return [float(v)] * k
-        values = [float(x) for x in v]
+        # A number of any kind (numpy, a 0-d tensor) is one LR for every run, as range_test takes it.
+        if isinstance(v, (str, bytes)) or not (isinstance(v, numbers.Real) or np.ndim(v) == 0 or np.ndim(v) == 1):
+            raise TypeError(f"{name} must be a number or num_runs={k} numbers, got {v!r}")
+        if np.ndim(v) == 0:
+            return [_lr(name, v)] * k
+        values = [_lr(name, x) for x in v]
         if len(values) != k:
             raise ValueError(f"{name} must be one value or num_runs={k} values, got {len(values)}")
         return values
 
     return list(zip(expand("min_lr", min_lr), expand("max_lr", max_lr), strict=True))
+
+
+def _lr(name: str, v: Any) -> float:
+    """One LR as a float (``sweep_lrs`` checks its range)."""
+    if isinstance(v, (str, bytes, bool)) or not (isinstance(v, numbers.Real) or np.ndim(v) == 0):
+        raise TypeError(f"{name} must be a number, got {v!r}")
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {v!r}") from None
+
+
+def _check_seeds(seeds: Sequence[Any] | None, k: int) -> list[int]:
+    """``seeds`` as ints (default ``0..k-1``): whole numbers in [0, 2**64), one per run."""
+    if seeds is None:
+        return list(range(k))
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
+        raise TypeError(f"seeds must be a sequence of num_runs={k} ints, got {seeds!r}")
+    seeds = list(seeds)
+    for s in seeds:
+        whole = isinstance(s, numbers.Integral) and not isinstance(s, bool)
+        if not whole or not 0 <= int(s) < 2**64:
+            raise ValueError(f"seeds must be whole numbers in [0, 2**64), got {s!r} in {seeds!r}")
+    if len(seeds) != k:
+        raise ValueError(f"seeds must hold num_runs={k} values, got {len(seeds)}")
+    return [int(s) for s in seeds]
 
 
 def _copy(model: torch.nn.Module, seed: int, init: str) -> torch.nn.Module:
