@@ -128,6 +128,17 @@ class NamedDigits(torch.utils.data.Dataset):
         return Sample(x[i], y[i])
 
 
+class JitteredDigits(torch.utils.data.Dataset):
+    """The digits with torch.rand noise added per sample, as augmentation in a worker does."""
+
+    def __len__(self):
+        return 256
+
+    def __getitem__(self, i):
+        x, y = dataset("digits")
+        return x[i] + 0.1 * torch.rand(x.shape[1]), y[i]
+
+
 class RunningInputScale(nn.Module):
     """Scales its input by a running mean of its absolute value, kept in a non-persistent buffer."""
 
@@ -639,6 +650,22 @@ def test_restore_keeps_the_optimizer_states_own_dtype():
     assert_identical(before, observe(model, optimizer))
 
 
+def test_the_next_epoch_of_a_loader_with_persistent_workers_is_unchanged():
+    """persistent_workers=True keeps the iterator a sweep opens, and the user's next epoch would
+    reuse its workers (their RNGs advanced, no new base seed drawn from the restored RNG)."""
+
+    def next_epoch(sweep):
+        seed_everything(0)
+        data = DataLoader(JitteredDigits(), batch_size=64, shuffle=True, num_workers=1, persistent_workers=True)
+        model = mlp()
+        if sweep:
+            range_test(model, torch.optim.SGD(model.parameters()), F.cross_entropy, data, num_steps=6, progress=False)
+        return torch.cat([x for x, _ in data]), torch.get_rng_state()
+
+    without, with_sweep = next_epoch(False), next_epoch(True)
+    assert torch.equal(without[0], with_sweep[0]) and torch.equal(without[1], with_sweep[1])
+
+
 def test_scaler_usable_after_an_interrupt_inside_the_optimizer_step():
     """Ctrl-C (or an out-of-memory error) while the optimizer steps, after the scaler unscaled the
     gradients: the user's scaler must still train the next step."""
@@ -852,6 +879,15 @@ def test_namedtuple_batches():
         ("amp", "fp8", ValueError),
         ("group_lrs", "x", ValueError),
         ("max_grad_norm", -1, ValueError),
+        ("max_grad_norm", True, ValueError),
+        ("max_grad_norm", "1", ValueError),
+        ("loss_fn", nn.CrossEntropyLoss, TypeError),
+        ("loss_fn", 5, TypeError),
+        ("step_fn", 5, TypeError),
+        ("backward_fn", 5, TypeError),
+        ("model", [nn.Linear(2, 2)], TypeError),
+        ("optimizer", [torch.zeros(1)], TypeError),
+        ("optimizer", "adam", TypeError),
         ("state_cache", "gpu", ValueError),
         ("data", 42, TypeError),
         ("min_lr", 0, ValueError),
@@ -868,9 +904,10 @@ def test_bad_input_names_the_parameter_and_touches_nothing(name, value, error):
     model, optimizer, _ = mid_training("cpu", data)
     before = observe(model, optimizer, loaders=[data])
     dirs_before = lrfind_temp_dirs()
-    kwargs = {"data": data, "num_steps": 20, name: value}
+    kwargs = {"model": model, "optimizer": optimizer, "loss_fn": F.cross_entropy, "data": data, "num_steps": 20}
+    kwargs[name] = value
     with pytest.raises(error, match=name):
-        range_test(model, optimizer, F.cross_entropy, kwargs.pop("data"), **kwargs)
+        range_test(**kwargs)
     assert_identical(before, observe(model, optimizer, loaders=[data]))
     assert lrfind_temp_dirs() == dirs_before
 
@@ -900,6 +937,79 @@ def test_a_missing_loss_fn_or_a_wrong_step_fn_is_named_with_the_fix():
     with pytest.raises(TypeError, match=r"step_fn must take \(model, batch\) .* got a function of \(batch\)"):
         range_test(model, optimizer, None, data, num_steps=5, step_fn=lambda batch: batch)
     assert_identical(before, observe(model, optimizer, loaders=[data]))
+
+
+def test_loss_shapes_and_gradients_are_checked_with_the_fix():
+    """A one-element loss of shape (1,) trains as the scalar; a per-sample loss, a detached or an
+    integer loss are named with the fix, before any update and with nothing changed."""
+    seed_everything(0)
+    data = loader()
+    model, optimizer, _ = mid_training("cpu", data)
+    before = observe(model, optimizer, loaders=[data])
+    settings = dict(num_steps=12, progress=False)
+    one = range_test(model, optimizer, lambda out, y: F.cross_entropy(out, y).reshape(1), data, **settings)
+    scalar = range_test(model, optimizer, F.cross_entropy, data, **settings)
+    np.testing.assert_array_equal(one.losses, scalar.losses)
+    cases = [
+        (
+            lambda out, y: F.cross_entropy(out, y, reduction="none"),
+            r"loss_fn must return one loss value, got a tensor of shape \(64,\)",
+        ),
+        (lambda out, y: F.cross_entropy(out, y).detach(), "loss_fn returned a loss that does not require grad"),
+        (lambda out, y: torch.tensor(3), r"loss_fn returned a loss that does not require grad \(torch.int64"),
+    ]
+    for loss_fn, message in cases:
+        with pytest.raises(ValueError, match=message):
+            range_test(model, optimizer, loss_fn, data, **settings)
+    assert_identical(before, observe(model, optimizer, loaders=[data]))
+
+
+def test_a_dict_batch_with_a_loss_fn_is_refused_not_ignored():
+    """A dict batch goes to model(**batch); a loss_fn given beside it was silently never called."""
+
+    class Returns(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(64, 10)
+
+        def forward(self, x, labels=None):
+            out = self.fc(x)
+            return {"logits": out, "loss": F.cross_entropy(out, labels)}
+
+    x, y = next(iter(loader()))
+    model = Returns()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = observe(model, optimizer)
+    with pytest.raises(TypeError, match=r"loss_fn is called as loss_fn\(model\(inputs\), targets\).*dict \(keys \['x'"):
+        range_test(model, optimizer, lambda out, t: out["loss"], [{"x": x, "labels": y}], num_steps=5)
+    assert_identical(before, observe(model, optimizer))
+    assert len(range_test(model, optimizer, None, [{"x": x, "labels": y}], num_steps=5).lrs) == 5
+
+
+def test_batches_of_three_and_lbfgs_are_named():
+    x, y = next(iter(loader()))
+    model = mlp()
+    with pytest.raises(TypeError, match="got tuple of 3 items, not \\(inputs, targets\\)"):
+        range_test(model, torch.optim.SGD(model.parameters()), F.cross_entropy, [(x, y, y)], num_steps=5)
+    with pytest.raises(ValueError, match="optimizer LBFGS is not supported"):
+        range_test(model, torch.optim.LBFGS(model.parameters()), F.cross_entropy, (x, y), num_steps=5)
+
+
+def test_a_group_frozen_by_lr_zero_stays_at_zero_under_ratio():
+    """group_lrs="ratio" with a second group at lr 0 (frozen by its LR): it stays at 0, as
+    Lightning's finder does, and the first group sweeps as alone."""
+    x, y = next(iter(loader()))
+    model = mlp()
+    first, rest = list(model[0].parameters()), [p for m in list(model)[1:] for p in m.parameters()]
+    optimizer = torch.optim.SGD([{"params": rest}, {"params": first, "lr": 0.0}], lr=1e-3)
+    seen = []
+    hook = optimizer.register_step_pre_hook(lambda opt, *_: seen.append([g["lr"] for g in opt.param_groups]))
+    result = range_test(model, optimizer, F.cross_entropy, (x, y), num_steps=10, progress=False)
+    hook.remove()
+    assert all(lrs[1] == 0.0 for lrs in seen) and [lrs[0] for lrs in seen] == pytest.approx(result.lrs.tolist())
+    optimizer.param_groups[0]["lr"] = 0.0
+    with pytest.raises(ValueError, match='group_lrs="ratio" needs the first group\'s lr > 0'):
+        range_test(model, optimizer, F.cross_entropy, (x, y), num_steps=10)
 
 
 def test_numpy_settings_save_and_load(tmp_path):

@@ -115,8 +115,8 @@ def range_test(
             candidates train side by side (vmapped, as ``parallel_range_test``) when that is
             exact: a fresh SGD/Adam/AdamW over all the model's parameters with one LR, a
             ``loss_fn`` on ``(inputs, targets)`` batches, no BatchNorm running statistics, AMP,
-            accumulation, clipping or distributed run; one after another with your optimizer
-            and settings otherwise. A sweep that gives no LR to train at is not refined.
+            accumulation, clipping or distributed run, and a model vmap can run; one after
+            another with your optimizer and settings otherwise. A sweep that gives no LR to train at is not refined.
         refine_steps: steps per candidate (default None: ``num_steps``); the cost of ``refine``
             is ``refine * refine_steps`` training steps.
         check_every: steps between host reads of the recorded losses (default 10). On a GPU
@@ -176,8 +176,11 @@ def range_test(
         raise ValueError(f'amp must be None, "bf16" or "fp16", got {amp!r}')
     if group_lrs not in ("ratio", "same"):
         raise ValueError(f'group_lrs must be "ratio" or "same", got {group_lrs!r}')
-    if max_grad_norm is not None and not max_grad_norm > 0:
-        raise ValueError(f"max_grad_norm must be > 0 or None, got {max_grad_norm!r}")
+    if max_grad_norm is not None and (
+        isinstance(max_grad_norm, bool) or not isinstance(max_grad_norm, numbers.Real) or not max_grad_norm > 0
+    ):
+        raise ValueError(f"max_grad_norm must be a number > 0 or None, got {max_grad_norm!r}")
+    _check_setup(model, optimizer, loss_fn=loss_fn, step_fn=step_fn, backward_fn=backward_fn)
     if backward_fn is not None and (amp == "fp16" or grad_scaler is not None):
         raise ValueError(
             "backward_fn owns the backward pass and its loss scaling: leave amp='fp16' and grad_scaler unset "
@@ -201,8 +204,9 @@ def range_test(
     else:
         step = _tensor_loss(step_fn, "step_fn") if step_fn else _tensor_loss(_loss_fn_step(loss_fn), "loss_fn")
     base = [float(g["lr"]) for g in optimizer.param_groups]
-    if group_lrs == "ratio" and not all(b > 0 for b in base):
-        raise ValueError(f'group_lrs="ratio" needs every group\'s current lr > 0, got {base}')
+    # The first group's LR is the recorded one; another group at 0 (frozen by its LR) stays at 0.
+    if group_lrs == "ratio" and not (base[0] > 0 and all(b >= 0 for b in base)):
+        raise ValueError(f"group_lrs=\"ratio\" needs the first group's lr > 0 and the others' >= 0, got {base}")
     ratios = [b / base[0] for b in base] if group_lrs == "ratio" else [1.0] * len(base)
     device = _device_of(model)
 
@@ -271,15 +275,22 @@ def _with_refinement(
     val = _refine.held_out(val_data, val_batches, lambda b: _to_device(b, run.device))
     loss_fn = functions[0]
     vmapped = _vmappable_setup(run, *functions, val)
+    scores = None
     if vmapped is not None and loss_fn is not None:
         from lrfind.torch._parallel import _default_chunk
 
         chunk = _default_chunk(run.model, k, run.device, vmapped[0])
-        scores = _refine.scores_vmapped(
-            run.model, loss_fn, candidates, steps, data, val, vmapped, 0, chunk, check_every, snapshot.restore,
-            progress, train_mode=True,
-        )  # fmt: skip
-    else:
+        try:
+            scores = _refine.scores_vmapped(
+                run.model, loss_fn, candidates, steps, data, val, vmapped, 0, chunk, check_every, snapshot.restore,
+                progress, train_mode=True,
+            )  # fmt: skip
+        except RuntimeError:
+            # An op without a vmap batching rule (a spectral_norm parametrization), or no memory
+            # for k copies: the loop below trains one candidate at a time from the snapshot, and
+            # raises again whatever was not vmap's.
+            scores = None
+    if scores is None:
         scores = np.array([
             _candidate_score(run.again(steps, new_scaler()), lr, snapshot, ratios, data, val, check_every, progress)
             for lr in candidates
@@ -647,6 +658,32 @@ class _Run:
         return False
 
 
+def _check_setup(model: Any, optimizer: Any, **functions: Any) -> None:
+    """The model, optimizer and functions are what a range test can drive: said before the
+    sweep, not as an AttributeError or "not callable" halfway into it."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(getattr(optimizer, "param_groups", None), list) or not optimizer.param_groups:
+        raise TypeError(
+            f"optimizer must be a torch.optim optimizer with parameter groups, got {type(optimizer).__name__}: "
+            "build one over the parameters, e.g. torch.optim.AdamW(model.parameters())"
+        )
+    if isinstance(optimizer, torch.optim.LBFGS):
+        raise ValueError(
+            "optimizer LBFGS is not supported: its step() needs a closure that re-evaluates the loss several times, "
+            "where a range test takes one step per LR"
+        )
+    for name, fn in functions.items():
+        if fn is None:
+            continue
+        if isinstance(fn, type):
+            raise TypeError(
+                f"{name} must be a function or a module instance, got the class {fn.__name__}: pass {fn.__name__}()"
+            )
+        if not callable(fn):
+            raise TypeError(f"{name} must be callable, got {type(fn).__name__} {fn!r}")
+
+
 def _check_positive_int(name: str, value: Any) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be an int >= 1, got {value!r}")
@@ -703,15 +740,22 @@ def _to_device(batch: Any, device: torch.device) -> Any:
 def _loss_fn_step(loss_fn: Callable[..., torch.Tensor] | None) -> StepFn:
     def step(model: torch.nn.Module, batch: Any) -> torch.Tensor:
         if isinstance(batch, Mapping):
+            if loss_fn is not None:
+                raise TypeError(
+                    "loss_fn is called as loss_fn(model(inputs), targets) on (inputs, targets) batches, but this batch "
+                    f"is a dict (keys {list(batch)[:5]}), which goes to model(**batch): pass loss_fn=None when the "
+                    "model's output holds the loss, or step_fn(model, batch) to compute it yourself"
+                )
             return _output_loss(model(**batch))
         if isinstance(batch, (tuple, list)) and len(batch) == 2:
             inputs, targets = batch
             return loss_fn(model(inputs), targets) if loss_fn is not None else _output_loss(model(inputs))
-        hint = (
-            " (a list batch such as next(iter(loader)) must be passed as a tuple)"
-            if not isinstance(batch, (tuple, Mapping))
-            else ""
-        )
+        if isinstance(batch, (tuple, list)):
+            hint = f" of {len(batch)} items, not (inputs, targets)"
+        elif isinstance(batch, torch.Tensor):
+            hint = " (a list batch such as next(iter(loader)) must be passed as a tuple)"
+        else:
+            hint = ""
         raise TypeError(
             f"the default step needs (inputs, targets) or dict batches, got {type(batch).__name__}{hint}: "
             "pass step_fn for anything else"
@@ -732,7 +776,17 @@ def _tensor_loss(step: StepFn, source: str) -> StepFn:
                 f"{source} must return the loss as a tensor, got {type(loss).__name__} {shown}: return the loss "
                 "tensor itself (not loss.item() or float(loss)), so that it can be backpropagated"
             )
-        return loss
+        if loss.numel() != 1:
+            raise ValueError(
+                f"{source} must return one loss value, got a tensor of shape {tuple(loss.shape)}: reduce it "
+                "(reduction='mean', or .mean())"
+            )
+        if torch.is_grad_enabled() and not loss.requires_grad:
+            raise ValueError(
+                f"{source} returned a loss that does not require grad ({loss.dtype}, grad_fn None): it must come from "
+                "the model's trainable parameters, not be detached, an integer, or from a fully frozen model"
+            )
+        return loss.reshape(())
 
     return checked
 
