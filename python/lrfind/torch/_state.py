@@ -212,6 +212,12 @@ class Snapshot:
         }
         # DataLoaders may carry their own generators (shuffling, sampling): those are RNGs too.
         self.generators = {id(g): (g, g.get_state()) for g in _generators(data)}
+        # A DataLoader with persistent workers keeps the iterator the sweep opens, and the next
+        # epoch would reuse its workers (their RNGs advanced, no new seed drawn): keep which one
+        # it had. (One the user had already opened is reset by the sweep; that cannot be undone.)
+        self.iterators = [
+            (d, d._iterator) for d in data if isinstance(d, torch.utils.data.DataLoader) and d.persistent_workers
+        ]
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         if cache == "disk":
             self._dir = tempfile.TemporaryDirectory(prefix="lrfind-")
@@ -252,6 +258,10 @@ class Snapshot:
             torch.cuda.set_rng_state_all(self.rng["cuda"])
         for generator, generator_state in self.generators.values():
             generator.set_state(generator_state)
+        for loader, iterator in self.iterators:
+            opened, loader._iterator = loader._iterator, iterator
+            if opened is not iterator and opened is not None:
+                opened._shutdown_workers()
 
     def close(self) -> None:
         """Drop the copy (and its temporary directory)."""
