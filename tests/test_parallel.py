@@ -344,3 +344,23 @@ def test_the_parallel_picture_shows_a_narrow_band_and_the_consensus_skips_runs_w
     assert f"consensus LR: {par.suggested_lr:.2e}" in labels
     assert f"middle half of the runs' suggestions: {lo:.2e} to {hi:.2e}" in labels
     np.testing.assert_array_equal(ax.lines[0].get_ydata(), runs[0].trend)  # the runs' lag-free curves
+
+
+class Stream(torch.utils.data.IterableDataset):
+    def __iter__(self):
+        x, y = next(iter(digits()))
+        return iter(zip(x, y, strict=True))
+
+
+def test_data_it_cannot_use_is_named():
+    x, y = next(iter(digits()))
+    kinds = [
+        (DataLoader(TensorDataset(x, y), batch_sampler=[[0, 1], [2, 3]]), ValueError, "batch_sampler"),
+        (DataLoader(Stream(), batch_size=8), ValueError, "IterableDataset"),
+    ]
+    for data, error, message in kinds:
+        with pytest.raises(error, match=message):
+            parallel_range_test(mlp(), nn.functional.cross_entropy, data, num_runs=2, data_order="shuffled")
+    for data, shape in [([{"x": x, "y": y}], "dict"), ([(x, y, y)], "tuple of 3 items")]:
+        with pytest.raises(TypeError, match=f"needs \\(inputs, targets\\) batches, got a {shape}"):
+            parallel_range_test(mlp(), nn.functional.cross_entropy, data, num_runs=2, progress=False)

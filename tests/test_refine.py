@@ -288,3 +288,27 @@ def test_an_empty_validation_loader_is_named_val_data(digits):
         range_test(model, torch.optim.SGD(model.parameters(), lr=0.1), ce, train, val_data=empty, refine=3)
     with pytest.raises(ValueError, match="^val_data yielded no batch$"):
         range_test(model, torch.optim.SGD(model.parameters(), lr=0.1), ce, train, val_data=empty, progress=False)
+
+
+def spectral_mlp():
+    torch.manual_seed(0)
+    sn = torch.nn.utils.parametrizations.spectral_norm
+    return torch.nn.Sequential(sn(torch.nn.Linear(64, 32)), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+
+
+def test_a_model_vmap_cannot_run_falls_back_to_the_loop(digits):
+    """spectral_norm's power iteration has no vmap batching rule: the candidates train one after
+    another instead, and the scores still equal plain training (the sweep was not lost)."""
+    train, val = digits
+    model = spectral_mlp()
+    start = copy.deepcopy(model)
+    r = range_test(model, torch.optim.Adam(model.parameters()), ce, train, val_data=val, refine=3,
+                   refine_steps=STEPS, progress=False)  # fmt: skip
+    want = reference_scores(start, lambda p, lr: torch.optim.Adam(p, lr=lr), r.refined.lrs, train, val, STEPS)
+    np.testing.assert_allclose(r.refined.scores, want, rtol=1e-4)
+
+
+def test_parallel_range_test_names_a_model_vmap_cannot_run(digits):
+    train, _ = digits
+    with pytest.raises(RuntimeError, match="the model cannot be vmapped .*run lrfind.torch.range_test once per seed"):
+        parallel_range_test(spectral_mlp(), ce, train, num_runs=2, num_steps=10, progress=False)

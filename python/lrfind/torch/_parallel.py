@@ -123,6 +123,13 @@ def parallel_range_test(
         raise ValueError(f'data_order must be "shared" or "shuffled", got {data_order!r}')
     if data_order == "shuffled" and not isinstance(data, torch.utils.data.DataLoader):
         raise TypeError(f'data_order="shuffled" needs a DataLoader as data, got {type(data).__name__}')
+    if data_order == "shuffled" and (
+        isinstance(data.dataset, torch.utils.data.IterableDataset) or data.batch_size is None
+    ):
+        raise ValueError(
+            'data_order="shuffled" reshuffles data.dataset into batches of data.batch_size for each run: it needs a '
+            "map-style dataset and a batch_size, not an IterableDataset or a batch_sampler"
+        )
     refine_steps = _refine.check_refine(refine, refine_steps, num_steps, val_data)
     _check_positive_int("val_batches", val_batches)
     seeds = _check_seeds(seeds, num_runs)
@@ -330,17 +337,26 @@ class _Chunk:
         per-op overhead); the first random op switches the chunk to randomness="different" with
         every run's random numbers drawn from its own generator."""
         plain, different = step_fns
-        if self.randomness is None:
-            try:
-                return plain(self.params, self.buffers, x, y)
-            except RuntimeError as error:
-                if VMAP_RANDOMNESS_ERROR not in str(error):
-                    raise
-            # vmap refused before drawing anything, and the failed call changed no state (the
-            # optimizer step comes after it): run the step again, with randomness.
-            self.randomness = _PerRunRandomness(self.seeds)
-        with self.randomness:
-            return different(self.params, self.buffers, x, y)
+        try:
+            if self.randomness is None:
+                try:
+                    return plain(self.params, self.buffers, x, y)
+                except RuntimeError as error:
+                    if VMAP_RANDOMNESS_ERROR not in str(error):
+                        raise
+                # vmap refused before drawing anything, and the failed call changed no state (the
+                # optimizer step comes after it): run the step again, with randomness.
+                self.randomness = _PerRunRandomness(self.seeds)
+            with self.randomness:
+                return different(self.params, self.buffers, x, y)
+        except RuntimeError as error:
+            if "atching rule" not in str(error):
+                raise
+            raise RuntimeError(
+                f"the model cannot be vmapped (torch.func.vmap: {str(error).splitlines()[0]}), which "
+                "parallel_range_test and refine's side-by-side candidates need; run lrfind.torch.range_test once "
+                "per seed instead"
+            ) from error
 
 
 class _PerRunRandomness(TorchDispatchMode):
@@ -552,7 +568,7 @@ def _chunk_batches(data: Any, order: str, seeds: list[int], device: torch.device
     stacked along a new leading dimension."""
     if order == "shared":
         shared = _batches(data)
-        return (_to_device(b, device) for b in shared), False
+        return (_to_device(_pair(b), device) for b in shared), False
     loaders = [
         torch.utils.data.DataLoader(
             data.dataset,
@@ -568,10 +584,22 @@ def _chunk_batches(data: Any, order: str, seeds: list[int], device: torch.device
 
     def stacked() -> Iterator[Any]:
         while True:
-            parts = [next(it) for it in iterators]
+            parts = [_pair(next(it)) for it in iterators]
             yield tuple(torch.stack([_to_device(p[j], device) for p in parts]) for j in range(2))
 
     return stacked(), True
+
+
+def _pair(batch: Any) -> Any:
+    """``batch``, checked to be an ``(inputs, targets)`` pair, what ``loss_fn(model(inputs), targets)`` takes."""
+    if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+        shape = (
+            f"{type(batch).__name__} of {len(batch)} items"
+            if isinstance(batch, (tuple, list))
+            else type(batch).__name__
+        )
+        raise TypeError(f"parallel_range_test needs (inputs, targets) batches, got a {shape}")
+    return batch
 
 
 def _default_chunk(model: torch.nn.Module, k: int, device: torch.device, optimizer: str) -> int:
