@@ -430,6 +430,9 @@ def test_scheduler_rejects_bad_requests_before_touching_the_optimizer(numpy_resu
         numpy_result.scheduler(optimizer, "cosine", total_steps=10)
     with pytest.raises(ValueError, match="max_lr must be finite and >= base_lr"):
         numpy_result.scheduler(optimizer, total_steps=10, base_lr=1.0, max_lr=0.1)
+    for bad in (-1, 0, math.inf, True, "0.1"):
+        with pytest.raises(ValueError, match=f"max_lr must be a finite number > 0, got {bad!r}"):
+            numpy_result.scheduler(optimizer, total_steps=10, max_lr=bad)
     with pytest.raises(TypeError, match="warmup_steps"):
         numpy_result.scheduler(optimizer, total_steps=10, warmup_steps=2)
     assert optimizer.param_groups[0]["lr"] == 0.5 and "initial_lr" not in optimizer.param_groups[0]

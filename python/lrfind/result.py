@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import numbers
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -464,6 +465,9 @@ def _one_cycle(
 ) -> _LRFactor:
     if max_lr is None:
         max_lr = _suggested_lr(result, "max_lr")
+    elif isinstance(max_lr, bool) or not isinstance(max_lr, numbers.Real) or not 0 < max_lr < math.inf:
+        # Before base_lr's default (max_lr / 10) is derived from it and named in the error instead.
+        raise ValueError(f"max_lr must be a finite number > 0, got {max_lr!r}")
     if base_lr is None:
         low = result.suggested_range[0] if result.suggested_range is not None else math.inf
         base_lr = low if low < max_lr else max_lr / 10
