@@ -178,6 +178,60 @@ def test_a_stream_gives_what_the_table_gives():
         list(analyze_batches(split.to_batches(max_chunksize=5), key="key"))
 
 
+def test_method_parameters_in_a_methods_dict_are_used():
+    """``methods={"label": {...}}`` as ``analyze`` takes it: the parameters count, the label names
+    the column."""
+    sweeps = _sweeps(4)
+    out = analyze_table(_list_table(sweeps), methods={"fast": {"method": "minimum", "factor": 3}, "auto": {}})
+    assert out.column_names[3:5] == ["lr_fast", "lr_auto"]
+    want = [lrfind.analyze(*s, methods={"fast": {"method": "minimum", "factor": 3}}).suggested_lr for s in sweeps]
+    assert out.column("lr_fast").to_pylist() == want
+    assert want != [lrfind.analyze(*s, methods="minimum").suggested_lr for s in sweeps]
+
+
+def test_a_null_list_is_an_empty_sweep_whatever_its_offsets_span():
+    """Arrow lets a null list's offsets span values; they are not its sweep (read_sweeps agrees)."""
+    (lrs, losses), (lrs2, losses2) = _sweeps(2)
+    offsets = pa.array([0, len(lrs), len(lrs) + len(lrs2)], pa.int32())
+    mask = pa.array([True, False])
+    table = pa.table(
+        {
+            "lr": pa.ListArray.from_arrays(offsets, pa.array(np.r_[lrs, lrs2]), mask=mask),
+            "loss": pa.ListArray.from_arrays(offsets, pa.array(np.r_[losses, losses2]), mask=mask),
+        }
+    )
+    out = analyze_table(table)
+    assert out.column("points").to_pylist() == [0, len(lrs2)]
+    assert out.column("lr_auto").to_pylist() == [None, lrfind.analyze(lrs2, losses2).suggested_lr]
+
+
+@pytest.mark.parametrize("first", [None, math.nan])
+def test_a_null_or_nan_key_spanning_batches_is_one_sweep_as_in_the_table(first):
+    sweeps = _sweeps(2)
+    table = pa.table(
+        {
+            "k": pa.array([first] * len(sweeps[0][0]) + [2.0] * len(sweeps[1][0]), pa.float64()),
+            "lr": np.r_[sweeps[0][0], sweeps[1][0]],
+            "loss": np.r_[sweeps[0][1], sweeps[1][1]],
+        }
+    )
+    whole = analyze_table(table, key="k")
+    assert whole.num_rows == 2
+    streamed = pa.Table.from_batches(list(analyze_batches(table.to_batches(max_chunksize=7), key="k")))
+    assert streamed.drop_columns(["k"]).equals(whole.drop_columns(["k"]))  # NaN keys are not equal to themselves
+    assert str(streamed.column("k").to_pylist()) == str(whole.column("k").to_pylist()) == f"[{first}, 2.0]"
+    again = pa.concat_tables([table, table.slice(0, 3)])
+    with pytest.raises(ValueError, match=f"key {'None' if first is None else 'NaN'} is split"):
+        list(analyze_batches(again.to_batches(max_chunksize=7), key="k"))
+
+
+def test_a_key_named_like_an_output_column_is_refused():
+    (lrs, losses), *_ = _sweeps(1)
+    for name in ("points", "lr_auto", "diagnosis"):
+        with pytest.raises(ValueError, match=f"key column '{name}' has the name of an output column"):
+            analyze_table(pa.table({name: ["a"] * len(lrs), "lr": lrs, "loss": losses}), key=name)
+
+
 def test_bad_tables_name_what_is_wrong():
     sweeps = _sweeps(3)
     with pytest.raises(KeyError, match="lr"):

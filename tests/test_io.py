@@ -562,6 +562,25 @@ def test_npz_rejects_bad_sweeps_by_segment(tmp_path: Path) -> None:
     assert_sweeps(s, [good] * 3, [good * 2] * 3)
 
 
+@pytest.mark.parametrize("kind", ["npz", "json", "jsonl", "parquet"])
+def test_an_empty_last_sweep_is_rejected_and_the_others_kept(tmp_path: Path, kind: str) -> None:
+    """An empty sweep at the very end starts past the buffers' last step (it crashed the count)."""
+    good, flat = np.geomspace(1e-5, 1.0, 5), np.ones(5)  # a constant is its own EMA (JSON histories)
+    path = tmp_path / f"e.{kind}"
+    runs = [{"lr": good.tolist(), "loss": flat.tolist()}, {"lr": [], "loss": []}]
+    if kind == "npz":
+        np.savez(path, lrs=good, losses=flat, offsets=np.array([0, 5, 5]))
+    elif kind == "json":
+        path.write_text(json.dumps(runs))
+    elif kind == "jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in runs))
+    else:
+        pq.write_table(pa.table({"lr": [r["lr"] for r in runs], "loss": [r["loss"] for r in runs]}), path)
+    s = read_sweeps([path])
+    assert len(s) == 1 and [r.reason for r in s.rejected] == ["no points"]
+    assert_sweeps(s, [good], [flat])
+
+
 def test_parquet_bad_rows_and_columns(tmp_path: Path) -> None:
     t = pa.table(
         {"run": ["a", "b", "c"], "lr": [[1e-3, 1e-2], [1e-3], [1e-3, 1e-3]], "loss": [[1.0, 2.0], [], [1.0, 2.0]]}

@@ -70,14 +70,16 @@ def analyze_table(
     pa = _pyarrow()
     if isinstance(table, pa.RecordBatch):
         table = pa.Table.from_batches([table])
-    methods = _methods(options)
     if _listy(table, lr, loss):
         lrs, losses, offsets = _flat_lists(table.column(lr), table.column(loss))
         keys = table.column(key) if key is not None else None
     else:
         lrs, losses, offsets, keys = _long(table, lr, loss, key)
-    batch = lrfind.analyze_batch(lrs, losses, offsets, **{**options, "methods": methods})
-    return report(batch, methods, np.diff(offsets), keys, key)
+    methods = options.get("methods")
+    batch = lrfind.analyze_batch(
+        lrs, losses, offsets, **{**options, "methods": list(_DEFAULT_METHODS) if methods is None else methods}
+    )
+    return report(batch, list(batch.lr), np.diff(offsets), keys, key)
 
 
 def analyze_batches(
@@ -98,16 +100,15 @@ def analyze_batches(
         if key is None or table.num_rows == 0:  # one sweep: it ends with the stream
             held = table
             continue
-        keys = table.column(key).to_numpy(zero_copy_only=False)
-        last = keys[-1]
-        tail = len(keys) - int(np.argmax(keys[::-1] != last)) if (keys != last).any() else 0
+        starts = _key_starts(table.column(key))
+        tail = int(starts[-1])  # the last key's rows: the next batch may continue them
         done, held = table.slice(0, tail), table.slice(tail)
         if done.num_rows:
-            _contiguous(done.column(key).to_numpy(zero_copy_only=False), finished)
+            _contiguous(done.column(key), finished)
             yield from analyze_table(done, lr, loss, key, **options).to_batches()
     if held is not None and held.num_rows:
         if key is not None:
-            _contiguous(held.column(key).to_numpy(zero_copy_only=False), finished)
+            _contiguous(held.column(key), finished)
         yield from analyze_table(held, lr, loss, key, **options).to_batches()
 
 
@@ -123,6 +124,10 @@ def report(
     column."""
     pa = _pyarrow()
     main = methods[0]
+    taken = {"points", "stop_index", "stop_reason", *(f"lr_{m}" for m in methods), "confidence_auto", "range_low",
+             "range_high", "diagnosis", "gives_lr", "descent_low", "descent_high"}  # fmt: skip
+    if key in taken:
+        raise ValueError(f"key column {key!r} has the name of an output column: rename it (e.g. table.rename_columns)")
     gives = np.asarray(batch.GIVES_LR)[batch.diagnosis]
     stopped = batch.stop_index >= 0
     reasons = np.asarray(["", *batch.STOP_REASONS], dtype=object)[batch.stop_reason]
@@ -145,16 +150,6 @@ def report(
     return pa.table(columns)
 
 
-def _methods(options: dict[str, Any]) -> list[str]:
-    """The method labels, as ``analyze_batch`` will report them (a name, a list, a dict)."""
-    methods = options.get("methods")
-    if methods is None:
-        return list(_DEFAULT_METHODS)
-    if isinstance(methods, str):
-        return [methods]
-    return list(methods)
-
-
 def _floats(pa: Any, values: np.ndarray) -> Any:
     return pa.array(values, type=pa.float64(), mask=np.isnan(values))
 
@@ -169,13 +164,21 @@ def _listy(table: Any, lr: str, loss: str) -> bool:
 
 
 def _flat_lists(lr: Any, loss: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The flat values and int64 offsets of two list columns (chunked or not), read in place
-    when the values are float32/float64 without nulls and the column has one chunk."""
+    """The flat values and offsets of two list columns (chunked or not; a null list is empty),
+    read in place when the values are float32/float64 without nulls and the column has one
+    chunk."""
     pa = _pyarrow()
     if isinstance(lr, pa.ChunkedArray):
         lr, loss = lr.combine_chunks(), loss.combine_chunks()  # one chunk: no copy
     parts = []
     for column in (lr, loss):
+        if column.null_count:
+            # A null list is an empty sweep: its offsets may span values that are not its own.
+            lengths = pa.compute.fill_null(pa.compute.list_value_length(column), 0).to_numpy(zero_copy_only=False)
+            offsets = np.zeros(len(column) + 1, dtype=np.int64)
+            np.cumsum(lengths, out=offsets[1:])
+            parts.append((offsets, _numbers(pa, pa.compute.list_flatten(column))))
+            continue
         offsets = column.offsets.to_numpy()
         values = column.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
         parts.append((offsets - offsets[0] if offsets[0] else offsets, _numbers(pa, values)))
@@ -210,11 +213,33 @@ def _long(table: Any, lr: str, loss: str, key: str | None) -> tuple[np.ndarray, 
     return lrs, losses, offsets, encoded.dictionary
 
 
-def _contiguous(keys: np.ndarray, finished: set[Any]) -> None:
-    """Checks that no key of this run of rows has ended before; notes those that end here."""
-    change = np.flatnonzero(keys[1:] != keys[:-1]) + 1
-    starts = [keys[0], *keys[change].tolist()] if len(keys) else []
-    for k in starts:
+def _key_starts(keys: Any) -> np.ndarray:
+    """The rows where a new key begins (the first row included), keys compared as
+    ``analyze_table`` groups them: nulls equal nulls, NaN equals NaN."""
+    pc = _pyarrow().compute
+    if isinstance(keys, _pyarrow().ChunkedArray):
+        keys = keys.combine_chunks()
+    if len(keys) < 2:
+        return np.zeros(len(keys), dtype=np.int64)
+    a, b = keys.slice(1), keys.slice(0, len(keys) - 1)
+    same = pc.or_kleene(pc.equal(a, b), pc.and_(pc.is_null(a), pc.is_null(b)))
+    if _pyarrow().types.is_floating(keys.type):
+        same = pc.or_kleene(same, pc.and_(pc.is_nan(a), pc.is_nan(b)))
+    same = pc.fill_null(same, False).to_numpy(zero_copy_only=False)
+    return np.concatenate([[0], np.flatnonzero(~same) + 1])
+
+
+#: A NaN key, as one value (NaN is not equal to itself, in a set or anywhere).
+_NAN_KEY = ("NaN",)
+
+
+def _contiguous(keys: Any, finished: set[Any]) -> None:
+    """Checks that no key of this run of rows (an Arrow array) has ended before; notes those
+    that end here."""
+    for k in keys.take(_key_starts(keys)).to_pylist():
+        k = _NAN_KEY if isinstance(k, float) and k != k else k
         if k in finished:
-            raise ValueError(f"key {k!r} is split: its rows are not contiguous in the stream")
+            raise ValueError(
+                f"key {'NaN' if k is _NAN_KEY else repr(k)} is split: its rows are not contiguous in the stream"
+            )
         finished.add(k)

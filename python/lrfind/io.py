@@ -1084,15 +1084,10 @@ def _parquet_lists(
         keep = lengths[0] == lengths[1]
         lr, loss = lr.filter(pa.array(keep)), loss.filter(pa.array(keep))
         runs = [r for r, k in zip(runs, keep.tolist(), strict=True) if k]
-    if lr.null_count == 0 and loss.null_count == 0:  # the usual case: Arrow's own buffers, no copy
-        from lrfind.arrow import _flat_lists
+    from lrfind.arrow import _flat_lists
 
-        lrs, losses, offsets = _flat_lists(lr, loss)
-        return _many(path, lrs, losses, offsets.astype(np.int64, copy=False), runs)
-    offsets = np.zeros(len(lr) + 1, dtype=np.int64)
-    np.cumsum(pc.fill_null(pc.list_value_length(lr), 0).to_numpy(zero_copy_only=False), out=offsets[1:])
-    lrs, losses = (_float_array(pc.list_flatten(a), pa, pc) for a in (lr, loss))
-    return _many(path, lrs, losses, offsets, runs)
+    lrs, losses, offsets = _flat_lists(lr, loss)  # Arrow's own buffers when it can, no copy
+    return _many(path, lrs, losses, offsets.astype(np.int64, copy=False), runs)
 
 
 def _texts(column: Any, pa: Any) -> list[str]:
@@ -1127,7 +1122,9 @@ def _keep_valid(batch: _Batch, rejected: list[Rejected]) -> _Batch:
     if not bad_point.any() and not inner.any() and (ends > starts).all():  # the usual case, at numpy speed
         return batch
     good = (ends > starts) & (_count(bad_point, starts, ends) == 0)
-    good &= _count(bad_step, starts, np.maximum(ends - 1, starts)) == 0
+    # Sweep i's steps are [start, end - 1); an empty last sweep starts past the last step.
+    step_starts = np.minimum(starts, len(bad_step))
+    good &= _count(bad_step, step_starts, np.clip(ends - 1, step_starts, len(bad_step))) == 0
     if good.all():
         return batch
     for i in np.flatnonzero(~good):  # a loop over the rejected sweeps only
