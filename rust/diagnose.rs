@@ -220,15 +220,19 @@ impl fmt::Display for Diagnosis {
                 "Flat: the loss barely moves across the whole sweep, so the model is not learning. Check for bugs: \
                  parameters missing from the optimizer, a detached graph, frozen layers, or labels that do not match the outputs."
             ),
-            DiagnosisKind::ImmediateExplosion => {
-                let (i, reason, lr) = self.stop.unwrap_or((0, StopReason::Nan, f64::NAN));
-                write!(
+            DiagnosisKind::ImmediateExplosion => match self.stop {
+                Some((i, reason, lr)) => write!(
                     f,
                     "Immediate explosion: the loss blew up ({}) at point {i}, LR {lr:.1e}, before it ever fell. Something is very \
                      wrong: check the initialisation and the data normalisation, or start the sweep at a lower min_lr.",
                     reason.name()
-                )
-            }
+                ),
+                None => write!(
+                    f,
+                    "Immediate explosion: the loss rises from the first point on and never falls, so the sweep starts above \
+                     the LRs that train. Start it at a lower min_lr, and check the initialisation and the data normalisation."
+                ),
+            },
             DiagnosisKind::NoDivergence => write!(
                 f,
                 "No divergence: the loss was still falling at the largest LR tried ({:.1e}). The best LR may be higher: \
@@ -300,7 +304,9 @@ pub(crate) fn diagnose_checked(
         return d;
     }
     let drop = first - lo;
-    if stop.is_some() && drop / scale < cfg.flat_tol {
+    // It rises from the start and never falls (whether or not it got to explode): the sweep
+    // starts above the LRs that train.
+    if drop / scale < cfg.flat_tol {
         d.kind = DiagnosisKind::ImmediateExplosion;
         return d;
     }
@@ -461,6 +467,10 @@ mod tests {
         assert_eq!(run(&[2.30, 5.00], Some((2, StopReason::Nan, 1e-5))).kind, DiagnosisKind::ImmediateExplosion);
         let rising: Vec<f64> = (0..30).map(|i| 2.3 + 0.05 * i as f64).collect();
         assert_eq!(run(&rising, Some((30, StopReason::Threshold, 1e-3))).kind, DiagnosisKind::ImmediateExplosion);
+        // Rising without ever reaching the stop rule: the same verdict, said without a stop point.
+        let d = run(&rising, None);
+        assert_eq!(d.kind, DiagnosisKind::ImmediateExplosion);
+        assert!(d.message().contains("rises from the first point on and never falls"), "{}", d.message());
         let falling: Vec<f64> = (0..60).map(|i| 2.3 - 0.03 * i as f64).collect();
         let d = run(&falling, None);
         assert_eq!(d.kind, DiagnosisKind::NoDivergence);

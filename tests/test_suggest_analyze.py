@@ -137,12 +137,15 @@ def test_method_mapping_labels_and_parameters():
         (list(2.3 - 0.015 * np.arange(100)), "no_divergence"),
         ([2.3, 2.2, 2.1, 50.0] + [1.0] * 96, "immediate_explosion"),
         (list(2.3 - 0.1 * np.arange(8)) + [40.0] + [1.0] * 91, "too_short"),
+        # Rising from the start without reaching 10x (min_lr too high): no LR, not "noisy".
+        (list(2.3 + 0.05 * np.arange(100)), "immediate_explosion"),
+        (list(10 + np.log10(SEED_LRS)), "immediate_explosion"),
     ],
 )
 def test_diagnosis_of_the_seed_tables(losses, kind):
     d = lrfind.diagnose(SEED_LRS, np.array(losses))
     assert d.kind == kind, d.message
-    assert d.message
+    assert d.message and "inf%" not in d.message and "LR NaN" not in d.message
 
 
 def test_diagnosis_of_a_noisy_curve_and_arch_hint():
