@@ -223,6 +223,19 @@ def test_analyze_out_and_plot(data: Path, tmp_path: Path) -> None:
     assert all((tmp_path / "plots" / p).read_bytes()[:8] == PNG_MAGIC for p in pngs)
 
 
+def test_plots_of_names_that_clash_once_made_safe_get_a_file_each(tmp_path: Path) -> None:
+    """ "s/x y" and "s/x_y" both become s_x_y, and "s_x_y-2" is what the second would get, but the
+    third sweep's own name: three files, not two."""
+    pytest.importorskip("matplotlib")
+    lrs, loss = np.geomspace(1e-5, 1.0, 40), _good_loss()[:40]
+    np.savez(tmp_path / "s.npz", lrs=np.tile(lrs, 3), losses=np.tile(loss, 3), offsets=[0, 40, 80, 120],
+             names=np.array(["x y", "x_y", "x_y-2"]))  # fmt: skip
+    done = run("analyze", tmp_path / "s.npz", "--plot", tmp_path / "plots")
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["s_x_y-2-2.png", "s_x_y-2.png", "s_x_y.png"]
+    assert "wrote 3 plot(s)" in done.stderr
+
+
 def test_rejected_input_exits_1_and_reports_the_rest(data: Path) -> None:
     done = run("analyze", data / "a.csv", data / "bad.csv", data / "b.json")
     assert done.returncode == 1

@@ -508,12 +508,16 @@ def _plot_sweeps(kept: list[tuple[str, np.ndarray, np.ndarray]], total: int, out
 
 def _file_names(names: Sequence[str]) -> list[str]:
     """Sweep names made safe as file names (other characters become ``_``), made unique."""
-    seen: Counter[str] = Counter()
+    taken: set[str] = set()
     out = []
     for name in names:
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:100] or "sweep"
-        seen[safe] += 1
-        out.append(safe if seen[safe] == 1 else f"{safe}-{seen[safe]}")
+        unique, n = safe, 1
+        while unique.lower() in taken:  # "x_y-2" may be a sweep's own name; case-blind file systems
+            n += 1
+            unique = f"{safe}-{n}"
+        taken.add(unique.lower())
+        out.append(unique)
     return out
 
 
