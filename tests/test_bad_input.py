@@ -224,6 +224,10 @@ def test_learning_rate_finder(args, fn_result):
         (lambda: lrfind.suggest([1.0], [1.0], "steepest", space=3), TypeError, 'space must be "log", "index" or'),
         (lambda: lrfind.confidence_level(1.5), ValueError, r"confidence must be a number in \[0, 1\], got 1.5"),
         (lambda: lrfind.confidence_level("high"), TypeError, "confidence"),
+        # Analysis settings of a finder are checked when it is made, not after the training steps.
+        (lambda: lrfind.LearningRateFinder(methods="bogus"), ValueError, 'method must be one of .*got "bogus"'),
+        (lambda: lrfind.LearningRateFinder(arch="rnn"), ValueError, 'arch must be one of .*got "rnn"'),
+        (lambda: lrfind.LearningRateFinder(suggest_on="x"), ValueError, 'suggest_on must be "raw" or "smoothed"'),
     ],
 )
 def test_bad_input_messages_name_the_parameter(call, error, message):

@@ -485,3 +485,9 @@ def test_summary_marks_the_seed_good_table():
     assert "stop (threshold)" in result.summary()
     low, high = result.suggested_range
     assert f"Suggested range: {low:.2e} to {high:.2e}" in result.summary()
+
+
+def test_a_loss_past_floats_range_is_an_explosion_not_an_overflow_error():
+    losses = iter([2.0, 1.5, 1.0, 10**400])
+    result = lrfind.LearningRateFinder(num_steps=10).range_test(lambda lr: next(losses))
+    assert result.stop_index == 3 and result.stop_reason == "inf"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -73,6 +74,8 @@ class LearningRateFinder:
             loss = train_fn(lr)
             try:
                 value = float(loss)
+            except OverflowError:  # an int past float's range: as far as a float goes, infinite
+                value = math.inf if loss > 0 else -math.inf
             except (TypeError, ValueError):
                 raise TypeError(f"train_fn must return the loss as a number, got {loss!r} at lr={lr:.3e}") from None
             losses.append(value)

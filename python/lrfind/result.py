@@ -43,9 +43,9 @@ def sweep_options(
     arch: str | None,
 ) -> dict[str, Any]:
     """``analyze``'s keyword arguments for the range tests' settings (``diverge_threshold`` is
-    its ``threshold``, ``smooth_factor`` its ``alpha``); ``from_sweep`` takes them. The
-    divergence rule is checked here, before any training step, and a bad value is reported
-    under the name the caller used."""
+    its ``threshold``, ``smooth_factor`` its ``alpha``); ``from_sweep`` takes them. They are
+    checked here, before any training step, and a bad value is reported under the name the
+    caller used."""
     options = dict(
         methods=methods,
         threshold=diverge_threshold,
@@ -57,6 +57,9 @@ def sweep_options(
     )
     try:
         detector(options)
+        # The analysis options too (methods, suggest_on, arch), on a two-point probe: an error
+        # after the training steps would lose them.
+        _core.analyze(np.array([1e-3, 1e-2]), np.array([1.0, 1.0]), **options)
     except (TypeError, ValueError) as e:
         message = str(e)
         for option, name in (("threshold", "diverge_threshold"), ("alpha", "smooth_factor")):
