@@ -310,6 +310,12 @@ fn int64s<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<PyReadonlyArray1
     if let Ok(a) = arr.cast::<PyArray1<i64>>() {
         return Ok(a.try_readonly()?);
     }
+    if let Ok(a) = arr.cast::<PyArray1<u64>>() {
+        // A cast to int64 would wrap these to negative values, and the error would name those.
+        if let Some(&big) = a.try_readonly()?.as_array().iter().find(|&&v| v > i64::MAX as u64) {
+            return Err(PyValueError::new_err(format!("{name} must be below 2**63, got {big}")));
+        }
+    }
     let converted = arr.call_method1("astype", ("int64",))?;
     Ok(converted.cast_into::<PyArray1<i64>>()?.try_readonly()?)
 }
@@ -336,6 +342,11 @@ macro_rules! with_slices {
             }
         }
     };
+}
+
+/// `repr(v)`, or a placeholder when even that fails.
+fn repr(v: &Bound<'_, PyAny>) -> String {
+    v.repr().map(|r| r.to_string()).unwrap_or_else(|_| "<unprintable>".into())
 }
 
 /// A keyword argument value as the core's method parameters take it.
@@ -394,10 +405,31 @@ fn methods_from(methods: Option<&Bound<'_, PyAny>>, detector: DivergenceConfig) 
     if let Ok(map) = methods.cast::<PyDict>() {
         let mut out = Vec::new();
         for (label, params) in map.iter() {
-            let label: String = label.extract()?;
-            let params = if params.is_none() { None } else { Some(params.cast::<PyDict>()?.clone()) };
+            let label: String = label.extract().map_err(|_| {
+                PyTypeError::new_err(format!("methods' keys must be labels (str), got {}", repr(&label)))
+            })?;
+            let params = if params.is_none() {
+                None
+            } else {
+                Some(
+                    params
+                        .cast::<PyDict>()
+                        .map_err(|_| {
+                            PyTypeError::new_err(format!(
+                                "methods[{label:?}] must be a dict of the method's parameters or None, got {}",
+                                repr(&params)
+                            ))
+                        })?
+                        .clone(),
+                )
+            };
             let name = match params.as_ref().map(|p| p.get_item("method")).transpose()?.flatten() {
-                Some(n) => n.extract::<String>()?,
+                Some(n) => n.extract::<String>().map_err(|_| {
+                    PyTypeError::new_err(format!(
+                        "methods[{label:?}][\"method\"] must be a method name, got {}",
+                        repr(&n)
+                    ))
+                })?,
                 None => label.clone(),
             };
             out.push((label, method_from(&name, params.as_ref(), detector)?));
@@ -424,7 +456,13 @@ fn config_from(options: Option<&Bound<'_, PyDict>>) -> PyResult<(Vec<String>, An
             "methods" => methods = Some(value),
             "arch" if value.is_none() => config.diagnose.arch = None,
             _ => {
-                let param = OwnedParam::extract(&key, &value)?;
+                // An unknown keyword is named as such, whatever its value.
+                let param = OwnedParam::extract(&key, &value).map_err(|e| {
+                    match AnalyzeConfig::default().set(&key, Param::Num(f64::NAN)) {
+                        Ok(false) => PyTypeError::new_err(format!("got an unexpected keyword argument {key:?}")),
+                        _ => e,
+                    }
+                })?;
                 if !config.set(&key, param.as_param())? {
                     return Err(PyTypeError::new_err(format!("got an unexpected keyword argument {key:?}")));
                 }

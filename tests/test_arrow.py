@@ -244,6 +244,19 @@ def test_bad_tables_name_what_is_wrong():
         analyze_table(pa.table({"lr": [[1e-3, 1e-4]], "loss": [[1.0, 0.5]]}))
     with pytest.raises(ValueError, match='method must be one of auto, .*, got "nope"'):
         analyze_table(_list_table(sweeps), methods=["nope"])
+    lrs, losses = sweeps[0]
+    with pytest.raises(TypeError, match="table must be a pyarrow.Table or RecordBatch, got dict"):
+        analyze_table({"lr": lrs, "loss": losses})
+    fixed = pa.list_(pa.float64(), len(lrs))
+    with pytest.raises(TypeError, match=r"column 'lr' must hold numbers or lists of numbers, got fixed_size_list"):
+        analyze_table(pa.table({"lr": pa.array([lrs], fixed), "loss": pa.array([losses], fixed)}))
+    with pytest.raises(TypeError, match="column 'lr' must hold lists of numbers, got list<item: list"):
+        analyze_table(pa.table({"lr": [[lrs.tolist()]], "loss": [[losses.tolist()]]}))
+    with pytest.raises(TypeError, match="key column 'k' must hold scalars"):
+        analyze_table(pa.table({"k": [[1]] * len(lrs), "lr": lrs, "loss": losses}), key="k")
+    # Integer losses past 2**53 round to floats, as numpy's conversion does, rather than raising.
+    big = analyze_table(pa.table({"lr": lrs, "loss": pa.array(np.arange(len(lrs))[::-1] + 2**60, pa.int64())}))
+    assert big.num_rows == 1
 
 
 def test_the_report_is_the_cli_csv_typed(tmp_path):

@@ -224,6 +224,29 @@ def test_learning_rate_finder(args, fn_result):
         (lambda: lrfind.suggest([1.0], [1.0], "steepest", space=3), TypeError, 'space must be "log", "index" or'),
         (lambda: lrfind.confidence_level(1.5), ValueError, r"confidence must be a number in \[0, 1\], got 1.5"),
         (lambda: lrfind.confidence_level("high"), TypeError, "confidence"),
+        # An unknown keyword is named as such, whatever its value; a malformed methods dict says where.
+        (
+            lambda: lrfind.analyze([1e-3, 1e-2], [1.0, 0.5], bogus=None),
+            TypeError,
+            'unexpected keyword argument "bogus"',
+        ),
+        (
+            lambda: lrfind.analyze([1e-3, 1e-2], [1.0, 0.5], methods={"x": 5}),
+            TypeError,
+            r'methods\["x"\] must be a dict of the method\'s parameters or None, got 5',
+        ),
+        (lambda: lrfind.analyze([1e-3], [1.0], methods={5: None}), TypeError, "methods' keys must be labels .*got 5"),
+        (
+            lambda: lrfind.analyze([1e-3], [1.0], methods={"x": {"method": 5}}),
+            TypeError,
+            r'methods\["x"\]\["method"\] must be a method name, got 5',
+        ),
+        (
+            lambda: lrfind.analyze_batch([1e-3, 1e-2], [1.0, 0.5], np.array([0, 2**64 - 1, 2], np.uint64)),
+            ValueError,
+            "offsets must be below 2\\*\\*63, got 18446744073709551615",
+        ),
+        (lambda: lrfind.analyze_batch({}, {}), TypeError, "got lrs of type dict and losses of type dict"),
         # Analysis settings of a finder are checked when it is made, not after the training steps.
         (lambda: lrfind.LearningRateFinder(methods="bogus"), ValueError, 'method must be one of .*got "bogus"'),
         (lambda: lrfind.LearningRateFinder(arch="rnn"), ValueError, 'arch must be one of .*got "rnn"'),
@@ -233,6 +256,14 @@ def test_learning_rate_finder(args, fn_result):
 def test_bad_input_messages_name_the_parameter(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_a_2d_array_of_losses_beside_a_list_of_lrs_is_its_rows():
+    lrs = np.geomspace(1e-5, 1.0, 30)
+    losses = np.stack([np.linspace(2, 1, 30), np.linspace(3, 1, 30)])
+    got = lrfind.analyze_batch([lrs, lrs], losses)
+    want = lrfind.analyze_batch([lrs, lrs], list(losses))
+    np.testing.assert_array_equal(got.lr["auto"], want.lr["auto"])
 
 
 @pytest.mark.parametrize(

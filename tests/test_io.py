@@ -513,6 +513,7 @@ def npz(tmp_path: Path, name: str = "b.npz", **arrays: object) -> Path:
         ([0, 2, 5], "must run from 0 to 4"),
         ([1, 4], "must run from 0 to 4"),
         ([0.0, 4.0], "integer"),
+        (np.array([0, 2**64 - 1, 4], np.uint64), "must be below 2**63, got 18446744073709551615"),
         ([[0, 4]], "1-D"),
     ],
 )

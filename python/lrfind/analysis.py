@@ -49,6 +49,8 @@ def _flatten(lrs: Any, losses: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         n, length = lrs.shape
         offsets = np.arange(n + 1, dtype=np.int64) * length
         return np.ravel(lrs), np.ravel(losses), offsets
+    if isinstance(losses, np.ndarray) and losses.ndim == 2:  # beside a list of lrs: its rows
+        losses = list(losses)
     if isinstance(lrs, Sequence) and isinstance(losses, Sequence) and not isinstance(lrs, str):
         if len(lrs) != len(losses):
             raise ValueError(f"lrs and losses must hold as many sweeps, got {len(lrs)} and {len(losses)}")
@@ -63,7 +65,7 @@ def _flatten(lrs: Any, losses: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         return np.concatenate(lr_parts or [empty]), np.concatenate(loss_parts or [empty]), offsets
     raise TypeError(
         "analyze_batch needs offsets with flat lrs and losses, two 2-D arrays, or two lists of arrays; "
-        f"got lrs of type {type(lrs).__name__}"
+        f"got lrs of type {type(lrs).__name__} and losses of type {type(losses).__name__}"
     )
 
 

@@ -63,13 +63,19 @@ def analyze_table(
         a ``pyarrow.Table`` with the columns of the module's docs, one row per sweep.
 
     Raises:
-        KeyError: a named column is missing; TypeError: lr and loss are not both lists or both
-        numbers; ValueError: a sweep's LRs are not finite, positive and strictly increasing (the
-        message names the sweep), or its lists differ in length.
+        KeyError: a named column is missing; TypeError: ``table`` is not an Arrow table, lr and
+        loss are not both lists of numbers or both numbers, or the key is not a scalar column;
+        ValueError: a sweep's LRs are not finite, positive and strictly increasing (the message
+        names the sweep), its lists differ in length, or the key has an output column's name.
     """
     pa = _pyarrow()
     if isinstance(table, pa.RecordBatch):
         table = pa.Table.from_batches([table])
+    if not isinstance(table, pa.Table):
+        raise TypeError(
+            f"table must be a pyarrow.Table or RecordBatch, got {type(table).__name__} "
+            "(pyarrow.table(a_dict) or pyarrow.Table.from_pandas(a_frame) makes one)"
+        )
     if _listy(table, lr, loss):
         lrs, losses, offsets = _flat_lists(table.column(lr), table.column(loss))
         keys = table.column(key) if key is not None else None
@@ -157,6 +163,13 @@ def _floats(pa: Any, values: np.ndarray) -> Any:
 def _listy(table: Any, lr: str, loss: str) -> bool:
     pa = _pyarrow()
     types = [table.schema.field(c).type for c in (lr, loss)]  # KeyError names a missing column
+    for column, t in zip((lr, loss), types, strict=True):
+        if not (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_integer(t) or pa.types.is_floating(t)):
+            raise TypeError(f"column {column!r} must hold numbers or lists of numbers, got {t}")
+        if (pa.types.is_list(t) or pa.types.is_large_list(t)) and not (
+            pa.types.is_integer(t.value_type) or pa.types.is_floating(t.value_type)
+        ):
+            raise TypeError(f"column {column!r} must hold lists of numbers, got {t}")
     listy = [pa.types.is_list(t) or pa.types.is_large_list(t) for t in types]
     if listy[0] != listy[1]:
         raise TypeError(f"columns {lr!r} and {loss!r} must both be lists (one sweep per row) or both numbers")
@@ -193,7 +206,8 @@ def _numbers(pa: Any, values: Any) -> np.ndarray:
     """A numpy view of numeric Arrow values when possible, else float64 with nulls as NaN."""
     if values.null_count == 0 and pa.types.is_floating(values.type) and values.type.bit_width in (32, 64):
         return values.to_numpy(zero_copy_only=True)
-    return pa.compute.fill_null(values.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False)
+    # Unsafe: an integer past 2**53 rounds to the nearest float instead of raising.
+    return pa.compute.fill_null(values.cast(pa.float64(), safe=False), np.nan).to_numpy(zero_copy_only=False)
 
 
 def _long(table: Any, lr: str, loss: str, key: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
@@ -203,7 +217,10 @@ def _long(table: Any, lr: str, loss: str, key: str | None) -> tuple[np.ndarray, 
     losses = _numbers(pa, table.column(loss).combine_chunks())
     if key is None:
         return lrs, losses, np.array([0, len(lrs)], dtype=np.int64), None
-    encoded = pa.compute.dictionary_encode(table.column(key).combine_chunks(), null_encoding="encode")
+    column = table.column(key)
+    if pa.types.is_nested(column.type):
+        raise TypeError(f"key column {key!r} must hold scalars (names, numbers), got {column.type}")
+    encoded = pa.compute.dictionary_encode(column.combine_chunks(), null_encoding="encode")
     group = encoded.indices.to_numpy(zero_copy_only=False).astype(np.intp)
     offsets = np.zeros(len(encoded.dictionary) + 1, dtype=np.int64)
     np.cumsum(np.bincount(group, minlength=len(encoded.dictionary)), out=offsets[1:])

@@ -935,6 +935,8 @@ class _Mapped(np.memmap):
 def _npz_offsets(offsets: np.ndarray, total: int, where: str) -> np.ndarray:
     if offsets.ndim != 1 or offsets.dtype.kind not in "iu" or len(offsets) == 0:
         raise _Bad(where, f"expected a non-empty 1-D integer array, got {offsets.dtype} of shape {offsets.shape}")
+    if offsets.dtype == np.uint64 and offsets.max() > np.iinfo(np.int64).max:  # would wrap to a negative int64
+        raise _Bad(where, f"offsets must be below 2**63, got {int(offsets.max())}")
     offsets = offsets.astype(np.int64)
     if offsets[0] != 0 or offsets[-1] != total:
         raise _Bad(where, f"must run from 0 to {total} (the number of points), runs from {offsets[0]} to {offsets[-1]}")
