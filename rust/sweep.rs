@@ -55,12 +55,25 @@ pub fn sweep_lrs(min_lr: f64, max_lr: f64, num_steps: usize, mode: SweepMode) ->
     };
     lrs[0] = min_lr;
     lrs[num_steps - 1] = max_lr;
+    // Ends a few ulps apart cannot hold num_steps distinct LRs: the sweep would repeat one, and
+    // every analysis refuses LRs that do not increase.
+    if lrs.windows(2).any(|w| w[1] <= w[0]) {
+        return Err(param("max_lr", "far enough above min_lr for num_steps distinct LRs", max_lr));
+    }
     Ok(lrs)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ends_too_close_for_the_steps_are_refused() {
+        let next = f64::from_bits(1f64.to_bits() + 1);
+        let err = sweep_lrs(1.0, next, 3, SweepMode::Exp).unwrap_err().to_string();
+        assert!(err.starts_with("max_lr must be far enough above min_lr"), "{err}");
+        assert_eq!(sweep_lrs(1.0, next, 2, SweepMode::Linear).unwrap(), vec![1.0, next]);
+    }
     use proptest::prelude::*;
 
     #[test]

@@ -236,6 +236,14 @@ def test_plots_of_names_that_clash_once_made_safe_get_a_file_each(tmp_path: Path
     assert "wrote 3 plot(s)" in done.stderr
 
 
+def test_a_name_with_a_newline_stays_on_its_row(tmp_path: Path) -> None:
+    lrs = np.geomspace(1e-5, 1.0, 40)
+    np.savez(tmp_path / "s.npz", lrs=lrs, losses=_good_loss()[:40], offsets=[0, 40], names=np.array(["a\nb"]))
+    done = run("analyze", tmp_path / "s.npz")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[1].startswith("s/a\\nb ")
+
+
 def test_rejected_input_exits_1_and_reports_the_rest(data: Path) -> None:
     done = run("analyze", data / "a.csv", data / "bad.csv", data / "b.json")
     assert done.returncode == 1

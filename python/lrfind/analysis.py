@@ -35,13 +35,16 @@ def diagnose(lrs: Any, losses: Any, **options: Any) -> _core.Diagnosis:
     Takes ``analyze``'s keyword arguments (the thresholds ``min_points=10``, ``immediate_steps=5``,
     ``flat_tol=0.02``, ``noise_tol=0.25``, ``improving_tail=0.1``, ``range_drop=0.2``, and the
     ``arch`` hint among them); the main suggestion defaults to ``"auto"``. Returns the
-    ``Diagnosis`` (``kind``, ``message``, ``range``).
+    ``Diagnosis`` (``kind``, ``message``, ``descent``, ``gives_lr``).
     """
     options.setdefault("methods", "auto")
     return _core.analyze(lrs, losses, **options).diagnosis
 
 
 def _flatten(lrs: Any, losses: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    for name, value in (("lrs", lrs), ("losses", losses)):
+        if isinstance(value, np.ndarray) and value.ndim > 2:
+            raise ValueError(f"{name} must be a 2-D array (one sweep per row) without offsets, got {value.ndim}-D")
     if isinstance(lrs, np.ndarray) and lrs.ndim == 2:
         losses = np.asarray(losses)
         if losses.shape != lrs.shape:

@@ -286,6 +286,8 @@ def _table_rows(piece: Sweeps, batch: lrfind.BatchAnalysis, methods: list[str]) 
     confident = "auto" in methods
     rows = []
     for i, name in enumerate(piece.names):
+        if not name.isprintable():  # a newline or tab in a name would break the row
+            name = name.encode("unicode_escape").decode()
         reason = _stop_reason(int(batch.stop_reason[i]))
         gives_lr = _GIVES_LR[batch.diagnosis[i]]
         low, high = batch.range_low[main][i], batch.range_high[main][i]
