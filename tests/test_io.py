@@ -493,6 +493,14 @@ def test_json_nested_up_to_max_depth_is_read(tmp_path: Path) -> None:
     assert s.rejected == [] and s.names == ["deep/" + "/".join(names)]
 
 
+def test_an_integer_of_thousands_of_digits_reads_as_infinite(tmp_path: Path) -> None:
+    """Past Python's int parsing limit (4300 digits) json.loads raises; as a float such a loss is
+    what 1e5000 reads as: inf (the curve stops there)."""
+    (tmp_path / "big.json").write_text('{"lr": [0.001, 0.01, 0.1], "loss": [1, ' + "9" * 5000 + ", 2]}")
+    s = read_sweeps([tmp_path / "big.json"], history_smoothing=0)
+    assert s.rejected == [] and s.sweep(0)[1].tolist() == [1.0, math.inf, 2.0]
+
+
 def test_list_rejects_one_sweep_keeps_the_other(tmp_path: Path) -> None:
     (tmp_path / "l.json").write_text(json.dumps([GOOD, {"lr": [2, 1], "loss": [1, 2]}, GOOD]))
     s = read_sweeps([tmp_path / "l.json"])

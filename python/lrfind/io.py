@@ -645,6 +645,12 @@ def _parse_json(text: str) -> Any:
         return json.loads(text)
     except RecursionError:
         raise ValueError("nested too deeply to parse") from None
+    except ValueError as e:
+        if "integer string conversion" not in str(e):
+            raise
+    # An integer of thousands of digits (past Python's int parsing limit) is, as a float, what
+    # 1e5000 already reads as: infinite.
+    return json.loads(text, parse_int=lambda s: int(s) if len(s) < 4000 else float(s))
 
 
 def _label(doc: Any, default: int) -> str:
