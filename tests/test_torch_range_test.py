@@ -666,6 +666,208 @@ def test_the_next_epoch_of_a_loader_with_persistent_workers_is_unchanged():
     assert torch.equal(without[0], with_sweep[0]) and torch.equal(without[1], with_sweep[1])
 
 
+Moment = namedtuple("Moment", "mean count")  # optimizer state a user's optimizer may keep
+
+
+class GrowingCache(nn.Module):
+    """An MLP with two buffers its forward pass changes: one resized to the batch (a positional
+    cache), one first None and set on the first call."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = mlp()
+        self.register_buffer("cache", torch.zeros(4), persistent=False)
+        self.register_buffer("lazy", None)
+
+    def forward(self, x):
+        if self.cache.shape[0] < x.shape[0]:
+            self.cache = torch.zeros(x.shape[0])
+        if self.lazy is None:
+            self.lazy = torch.ones(3)
+        return self.net(x)
+
+
+class Versioned(nn.Linear):
+    """A module whose _load_from_state_dict migrates old checkpoints (version < 2): a restore
+    that loses the state dict's _metadata would migrate the current weights."""
+
+    _version = 2
+
+    def _load_from_state_dict(self, state_dict, prefix, metadata, *args):
+        if (metadata or {}).get("version") is None or metadata["version"] < 2:
+            state_dict[prefix + "weight"] = state_dict[prefix + "weight"] * 2
+        super()._load_from_state_dict(state_dict, prefix, metadata, *args)
+
+
+@pytest.mark.parametrize("ending", ["completes", "interrupted"])
+def test_buffers_the_forward_pass_resizes_or_sets_come_back(ending):
+    model = GrowingCache()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    before = observe(model, optimizer)
+    calls = []
+
+    def loss_fn(out, y):
+        calls.append(1)
+        if ending == "interrupted" and len(calls) == RAISE_AT:
+            raise KeyboardInterrupt
+        return F.cross_entropy(out, y)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        range_test(model, optimizer, loss_fn, loader(), num_steps=20, progress=False)
+    assert_identical(before, observe(model, optimizer))
+    assert model.cache.shape == (4,) and model.lazy is None and "cache" in model._non_persistent_buffers_set
+
+
+def test_a_versioned_module_is_not_migrated_by_the_restore():
+    model = nn.Sequential(Versioned(64, 10))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = observe(model, optimizer)
+    for where in ("cpu", "disk"):
+        range_test(model, optimizer, F.cross_entropy, loader(), num_steps=10, state_cache=where, progress=False)
+        assert_identical(before, observe(model, optimizer))
+
+
+def test_optimizer_state_beyond_the_parameters_comes_back_in_the_same_objects():
+    """State under a key that is no parameter, a namedtuple in the state, a tensor LR and a
+    mutable value kept in a group: the same objects afterwards, with their values; the state
+    dicts of the parameters too."""
+
+    class Counting(torch.optim.SGD):
+        def step(self, closure=None):
+            self.state["global"]["count"] = self.state["global"].get("count", 0) + 1
+            for p in self.param_groups[0]["params"]:
+                old = self.state[p].get("moment", Moment(torch.zeros_like(p), 0))
+                self.state[p]["moment"] = Moment(old.mean + p.grad, old.count + 1)
+            return super().step(closure)
+
+    model = mlp()
+    tags = ["backbone"]
+    optimizer = Counting([{"params": model.parameters(), "tags": tags}], lr=torch.tensor(0.1), momentum=0.9)
+    inputs, targets = next(iter(loader()))
+    for _ in range(2):
+        optimizer.zero_grad()
+        F.cross_entropy(model(inputs), targets).backward()
+        optimizer.step()
+    group, lr = optimizer.param_groups[0], optimizer.param_groups[0]["lr"]
+    states = {id(p): optimizer.state[p] for p in model.parameters()}
+    before = observe(model, optimizer)
+    for where in ("cpu", "disk"):
+        range_test(model, optimizer, F.cross_entropy, loader(), num_steps=10, state_cache=where, progress=False)
+        assert_identical(before, observe(model, optimizer))
+        assert optimizer.state["global"]["count"] == 2 and optimizer.param_groups[0] is group
+        assert group["lr"] is lr and float(lr) == pytest.approx(0.1) and group["tags"] is tags
+        assert all(optimizer.state[p] is states[id(p)] for p in model.parameters())
+        assert type(optimizer.state[model[0].weight]["moment"]) is Moment
+
+
+def test_an_unpicklable_group_value_does_not_stop_the_disk_cache():
+    model = mlp()
+    optimizer = torch.optim.SGD([{"params": model.parameters(), "note": lambda: "kept"}], lr=0.1)
+    before = observe(model, optimizer)
+    range_test(model, optimizer, F.cross_entropy, loader(), num_steps=10, state_cache="disk", progress=False)
+    assert_identical(before, observe(model, optimizer))
+
+
+def test_a_param_group_added_during_the_sweep_is_named_and_dropped():
+    model, extra = mlp(), nn.Parameter(torch.zeros(3))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    before = observe(model, optimizer)
+    calls = []
+
+    def step_fn(model, batch):
+        calls.append(1)
+        if len(calls) == 5:
+            optimizer.add_param_group({"params": [extra]})
+        return F.cross_entropy(model(batch[0]), batch[1]) + 0 * extra.sum()
+
+    with pytest.raises(RuntimeError, match="parameter groups changed during the sweep .*add_param_group"):
+        range_test(model, optimizer, None, loader(), step_fn=step_fn, num_steps=20, progress=False)
+    assert_identical(before, observe(model, optimizer))
+    assert len(optimizer.param_groups) == 1 and extra not in optimizer.state
+
+
+def test_requires_grad_toggled_during_the_sweep_comes_back():
+    model = mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    calls = []
+
+    def step_fn(model, batch):
+        calls.append(1)
+        model[0].weight.requires_grad_(len(calls) < 5)  # freeze the first layer's weight midway
+        return F.cross_entropy(model(batch[0]), batch[1])
+
+    range_test(model, optimizer, None, loader(), step_fn=step_fn, num_steps=10, progress=False)
+    assert model[0].weight.requires_grad
+
+
+def test_a_frozen_batchnorm_stays_frozen_during_the_sweep_and_a_model_in_eval_mode_trains():
+    """A submodule put in eval mode inside a model in train mode (fine-tuning with frozen
+    BatchNorm statistics) keeps them during the sweep, validation included; a model left
+    in eval mode entirely is put in train mode, as before."""
+    model = mlp(batch_norm=True)
+    model[1].eval()
+    stats = model[1].running_mean.clone()
+    seen = []
+    model[1].register_forward_pre_hook(lambda m, args: seen.append(m.training))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    range_test(model, optimizer, F.cross_entropy, loader(), val_data=loader(), val_every=3, num_steps=12,
+               restore=False, progress=False)  # fmt: skip
+    assert not any(seen) and torch.equal(model[1].running_mean, stats)
+    model.eval()
+    seen.clear()
+    range_test(model, optimizer, F.cross_entropy, loader(), num_steps=5, progress=False)
+    assert all(seen[:5]) and not model.training
+
+
+def test_a_range_test_under_no_grad_still_trains():
+    model = mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    reference = range_test(model, optimizer, F.cross_entropy, loader(), num_steps=10, progress=False)
+    with torch.no_grad():
+        result = range_test(model, optimizer, F.cross_entropy, loader(), num_steps=10, progress=False)
+    np.testing.assert_array_equal(result.losses, reference.losses)
+
+
+def test_a_persistent_loader_mid_epoch_finishes_its_epoch_as_without_the_sweep():
+    def epoch_with_sweep_at(batch, sweep):
+        seed_everything(0)
+        data = DataLoader(JitteredDigits(), batch_size=32, shuffle=True, num_workers=1, persistent_workers=True)
+        model = mlp()
+        seen = []
+        for i, (x, _) in enumerate(data):
+            seen.append(x)
+            if i == batch and sweep:
+                range_test(model, torch.optim.SGD(model.parameters()), F.cross_entropy, data, num_steps=6,
+                           progress=False)  # fmt: skip
+        return torch.cat(seen)
+
+    assert torch.equal(epoch_with_sweep_at(2, False), epoch_with_sweep_at(2, True))
+
+
+class BucketSampler:
+    """A batch sampler with its own generator, as bucketing samplers have."""
+
+    def __init__(self, n, size, generator):
+        self.n, self.size, self.generator = n, size, generator
+
+    def __iter__(self):
+        order = torch.randperm(self.n, generator=self.generator).tolist()
+        return iter([order[i : i + self.size] for i in range(0, self.n, self.size)])
+
+    def __len__(self):
+        return -(-self.n // self.size)
+
+
+def test_a_batch_samplers_own_generator_comes_back():
+    x, y = dataset("digits")
+    generator = torch.Generator().manual_seed(3)
+    data = DataLoader(TensorDataset(x[:256], y[:256]), batch_sampler=BucketSampler(256, 32, generator))
+    state = generator.get_state()
+    model = mlp()
+    range_test(model, torch.optim.SGD(model.parameters()), F.cross_entropy, data, num_steps=20, progress=False)
+    assert torch.equal(generator.get_state(), state)
+
+
 def test_scaler_usable_after_an_interrupt_inside_the_optimizer_step():
     """Ctrl-C (or an out-of-memory error) while the optimizer steps, after the scaler unscaled the
     gradients: the user's scaler must still train the next step."""

@@ -18,7 +18,16 @@ from lrfind import _core
 from lrfind.parallel import ParallelResult
 from lrfind.result import RangeTestResult, Refinement, detector, sweep_options
 from lrfind.torch import _refine
-from lrfind.torch._range_test import CHECK_EVERY, _batches, _check_positive_int, _device_of, _progress_bar, _to_device
+from lrfind.torch._range_test import (
+    CHECK_EVERY,
+    _batches,
+    _check_positive_int,
+    _device_of,
+    _modes,
+    _progress_bar,
+    _set_modes,
+    _to_device,
+)
 from lrfind.torch._stacked_optim import StackedOptimizer
 from lrfind.torch._state import Snapshot
 
@@ -311,11 +320,12 @@ class _Chunk:
     def evaluate(self, batches: Sequence[Any]) -> np.ndarray:
         """Each run's mean loss over ``batches`` (``(inputs, targets)`` pairs, shared by every
         run), the model in eval mode."""
+        modes = _modes(self.base)
         self.base.eval()
         try:
             total = sum(self._losses(x, y).double() for x, y in batches)
         finally:
-            self.base.train()
+            _set_modes(modes)
         return (total / len(batches)).cpu().numpy()
 
     def _losses(self, x: Any, y: Any) -> torch.Tensor:

@@ -72,7 +72,10 @@ def range_test(
     ``restore=False``), also when a step raises or the run is interrupted (Ctrl-C).
 
     Args:
-        model: the model; batches are moved to the device of its first parameter.
+        model: the model; batches are moved to the device of its first parameter. It trains in
+            train mode: a model left in eval mode is put in train mode for the sweep, while
+            submodules you put in eval mode inside a model in train mode (a frozen BatchNorm)
+            stay in eval mode. Frozen parameters stay frozen.
         optimizer: any ``torch.optim`` optimizer over the model's parameters.
         loss_fn: ``loss_fn(model(inputs), targets)`` for ``(inputs, targets)`` batches; may be
             None when ``step_fn`` is given or the model returns its loss (dict batches,
@@ -220,32 +223,34 @@ def range_test(
         model, optimizer, step, device, amp, scaler, max_grad_norm, accumulation_steps, num_steps, ranks, backward_fn
     )
     snapshot = Snapshot(model, optimizer, grad_scaler, state_cache, data=(data, val_data))
-    try:
-        run.sweep(lrs, ratios, data, val_data, val_every, val_batches, stop, check_every, progress)
-        result = RangeTestResult.from_sweep(lrs[: run.recorded], run.host_losses[: run.recorded], **options)
-        kept = len(result.lrs)
-        # Skips past the explosion point (the loop runs on to the next check) do not count.
-        skipped = sum(1 for i in run.skipped_at if i < run.recorded)
-        result = dataclasses.replace(
-            result, grad_norms=run.host_norms[:kept], val_losses=run.host_val[:kept], skipped_steps=skipped
-        )
-        if refine:
-            result = _with_refinement(
-                result, refine, refine_steps, run, snapshot, new_scaler, ratios, data, val_data, val_batches,
-                (loss_fn, step_fn, backward_fn), check_every, progress,
-            )  # fmt: skip
-    except Exception as err:
-        # Interleaved logs of many ranks: say which one this is (StoppedRankError already does).
-        if ranks is not None and not isinstance(err, StoppedRankError) and sys.version_info >= (3, 11):
-            err.add_note(
-                f"lrfind.torch.range_test: raised on rank {ranks.rank} of {ranks.size} (an error in a "
-                "collective usually means that another rank failed first: its log has the cause)"
+    # Called under torch.no_grad() (an evaluation helper, a notebook cell), training still needs gradients.
+    with torch.inference_mode(False), torch.enable_grad():
+        try:
+            run.sweep(lrs, ratios, data, val_data, val_every, val_batches, stop, check_every, progress)
+            result = RangeTestResult.from_sweep(lrs[: run.recorded], run.host_losses[: run.recorded], **options)
+            kept = len(result.lrs)
+            # Skips past the explosion point (the loop runs on to the next check) do not count.
+            skipped = sum(1 for i in run.skipped_at if i < run.recorded)
+            result = dataclasses.replace(
+                result, grad_norms=run.host_norms[:kept], val_losses=run.host_val[:kept], skipped_steps=skipped
             )
-        raise
-    finally:
-        if restore:
-            snapshot.restore()
-        snapshot.close()
+            if refine:
+                result = _with_refinement(
+                    result, refine, refine_steps, run, snapshot, new_scaler, ratios, data, val_data, val_batches,
+                    (loss_fn, step_fn, backward_fn), check_every, progress,
+                )  # fmt: skip
+        except Exception as err:
+            # Interleaved logs of many ranks: say which one this is (StoppedRankError already does).
+            if ranks is not None and not isinstance(err, StoppedRankError) and sys.version_info >= (3, 11):
+                err.add_note(
+                    f"lrfind.torch.range_test: raised on rank {ranks.rank} of {ranks.size} (an error in a "
+                    "collective usually means that another rank failed first: its log has the cause)"
+                )
+            raise
+        finally:
+            if restore:
+                snapshot.restore()
+            snapshot.close()
     return result
 
 
@@ -527,11 +532,17 @@ class _Run:
         batches = _batches(data)
         val = _batches(val_data, "val_data") if val_data is not None else None
         bar = _progress_bar(len(lrs), progress and (self.ranks is None or self.ranks.rank == 0))
-        self.model.train()
+        if not self.model.training:  # left in eval mode; submodules put in eval inside a training model stay so
+            self.model.train()
         i = 0
         try:
             while i < len(lrs):
                 lr = float(lrs[i])
+                if len(self.optimizer.param_groups) != len(ratios):
+                    raise RuntimeError(
+                        f"the optimizer's parameter groups changed during the sweep ({len(ratios)} at the start, "
+                        f"{len(self.optimizer.param_groups)} now, add_param_group?): a range test sweeps a fixed set"
+                    )
                 for group, ratio in zip(self.optimizer.param_groups, ratios, strict=True):
                     group["lr"] = lr * ratio
                 if not self._train_step(i, batches):
@@ -564,12 +575,13 @@ class _Run:
     def held_out_loss(self, batches: list[Any]) -> float:
         """The model's mean loss over ``batches`` in eval mode (over the ranks in a distributed
         run); inf if it is not finite."""
+        modes = _modes(self.model)
         self.model.eval()
         try:
             with self.autocast:
                 total = sum(self.step(self.model, b).detach().float() for b in batches) / len(batches)
         finally:
-            self.model.train()
+            _set_modes(modes)
         total = self._summed(total)
         if self.ranks is not None:
             self.ranks.wait()
@@ -622,12 +634,15 @@ class _Run:
 
     @torch.no_grad()
     def _validate(self, i: int, val: Iterator[Any], n: int) -> None:
+        modes = _modes(self.model)
         self.model.eval()
-        total = torch.zeros((), device=self.device)
-        for _ in range(n):
-            total += self.step(self.model, _to_device(next(val), self.device)).detach().float()
+        try:
+            total = torch.zeros((), device=self.device)
+            for _ in range(n):
+                total += self.step(self.model, _to_device(next(val), self.device)).detach().float()
+        finally:
+            _set_modes(modes)
         self.pending_val.append((i, self._summed(total / n)))
-        self.model.train()
 
     def _check(self, end: int, detector: _core.DivergenceDetector, bar: Any) -> bool:
         """Read steps ``recorded..end`` on the host (one sync) and feed the detector; True if
@@ -656,6 +671,17 @@ class _Run:
             bar.update(end - start)
             bar.set_postfix(lr=f"{self.optimizer.param_groups[0]['lr']:.2e}", loss=f"{detector.smoothed:.4g}")
         return False
+
+
+def _modes(model: torch.nn.Module) -> list[tuple[torch.nn.Module, bool]]:
+    """Every module's train/eval flag, for ``_set_modes`` after an evaluation: ``train()`` would
+    also wake the submodules a user put in eval mode (a frozen BatchNorm)."""
+    return [(m, m.training) for m in model.modules()]
+
+
+def _set_modes(modes: list[tuple[torch.nn.Module, bool]]) -> None:
+    for m, training in modes:
+        m.training = training
 
 
 def _check_setup(model: Any, optimizer: Any, **functions: Any) -> None:

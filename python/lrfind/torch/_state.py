@@ -6,6 +6,7 @@ import copy
 import os
 import random
 import tempfile
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,11 +42,7 @@ class _Copier:
             return _Shard(len(self.shards) - 1, local.detach().to("cpu", copy=True))
         if isinstance(obj, torch.Tensor):
             return obj.detach().to("cpu", copy=True)
-        if isinstance(obj, dict):
-            return {k: self.to_cpu(v) for k, v in obj.items()}
-        if isinstance(obj, (list, tuple)):
-            return type(obj)(self.to_cpu(v) for v in obj)
-        return copy.deepcopy(obj)
+        return _rebuilt(obj, self.to_cpu, copy.deepcopy)
 
     def back(self, obj: Any) -> Any:
         """A copy of ``obj`` with its shards rebuilt as DTensors on their meshes. Every tensor is
@@ -58,11 +55,25 @@ class _Copier:
             return DTensor.from_local(local, mesh, placements, run_check=False, shape=shape, stride=stride)
         if isinstance(obj, torch.Tensor):
             return obj.clone()
-        if isinstance(obj, dict):
-            return {k: self.back(v) for k, v in obj.items()}
-        if isinstance(obj, (list, tuple)):
-            return type(obj)(self.back(v) for v in obj)
-        return obj
+        return _rebuilt(obj, self.back, lambda v: v)
+
+
+def _rebuilt(obj: Any, each: Any, leaf: Any) -> Any:
+    """``obj`` with ``each`` applied to every item of its dicts, lists and tuples (namedtuples and
+    a state dict's ``_metadata``, which ``load_state_dict`` hands to versioned modules, kept),
+    and ``leaf`` to anything else."""
+    if isinstance(obj, dict):
+        out = {k: each(v) for k, v in obj.items()}
+        metadata = getattr(obj, "_metadata", None)
+        if metadata is not None:
+            out = OrderedDict(out)
+            out._metadata = copy.deepcopy(metadata)  # type: ignore[attr-defined]
+        return out
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        return type(obj)(*(each(v) for v in obj))
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(each(v) for v in obj)
+    return leaf(obj)
 
 
 def _devices(obj: Any) -> Any:
@@ -96,54 +107,78 @@ def _placed(obj: Any, devices: Any, old: Any = None) -> Any:
     if isinstance(obj, dict) and isinstance(devices, dict):
         return {k: _placed(v, devices[k], old.get(k) if isinstance(old, dict) else None) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)) and isinstance(devices, list):
-        return type(obj)(_placed(v, d) for v, d in zip(obj, devices, strict=True))
+        items = (_placed(v, d) for v, d in zip(obj, devices, strict=True))
+        return type(obj)(*items) if hasattr(obj, "_fields") else type(obj)(items)
     return obj
 
 
 class _OptimizerCopy:
-    """An optimizer's parameter groups and state (each parameter's by its position in the
-    groups), and their way back in place.
+    """An optimizer's parameter groups and state, and their way back in place.
 
     Not ``state_dict``/``load_state_dict``: loading casts floating-point state to its
     parameter's dtype (fp32 moments of bf16 weights, Adafactor's factors, master weights would
-    come back rounded) and replaces the group dicts that schedulers and users hold. Here every
-    value comes back with its own dtype and device, into the same group dicts, and into the
-    state's own tensors where it can. Parameters the optimizer trains outside the model (a
-    learnable loss temperature) are copied too."""
+    come back rounded) and replaces the group dicts that schedulers and users hold. Here:
+
+    - the groups come back as the same dicts holding the same objects (a tensor LR gets its
+      values back in place; the sweep only ever reassigns), and groups added since are dropped;
+    - each parameter's state (by its position in the groups) and any state under other keys
+      comes back with its own dtype and device, into the same dicts and tensors where it can;
+    - parameters the optimizer trains outside the model (a learnable loss temperature) come
+      back with their gradients and ``requires_grad``.
+    """
 
     def __init__(self, optimizer: Any, copier: _Copier, model_params: set[int]) -> None:
         self.optimizer = optimizer
-        self.params = [p for g in optimizer.param_groups for p in g["params"]]
+        groups = optimizer.param_groups
+        self.groups = [
+            (g, list(g), {k: v for k, v in g.items()}) for g in groups
+        ]  # the dict, its key order, its values
+        self.params = [p for g in groups for p in g["params"]]
         self.extra = [p for p in dict.fromkeys(self.params) if id(p) not in model_params]
-        state = optimizer.state
+        state, ids = optimizer.state, {id(p) for p in self.params}
         live = {i: state[p] for i, p in enumerate(self.params) if p in state}
+        self.other_keys = [k for k in state if not (isinstance(k, torch.Tensor) and id(k) in ids)]
         self.devices = {
-            "groups": [_devices({k: v for k, v in g.items() if k != "params"}) for g in optimizer.param_groups],
             "state": {i: _devices(v) for i, v in live.items()},
-            "extra": [(p.device, None if p.grad is None else p.grad.device) for p in self.extra],
+            "other": [_devices(state[k]) for k in self.other_keys],
+            "extra": [(p.device, None if p.grad is None else p.grad.device, p.requires_grad) for p in self.extra],
         }
         cpu = copier.to_cpu
-        self.saved = {
-            "groups": [cpu({k: v for k, v in g.items() if k != "params"}) for g in optimizer.param_groups],
+        self.saved = {  # what goes to disk with cache="disk": tensors and plain values only
+            "groups": [
+                {k: cpu(v) for k, v in values.items() if k != "params" and isinstance(v, torch.Tensor)}
+                for *_, values in self.groups
+            ],
             "state": {i: cpu(v) for i, v in live.items()},
+            "other": [cpu(state[k]) for k in self.other_keys],
             "extra": [(cpu(p), None if p.grad is None else cpu(p.grad)) for p in self.extra],
         }
 
     def restore(self, saved: dict[str, Any], back: Any) -> None:
         optimizer, devices = self.optimizer, self.devices
-        for group, values, where in zip(optimizer.param_groups, saved["groups"], devices["groups"], strict=True):
-            for key in [k for k in group if k != "params" and k not in values]:
-                del group[key]
-            group.update(_placed(back(values), where, group))
-        state = optimizer.state
-        for i, p in enumerate(self.params):
-            if i in saved["state"]:
-                state[p] = _placed(back(saved["state"][i]), devices["state"][i], state.get(p))
-            else:
-                state.pop(p, None)
+        del optimizer.param_groups[len(self.groups) :]  # add_param_group during the sweep
         with torch.no_grad():
-            for p, (data, grad), (_, grad_device) in zip(self.extra, saved["extra"], devices["extra"], strict=True):
+            for (group, order, values), tensors in zip(self.groups, saved["groups"], strict=True):
+                for key, saved_tensor in tensors.items():
+                    values[key].copy_(back(saved_tensor))
+                group.clear()
+                group.update((k, values[k]) for k in order)
+            state = optimizer.state
+            for i, p in enumerate(self.params):
+                if i in saved["state"]:
+                    _put(state, p, _placed(back(saved["state"][i]), devices["state"][i], state.get(p)))
+                else:
+                    state.pop(p, None)
+            kept = {id(k) for k in self.other_keys} | {id(p) for p in self.params}
+            for key in [k for k in state if id(k) not in kept]:
+                del state[key]
+            for key, value, where in zip(self.other_keys, saved["other"], devices["other"], strict=True):
+                _put(state, key, _placed(back(value), where, state.get(key)))
+            for p, (data, grad), (_, grad_device, requires) in zip(
+                self.extra, saved["extra"], devices["extra"], strict=True
+            ):
                 p.copy_(back(data))
+                p.requires_grad_(requires)
                 if grad is None:
                     p.grad = None
                 elif p.grad is None:
@@ -152,11 +187,24 @@ class _OptimizerCopy:
                     p.grad.copy_(back(grad))
 
 
+def _put(state: Any, key: Any, value: Any) -> None:
+    """``state[key] = value``, into the dict already there if both are dicts (the same object
+    that anything else may hold)."""
+    old = state.get(key)
+    if isinstance(old, dict) and isinstance(value, dict):
+        old.clear()
+        old.update(value)
+    else:
+        state[key] = value
+
+
 def _generators(data: Sequence[Any]) -> list[torch.Generator]:
-    """The torch.Generators of DataLoaders (their own, their sampler's, their batch sampler's)."""
+    """The torch.Generators of DataLoaders (their own, their sampler's, their batch sampler's and
+    its sampler's)."""
     found = []
     for d in data:
-        for owner in (d, getattr(d, "sampler", None), getattr(getattr(d, "batch_sampler", None), "sampler", None)):
+        batch_sampler = getattr(d, "batch_sampler", None)
+        for owner in (d, getattr(d, "sampler", None), batch_sampler, getattr(batch_sampler, "sampler", None)):
             g = getattr(owner, "generator", None)
             if isinstance(g, torch.Generator):
                 found.append(g)
@@ -166,11 +214,12 @@ def _generators(data: Sequence[Any]) -> list[torch.Generator]:
 class Snapshot:
     """The state of a model, its optimizer, a grad scaler and every RNG, held off the GPU.
 
-    ``data`` lists DataLoaders whose generators are restored too.
+    ``data`` lists DataLoaders whose generators are restored too, and whose persistent
+    workers' iterator is kept out of the sweep's way.
     ``cache="cpu"`` keeps the copy in host memory; ``cache="disk"`` writes it to a temporary
     directory (for models larger than RAM allows), removed by ``close()``. ``restore()`` puts
     every tensor back bitwise, in place, so references held elsewhere (the optimizer's
-    parameters, the user's variables) stay valid.
+    parameters, the user's variables) stay valid; ``close()`` ends the snapshot.
     """
 
     def __init__(
@@ -185,6 +234,17 @@ class Snapshot:
             raise ValueError(f'state_cache must be "cpu" or "disk", got {cache!r}')
         self.model, self.optimizer, self.scaler = model, optimizer, scaler
         self.training = {name: m.training for name, m in model.named_modules()}
+        self.requires_grad = {name: p.requires_grad for name, p in model.named_parameters()}
+        # Every module's own buffers, as the module holds them: one the forward pass resizes or
+        # sets (a positional cache, first None) comes back as it was, as do the non-persistent.
+        modules = dict(model.named_modules())
+        self.buffer_places = {
+            name: (
+                {k: None if b is None else b.device for k, b in m._buffers.items()},
+                set(m._non_persistent_buffers_set),
+            )
+            for name, m in modules.items()
+        }
         # A sharded model (FSDP2) has DTensor parameters, gradients and optimizer state: each
         # rank keeps its own shards, never the gathered whole.
         self.copier = _Copier()
@@ -194,8 +254,9 @@ class Snapshot:
         )
         state = {
             "model": cpu(model.state_dict()),
-            # state_dict leaves out buffers registered with persistent=False.
-            "buffers": {n: cpu(b) for n, b in model.named_buffers()},
+            "buffers": {
+                name: {k: None if b is None else cpu(b) for k, b in m._buffers.items()} for name, m in modules.items()
+            },
             "grads": {n: None if p.grad is None else cpu(p.grad) for n, p in model.named_parameters()},
             "scaler": None if scaler is None else cpu(scaler.state_dict()),
             "optimizer": None if self.optimizer_copy is None else self.optimizer_copy.saved,
@@ -212,29 +273,68 @@ class Snapshot:
         }
         # DataLoaders may carry their own generators (shuffling, sampling): those are RNGs too.
         self.generators = {id(g): (g, g.get_state()) for g in _generators(data)}
-        # A DataLoader with persistent workers keeps the iterator the sweep opens, and the next
-        # epoch would reuse its workers (their RNGs advanced, no new seed drawn): keep which one
-        # it had. (One the user had already opened is reset by the sweep; that cannot be undone.)
+        # A DataLoader with persistent workers reuses its one iterator (and its workers, RNGs
+        # advanced) on every iter(): the sweep gets an iterator of its own, and the user's, maybe
+        # mid-epoch, waits untouched until close().
         self.iterators = [
             (d, d._iterator) for d in data if isinstance(d, torch.utils.data.DataLoader) and d.persistent_workers
         ]
+        for loader, _ in self.iterators:
+            loader._iterator = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         if cache == "disk":
             self._dir = tempfile.TemporaryDirectory(prefix="lrfind-")
             self._path = os.path.join(self._dir.name, "state.pt")
-            torch.save(state, self._path)
+            try:
+                torch.save(state, self._path)
+            except BaseException:
+                self.close()  # no directory left behind, and the loaders get their iterators back
+                raise
             self._state: dict[str, Any] | None = None
         else:
             self._state = state
 
     def restore(self) -> None:
-        """Put everything back as it was when the snapshot was taken."""
+        """Put everything back as it was when the snapshot was taken. Each part is restored even
+        if another fails (the first error is raised at the end)."""
         state = self._state if self._state is not None else torch.load(self._path, weights_only=False)
         back = self.copier.back
+        errors: list[BaseException] = []
+        for part in (
+            lambda: self._restore_buffers(state["buffers"], back),  # first: load_state_dict copies into them
+            lambda: self._restore_parameters(state, back),
+            lambda: self.optimizer_copy is not None and self.optimizer_copy.restore(state["optimizer"], back),
+            lambda: self.scaler is not None and self._restore_scaler(state["scaler"]),
+            self._restore_rngs,
+            self._close_sweep_iterators,
+        ):
+            try:
+                part()
+            except Exception as e:  # noqa: BLE001 - every other part still gets restored
+                errors.append(e)
+        if errors:
+            raise errors[0]
+
+    def _restore_buffers(self, saved: dict[str, dict[str, Any]], back: Any) -> None:
+        modules = dict(self.model.named_modules())
+        with torch.no_grad():
+            for name, (devices, non_persistent) in self.buffer_places.items():
+                m = modules.get(name)
+                if m is None:
+                    continue
+                for key in [k for k in m._buffers if k not in devices]:  # registered during the sweep
+                    del m._buffers[key]
+                for key, device in devices.items():
+                    value, now = back(saved[name][key]), m._buffers.get(key)
+                    if value is None or now is None or now.shape != value.shape or now.dtype != value.dtype:
+                        m._buffers[key] = None if value is None else value.to(device)
+                    else:
+                        now.copy_(value)
+                m._non_persistent_buffers_set = set(non_persistent)
+
+    def _restore_parameters(self, state: dict[str, Any], back: Any) -> None:
         with torch.no_grad():
             self.model.load_state_dict(back(state["model"]))
-            for name, b in self.model.named_buffers():
-                b.copy_(back(state["buffers"][name]))
             for name, p in self.model.named_parameters():
                 saved = back(state["grads"].get(name))
                 if saved is None:
@@ -243,14 +343,18 @@ class Snapshot:
                     p.grad = saved.to(p.device)
                 else:
                     p.grad.copy_(saved)
-        if self.optimizer_copy is not None:
-            self.optimizer_copy.restore(state["optimizer"], back)
-        if self.scaler is not None:
-            self.scaler.load_state_dict(state["scaler"])
-            self.scaler._per_optimizer_states.clear()
-            self.scaler._per_optimizer_states.update({k: dict(v) for k, v in self.scaler_stages.items()})
+                if name in self.requires_grad:
+                    p.requires_grad_(self.requires_grad[name])
         for name, m in self.model.named_modules():
-            m.training = self.training[name]
+            if name in self.training:
+                m.training = self.training[name]
+
+    def _restore_scaler(self, saved: dict[str, Any]) -> None:
+        self.scaler.load_state_dict(saved)
+        self.scaler._per_optimizer_states.clear()
+        self.scaler._per_optimizer_states.update({k: dict(v) for k, v in self.scaler_stages.items()})
+
+    def _restore_rngs(self) -> None:
         random.setstate(self.rng["python"])
         np.random.set_state(self.rng["numpy"])
         torch.set_rng_state(self.rng["torch"])
@@ -258,14 +362,21 @@ class Snapshot:
             torch.cuda.set_rng_state_all(self.rng["cuda"])
         for generator, generator_state in self.generators.values():
             generator.set_state(generator_state)
-        for loader, iterator in self.iterators:
-            opened, loader._iterator = loader._iterator, iterator
-            if opened is not iterator and opened is not None:
+
+    def _close_sweep_iterators(self) -> None:
+        """Shut down the iterators the sweep opened on persistent-worker loaders."""
+        for loader, _ in self.iterators:
+            opened, loader._iterator = loader._iterator, None
+            if opened is not None:
                 opened._shutdown_workers()
 
     def close(self) -> None:
-        """Drop the copy (and its temporary directory)."""
+        """Drop the copy (and its temporary directory), and give persistent-worker loaders their
+        own iterators back."""
         self._state = None
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None
+        self._close_sweep_iterators()
+        for loader, iterator in self.iterators:
+            loader._iterator = iterator
