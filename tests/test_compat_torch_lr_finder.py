@@ -171,6 +171,19 @@ def test_same_history_and_stop_as_torch_lr_finder(twins):
     )
 
 
+def test_ctrl_c_keeps_the_history_so_far_as_torch_lr_finder():
+    """A long run interrupted at step 16 (between two host reads): the 15 steps before it are
+    history, to plot, as torch-lr-finder has them."""
+    runs = []
+    for package in (real, compat):
+        lr_finder = finder(package, criterion=CountingLoss(16, KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            lr_finder.range_test(loader(0))
+        runs.append(lr_finder)
+    assert len(runs[0].history["lr"]) == 15
+    assert_same_history(*runs)
+
+
 def test_same_plot_and_suggestion_as_torch_lr_finder(twins):
     expected, got, _ = twins
     for kwargs in ({}, {"skip_start": 0, "skip_end": 0}, {"skip_start": 5, "skip_end": 10, "log_lr": False}):

@@ -314,6 +314,18 @@ def test_settings_override_the_trainers_and_its_own_are_refused(tmp_path):
         lrfind.hf.range_test(object())
     with pytest.raises(TypeError, match="unexpected keyword argument.*end_lr.*max_lr"):
         lrfind.hf.LRFinderCallback(end_lr=1.0)  # a typo fails here, not when training starts
+    bad = [
+        (dict(min_lr=-1), ValueError, "min_lr"),
+        (dict(num_steps="5"), TypeError, "num_steps"),
+        (dict(state_cache="gpu"), ValueError, "state_cache"),
+        (dict(accumulation_steps=0), ValueError, "accumulation_steps"),
+        (dict(group_lrs="x"), ValueError, "group_lrs"),
+        (dict(methods="bogus"), ValueError, "method must be one of"),
+        (dict(refine=3), ValueError, "val_data"),
+    ]
+    for settings, error, name in bad:  # so does a bad value
+        with pytest.raises(error, match=name):
+            lrfind.hf.LRFinderCallback(**settings)
 
 
 # --- applying the suggestion ------------------------------------------------------------------------

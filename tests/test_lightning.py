@@ -282,6 +282,92 @@ def test_lr_find_gives_the_callbacks_result_and_a_model_ready_to_train():
         lr_find(trainer(callbacks=[LRFinder()]), Net(), loader())
 
 
+class SeededDigits(pl.LightningDataModule):
+    """A DataModule that shuffles with a generator of its own."""
+
+    def __init__(self):
+        super().__init__()
+        self.generator = torch.Generator().manual_seed(7)
+
+    def train_dataloader(self):
+        return loader(shuffle=True, generator=self.generator)
+
+
+def test_a_datamodules_own_generator_comes_back():
+    """Its DataLoaders exist only once the sweep sets up its data; their generator is the
+    DataModule's, and a fit after lr_find must shuffle as without it."""
+    data = SeededDigits()
+    state = data.generator.get_state()
+    lr_find(trainer(max_steps=1), Net(), datamodule=data, **SETTINGS, update_attr=False, progress=False)
+    assert torch.equal(data.generator.get_state(), state)
+
+
+class EpochNet(Net):
+    """Also logs an epoch mean (on_epoch=True), which Lightning sums over the epoch's batches."""
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        self.log("epoch_loss", loss, on_step=False, on_epoch=True)
+        return loss
+
+
+class MidEpochFinder(LRFinder):
+    """The sweep at the fourth batch of the second epoch."""
+
+    def on_fit_start(self, trainer, pl_module):
+        pass
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.current_epoch == 1 and batch_idx == 3:
+            self.lr_find(trainer, pl_module)
+
+
+def test_a_sweep_mid_epoch_keeps_the_epochs_logged_sums():
+    def fit(*callbacks):
+        model = EpochNet(optimizer="adam")
+        fit = trainer(callbacks=list(callbacks), max_epochs=2, max_steps=-1, limit_train_batches=6)
+        fit.fit(model, loader())
+        return model, fit.callback_metrics
+
+    finder = MidEpochFinder(**SETTINGS, update_attr=False, progress=False)
+    swept, swept_metrics = fit(finder)
+    assert finder.result is not None
+    plain, plain_metrics = fit()
+    assert_same(swept.state_dict(), plain.state_dict())
+    assert_same(swept_metrics, plain_metrics)
+    assert "epoch_loss" in plain_metrics
+
+
+class CyclicNet(Net):
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+        cyclic = torch.optim.lr_scheduler.CyclicLR(optimizer, base_lr=self.hparams.lr, max_lr=10 * self.hparams.lr)
+        return [optimizer], [{"scheduler": cyclic, "interval": "step"}]
+
+
+def test_a_cyclic_schedule_keeps_its_shape_around_the_suggestion():
+    finder, model, fit = sweep(CyclicNet(), max_steps=1)
+    (config,) = fit.lr_scheduler_configs
+    cyclic = config.scheduler
+    assert cyclic.base_lrs == [finder.applied_lr]
+    assert cyclic.max_lrs[0] == pytest.approx(10 * finder.applied_lr, rel=1e-12)
+
+
+class SkippingNet(Net):
+    """A training_step that never returns a loss (Lightning skips each batch)."""
+
+    def training_step(self, batch, batch_idx):
+        super().training_step(batch, batch_idx)
+
+
+def test_a_training_step_that_returns_no_loss_is_named_and_everything_comes_back():
+    model = SkippingNet()
+    weights = copy.deepcopy(model.state_dict())
+    with pytest.raises(RuntimeError, match="training_step returned no loss for 50 steps in a row"):
+        lr_find(trainer(max_steps=1), model, loader(), **SETTINGS, progress=False)
+    assert_same(model.state_dict(), weights)
+
+
 class FigureLogger(Logger):
     """A logger whose experiment takes figures and text as TensorBoard's ``SummaryWriter`` does."""
 
@@ -359,11 +445,17 @@ def test_the_lr_attribute_is_found_or_named():
         (dict(group_lrs="each"), "group_lrs"),
         (dict(check_every=0), "check_every"),
         (dict(state_cache="gpu"), "state_cache"),
+        (dict(attr_name=5), "attr_name must be a str or None, got 5"),
+        (dict(update_attr="no"), "update_attr must be True or False, got 'no'"),
+        (dict(progress="yes"), "progress must be True or False"),
+        (dict(log_result=None), "log_result must be True or False"),
     ],
 )
 def test_bad_settings_fail_when_the_callback_is_made(settings, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((ValueError, TypeError), match=message):
         LRFinder(**settings)
+    with pytest.raises(TypeError, match="trainer must be a lightning Trainer, got NoneType"):
+        lr_find(None, Net(), loader())
 
 
 def test_imports_stay_lazy():

@@ -35,6 +35,7 @@ from accelerate.utils import DistributedType
 
 from lrfind.result import RangeTestResult
 from lrfind.torch import range_test as _torch_range_test
+from lrfind.torch._range_test import check_settings
 
 __all__ = ["LRFinderCallback", "accelerate_range_test", "range_test"]
 
@@ -154,6 +155,7 @@ class LRFinderCallback(transformers.TrainerCallback):
 
     def __init__(self, *, apply: bool = True, **settings: Any) -> None:
         _refuse(settings, TRAINER_OWNED, "LRFinderCallback", "the Trainer")
+        check_settings(**settings)  # a bad value fails here, not once the Trainer has set up
         self.apply, self.settings = apply, settings
         self.result: RangeTestResult | None = None
         self.trainer: transformers.Trainer | None = None

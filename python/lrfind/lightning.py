@@ -34,6 +34,7 @@ from lightning.pytorch.utilities.combined_loader import CombinedLoader
 from lightning.pytorch.utilities.exceptions import _TunerExitException
 from lightning.pytorch.utilities.parsing import lightning_hasattr, lightning_setattr
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from torch.utils.data import DataLoader
 
 from lrfind import _core
 from lrfind.result import RangeTestResult, detector, sweep_options
@@ -179,6 +180,11 @@ class LRFinder(pl.Callback):
             raise ValueError(f"check_every must be an int >= 1, got {check_every!r}")
         if state_cache not in ("cpu", "disk"):
             raise ValueError(f'state_cache must be "cpu" or "disk", got {state_cache!r}')
+        if attr_name is not None and not isinstance(attr_name, str):
+            raise TypeError(f"attr_name must be a str or None, got {attr_name!r}")
+        for name, flag in (("update_attr", update_attr), ("progress", progress), ("log_result", log_result)):
+            if not isinstance(flag, bool):  # "no" is truthy: it would update
+                raise TypeError(f"{name} must be True or False, got {flag!r}")
         self.attr_name, self.update_attr, self.group_lrs = attr_name, update_attr, group_lrs
         self.check_every, self.state_cache, self.progress, self.log_result = (
             check_every,
@@ -249,6 +255,10 @@ def lr_find(
         the ``RangeTestResult`` (also the callback's ``.result``), or None when the sweep was
         skipped (``fast_dev_run``, no training batch).
     """
+    if not isinstance(trainer, pl.Trainer):
+        raise TypeError(f"trainer must be a lightning Trainer, got {type(trainer).__name__}")
+    if not isinstance(model, pl.LightningModule):
+        raise TypeError(f"model must be a LightningModule, got {type(model).__name__}")
     if any(isinstance(callback, LRFinder) for callback in trainer.callbacks):
         raise ValueError(
             "the Trainer already has an lrfind.lightning.LRFinder callback: remove it to call lr_find, "
@@ -386,6 +396,11 @@ class _Sweep(pl.Callback):
             self.consecutive_skips += 1
             if self.consecutive_skips < MAX_CONSECUTIVE_SKIPS:
                 return  # same LR again
+            if not window:  # not an fp16 overflow: nothing trains
+                raise RuntimeError(
+                    f"lrfind.lightning.LRFinder: training_step returned no loss for {MAX_CONSECUTIVE_SKIPS} steps in a "
+                    "row (None skips the batch), so the range test has nothing to record: return the loss"
+                )
             window = [torch.tensor(float("nan"), device=pl_module.device)]
         self.consecutive_skips = 0
         total = torch.stack(window).sum()
@@ -494,10 +509,14 @@ def _sweep(
 
 def _train_loaders(trainer: pl.Trainer) -> list[Any]:
     """The train DataLoaders known before the sweep (those passed to ``fit``, and those already
-    set up), whose own generators the snapshot restores."""
+    set up), and the generators and DataLoaders a LightningModule or DataModule that makes the
+    train data holds (its ``train_dataloader()`` runs only in the sweep, which draws on them):
+    the generators that the snapshot restores."""
     loaders: list[Any] = []
     instance = trainer.fit_loop._data_source.instance
-    if not isinstance(instance, (pl.LightningModule, pl.LightningDataModule)):
+    if isinstance(instance, (pl.LightningModule, pl.LightningDataModule)):
+        loaders += [v for v in vars(instance).values() if isinstance(v, (torch.Generator, DataLoader))]
+    else:
         loaders += _flat(instance)
     if trainer.fit_loop._combined_loader is not None:
         loaders += trainer.fit_loop._combined_loader.flattened
@@ -548,7 +567,9 @@ class _TrainerState:
         connector = trainer._logger_connector
         self.metrics = {name: dict(getattr(connector, name)) for name in self.METRICS}
         self.connector_flags = (connector._first_loop_iter, connector._current_fx)
-        self.result_keys = set(loop.epoch_loop._results)
+        # The epoch's logged values so far (on_epoch=True sums, when called mid-epoch): the sweep
+        # logs into a collection of its own, and this one comes back untouched.
+        self.results = loop.epoch_loop._results
 
     def prepare(self, trainer: pl.Trainer, sweep: _Sweep) -> None:
         """The trainer set up for the sweep: only ``sweep`` as callback, no logging, validation
@@ -564,6 +585,7 @@ class _TrainerState:
         loop.max_epochs, loop.min_epochs, loop.epoch_loop.max_steps, loop.epoch_loop.min_steps = -1, None, -1, None
         loop._combined_loader = None  # the sweep's own iterator: the next epoch's, when called mid-training
         loop._combined_loader_states_to_load = []
+        loop.epoch_loop._results = type(self.results)(training=True)
         trainer.should_stop = False
 
     def restore(self, trainer: pl.Trainer) -> None:
@@ -584,10 +606,7 @@ class _TrainerState:
         for name, value in self.data.items():
             setattr(loop, name, value)
         loop._combined_loader_states_to_load = self.loader_states
-        results = loop.epoch_loop._results
-        results.reset()
-        for key in set(results) - self.result_keys:
-            del results[key]
+        loop.epoch_loop._results = self.results
         connector = trainer._logger_connector
         for name, value in self.metrics.items():
             setattr(connector, name, value)
@@ -632,6 +651,10 @@ def _apply(
         if isinstance(getattr(scheduler, "base_lrs", None), list):
             scheduler.base_lrs = [
                 _scaled(b, *by_group[id(g)]) for b, g in zip(scheduler.base_lrs, optimizer.param_groups, strict=True)
+            ]
+        if isinstance(getattr(scheduler, "max_lrs", None), list):  # CyclicLR keeps its peaks on itself
+            scheduler.max_lrs = [
+                _scaled(m, *by_group[id(g)]) for m, g in zip(scheduler.max_lrs, optimizer.param_groups, strict=True)
             ]
         if isinstance(getattr(scheduler, "_last_lr", None), list):
             scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]

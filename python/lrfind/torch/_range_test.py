@@ -116,10 +116,11 @@ def range_test(
             candidate; raise ``val_batches`` for a steadier score). The best becomes
             ``suggested_lr``; ``result.refined`` holds every candidate's LR and score. The
             candidates train side by side (vmapped, as ``parallel_range_test``) when that is
-            exact: a fresh SGD/Adam/AdamW over all the model's parameters with one LR, a
-            ``loss_fn`` on ``(inputs, targets)`` batches, no BatchNorm running statistics, AMP,
-            accumulation, clipping or distributed run, and a model vmap can run; one after
-            another with your optimizer and settings otherwise. A sweep that gives no LR to train at is not refined.
+            the same computation (equal up to float rounding): a fresh SGD/Adam/AdamW over all
+            the model's parameters with one LR, a ``loss_fn`` on ``(inputs, targets)`` batches,
+            no BatchNorm running statistics, AMP, accumulation, clipping or distributed run, and
+            a model vmap can run; one after another with your optimizer and settings otherwise.
+            A sweep that gives no LR to train at is not refined.
         refine_steps: steps per candidate (default None: ``num_steps``); the cost of ``refine``
             is ``refine * refine_steps`` training steps.
         check_every: steps between host reads of the recorded losses (default 10). On a GPU
@@ -157,32 +158,8 @@ def range_test(
         ``val_losses``, ``stop_index``, ``stop_reason``, ``skipped_steps``, ``suggestions``,
         ``suggested_lr`` and ``diagnosis``.
     """
-    lrs = _core.sweep_lrs(min_lr, max_lr, num_steps, mode)
-    refine_steps = _refine.check_refine(refine, refine_steps, num_steps, val_data)
-    if refine and not restore:
-        raise ValueError(f"refine={refine} needs restore=True: every candidate starts from the model as it was")
-    options = sweep_options(
-        methods=methods,
-        diverge_threshold=diverge_threshold,
-        watch=watch,
-        smooth_factor=smooth_factor,
-        patience=patience,
-        suggest_on=suggest_on,
-        arch=arch,
-    )
+    lrs, options, refine_steps = _check_values(locals())
     stop = detector(options)
-    _check_positive_int("accumulation_steps", accumulation_steps)
-    _check_positive_int("check_every", check_every)
-    _check_positive_int("val_every", val_every)
-    _check_positive_int("val_batches", val_batches)
-    if amp not in (None, "bf16", "fp16"):
-        raise ValueError(f'amp must be None, "bf16" or "fp16", got {amp!r}')
-    if group_lrs not in ("ratio", "same"):
-        raise ValueError(f'group_lrs must be "ratio" or "same", got {group_lrs!r}')
-    if max_grad_norm is not None and (
-        isinstance(max_grad_norm, bool) or not isinstance(max_grad_norm, numbers.Real) or not max_grad_norm > 0
-    ):
-        raise ValueError(f"max_grad_norm must be a number > 0 or None, got {max_grad_norm!r}")
     _check_setup(model, optimizer, loss_fn=loss_fn, step_fn=step_fn, backward_fn=backward_fn)
     if backward_fn is not None and (amp == "fp16" or grad_scaler is not None):
         raise ValueError(
@@ -197,8 +174,6 @@ def range_test(
             "this optimizer steps its own GradScaler (accelerate under fp16): use lrfind.hf.accelerate_range_test, or "
             "pass the optimizer inside it (optimizer.optimizer) with grad_scaler=accelerator.scaler and no backward_fn"
         )
-    if isinstance(dist_timeout, bool) or not isinstance(dist_timeout, numbers.Real) or not 0 < dist_timeout < math.inf:
-        raise ValueError(f"dist_timeout must be a finite number of seconds > 0, got {dist_timeout!r}")
     _refuse_fsdp1(model)
     if step_fn is not None:
         _check_takes_two(step_fn)
@@ -252,6 +227,48 @@ def range_test(
                 snapshot.restore()
             snapshot.close()
     return result
+
+
+def check_settings(**settings: Any) -> None:
+    """``range_test``'s checks of ``settings`` (its keyword arguments; the others at their
+    defaults) that need no model, data or optimizer: for a callback that runs it later, so that
+    a bad value fails when the callback is made. Raises what ``range_test`` raises."""
+    bound = inspect.signature(range_test).bind_partial(None, None, None, None, **settings)
+    bound.apply_defaults()
+    _check_values(bound.arguments)
+
+
+def _check_values(a: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any], int | None]:
+    """The checks of ``range_test``'s arguments ``a`` (by name) that need no model: the sweep's
+    LRs, the analysis options and ``refine_steps``."""
+    lrs = _core.sweep_lrs(a["min_lr"], a["max_lr"], a["num_steps"], a["mode"])
+    refine_steps = _refine.check_refine(a["refine"], a["refine_steps"], a["num_steps"], a["val_data"])
+    if a["refine"] and not a["restore"]:
+        raise ValueError(f"refine={a['refine']} needs restore=True: every candidate starts from the model as it was")
+    options = sweep_options(
+        methods=a["methods"],
+        diverge_threshold=a["diverge_threshold"],
+        watch=a["watch"],
+        smooth_factor=a["smooth_factor"],
+        patience=a["patience"],
+        suggest_on=a["suggest_on"],
+        arch=a["arch"],
+    )
+    for name in ("accumulation_steps", "check_every", "val_every", "val_batches"):
+        _check_positive_int(name, a[name])
+    if a["amp"] not in (None, "bf16", "fp16"):
+        raise ValueError(f'amp must be None, "bf16" or "fp16", got {a["amp"]!r}')
+    if a["group_lrs"] not in ("ratio", "same"):
+        raise ValueError(f'group_lrs must be "ratio" or "same", got {a["group_lrs"]!r}')
+    norm = a["max_grad_norm"]
+    if norm is not None and (isinstance(norm, bool) or not isinstance(norm, numbers.Real) or not norm > 0):
+        raise ValueError(f"max_grad_norm must be a number > 0 or None, got {norm!r}")
+    if a["state_cache"] not in ("cpu", "disk"):
+        raise ValueError(f'state_cache must be "cpu" or "disk", got {a["state_cache"]!r}')
+    timeout = a["dist_timeout"]
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not 0 < timeout < math.inf:
+        raise ValueError(f"dist_timeout must be a finite number of seconds > 0, got {timeout!r}")
+    return lrs, options, refine_steps
 
 
 def _with_refinement(

@@ -199,10 +199,13 @@ def _put(state: Any, key: Any, value: Any) -> None:
 
 
 def _generators(data: Sequence[Any]) -> list[torch.Generator]:
-    """The torch.Generators of DataLoaders (their own, their sampler's, their batch sampler's and
-    its sampler's)."""
+    """The torch.Generators in ``data``: those given, and those of DataLoaders (their own, their
+    sampler's, their batch sampler's and its sampler's)."""
     found = []
     for d in data:
+        if isinstance(d, torch.Generator):
+            found.append(d)
+            continue
         batch_sampler = getattr(d, "batch_sampler", None)
         for owner in (d, getattr(d, "sampler", None), batch_sampler, getattr(batch_sampler, "sampler", None)):
             g = getattr(owner, "generator", None)
@@ -214,7 +217,7 @@ def _generators(data: Sequence[Any]) -> list[torch.Generator]:
 class Snapshot:
     """The state of a model, its optimizer, a grad scaler and every RNG, held off the GPU.
 
-    ``data`` lists DataLoaders whose generators are restored too, and whose persistent
+    ``data`` lists DataLoaders (and generators) whose generators are restored too, and whose persistent
     workers' iterator is kept out of the sweep's way.
     ``cache="cpu"`` keeps the copy in host memory; ``cache="disk"`` writes it to a temporary
     directory (for models larger than RAM allows), removed by ``close()``. ``restore()`` puts

@@ -320,9 +320,10 @@ class LRFinder:
                     loss = self._train_batch(train_iter, accumulation_steps, non_blocking_transfer)
                     if val_iter is not None:
                         loss = self._validate(val_iter, non_blocking_transfer)
-                except Exception:
-                    # A step run ahead of the read, past the stop, fails (a data iterator without
-                    # auto_reset that ran out, say): torch-lr-finder would never have run it.
+                except BaseException:
+                    # The losses before it are history, as torch-lr-finder records each at once
+                    # (Ctrl-C included). A step run ahead of the read, past the stop, fails (a data
+                    # iterator without auto_reset that ran out, say): torch-lr-finder never ran it.
                     if pending and self._record(pending, ladders[0], smooth_f, diverge_th, raw, bar):
                         break
                     raise
