@@ -360,6 +360,7 @@ class SkippingNet(Net):
         super().training_step(batch, batch_idx)
 
 
+@pytest.mark.filterwarnings("ignore:`training_step` returned `None`")
 def test_a_training_step_that_returns_no_loss_is_named_and_everything_comes_back():
     model = SkippingNet()
     weights = copy.deepcopy(model.state_dict())
