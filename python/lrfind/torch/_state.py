@@ -97,8 +97,8 @@ def _placed(obj: Any, devices: Any, old: Any = None) -> Any:
         same = (
             isinstance(old, torch.Tensor)
             and not (DTensor is not None and isinstance(old, DTensor))
-            and (old.shape, old.dtype, old.device, old.layout) == (obj.shape, obj.dtype, devices, obj.layout)
-            and old.layout == torch.strided
+            and (old.shape, old.dtype, old.device) == (obj.shape, obj.dtype, devices)
+            and old.layout == obj.layout == torch.strided
         )
         if same:
             with torch.no_grad():
@@ -130,9 +130,7 @@ class _OptimizerCopy:
     def __init__(self, optimizer: Any, copier: _Copier, model_params: set[int]) -> None:
         self.optimizer = optimizer
         groups = optimizer.param_groups
-        self.groups = [
-            (g, list(g), {k: v for k, v in g.items()}) for g in groups
-        ]  # the dict, its key order, its values
+        self.groups = [(g, list(g), dict(g)) for g in groups]  # each dict, its key order, its values
         self.params = [p for g in groups for p in g["params"]]
         self.extra = [p for p in dict.fromkeys(self.params) if id(p) not in model_params]
         state, ids = optimizer.state, {id(p) for p in self.params}
@@ -217,8 +215,8 @@ def _generators(data: Sequence[Any]) -> list[torch.Generator]:
 class Snapshot:
     """The state of a model, its optimizer, a grad scaler and every RNG, held off the GPU.
 
-    ``data`` lists DataLoaders (and generators) whose generators are restored too, and whose persistent
-    workers' iterator is kept out of the sweep's way.
+    ``data`` lists DataLoaders (and generators) whose generators are restored too, and whose
+    persistent workers' iterator is kept out of the sweep's way.
     ``cache="cpu"`` keeps the copy in host memory; ``cache="disk"`` writes it to a temporary
     directory (for models larger than RAM allows), removed by ``close()``. ``restore()`` puts
     every tensor back bitwise, in place, so references held elsewhere (the optimizer's
@@ -235,7 +233,7 @@ class Snapshot:
     ) -> None:
         if cache not in ("cpu", "disk"):
             raise ValueError(f'state_cache must be "cpu" or "disk", got {cache!r}')
-        self.model, self.optimizer, self.scaler = model, optimizer, scaler
+        self.model, self.scaler = model, scaler
         self.training = {name: m.training for name, m in model.named_modules()}
         self.requires_grad = {name: p.requires_grad for name, p in model.named_parameters()}
         # Every module's own buffers, as the module holds them: one the forward pass resizes or
