@@ -791,7 +791,8 @@ fn warmup_cosine<'py>(
     Ok(s.to_vec()?.into_pyarray(py))
 }
 
-/// The warmup + cosine LR at one `step` (>= 0; past `total_steps` it stays at `min_lr`).
+/// The warmup + cosine LR at one `step` (>= 0; past `total_steps` it stays at its end value:
+/// `min_lr`, or `base_lr` when `warmup_steps == total_steps`).
 #[pyfunction]
 #[pyo3(signature = (step, total_steps, warmup_steps, base_lr, min_lr=Real::new(0.0)), text_signature = "(step, total_steps, warmup_steps, base_lr, min_lr=0.0)")]
 fn warmup_cosine_at(

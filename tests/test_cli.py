@@ -346,6 +346,14 @@ def test_demo_without_cuda_says_so(tmp_path: Path) -> None:
     assert "lrfind: error:" in done.stderr and "CUDA is not available" in done.stderr
 
 
+def test_demo_settings_are_checked_before_the_run(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    for args, message in [(("--steps", "1"), "--steps must be at least 2"),
+                          (("--out", str(tmp_path / "afile")), "exists and is not a directory")]:  # fmt: skip
+        done = run("demo", *args)
+        assert done.returncode == 2 and message in done.stderr and "Range test" not in done.stdout
+
+
 def test_demo_default(tmp_path: Path) -> None:
     pytest.importorskip("sklearn")
     pytest.importorskip("matplotlib")
@@ -394,6 +402,24 @@ def test_schedule_warmup_cosine() -> None:
     for row in rows:
         assert float(row[1]) == pytest.approx(expected[int(row[0])], rel=1e-6)
     assert ["10", f"{1e-3:.6e}", "<-", "peak"] in rows
+
+
+def test_schedule_plot_file_is_checked_and_named_as_written(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    args = ("schedule", "--policy", "one_cycle", "--total-steps", "100", "--base-lr", "1e-3", "--max-lr", "1e-2")
+    done = run(*args, "--plot", tmp_path / "cycle")
+    assert done.returncode == 0 and done.stderr == f"lrfind: wrote {tmp_path / 'cycle.png'}\n"
+    assert (tmp_path / "cycle.png").read_bytes()[:8] == PNG_MAGIC
+    for value, message in [("", "--plot needs a file name, got ''"), (str(tmp_path), "(a directory)"),
+                           (str(tmp_path / "x.nope"), "matplotlib cannot write '.nope' files")]:  # fmt: skip
+        done = run(*args, "--plot", value)
+        assert done.returncode == 2 and message in done.stderr and done.stdout == ""  # before the table
+
+
+def test_schedule_all_warm_up_says_so() -> None:
+    done = run("schedule", "--policy", "warmup_cosine", "--total-steps", "100", "--base-lr", "1e-3",
+               "--warmup-steps", "100")  # fmt: skip
+    assert done.returncode == 0 and "no cosine (all warm-up)" in done.stdout.splitlines()[0]
 
 
 @pytest.mark.parametrize("command", [None, "analyze", "demo", "schedule"])

@@ -535,6 +535,10 @@ def _require_matplotlib() -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run ``lrfind.demo.main`` with the command line's options."""
+    if args.steps < 2:
+        raise UsageError(f"--steps must be at least 2 (a sweep has two ends), got {args.steps}")
+    if Path(args.out).exists() and not Path(args.out).is_dir():  # said before the run, not after
+        raise UsageError(f"--out {args.out}: exists and is not a directory")
     demo.main(
         args.out,
         model=args.model,
@@ -551,8 +555,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_schedule(args: argparse.Namespace) -> int:
     """Build the schedule, print a compact table of it and optionally plot it."""
-    if args.plot is not None:
-        _require_matplotlib()  # before the table, as for analyze --plot
+    plot = None if args.plot is None else _plot_file(args.plot)  # before the table, as for analyze --plot
     if args.policy == "one_cycle":
         if args.max_lr is None:
             raise UsageError("--policy one_cycle needs --max-lr (the peak LR)")
@@ -566,13 +569,12 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         warmup = args.total_steps // 20 if args.warmup_steps is None else args.warmup_steps
         min_lr = 0.0 if args.min_lr is None else args.min_lr
         lrs = lrfind.warmup_cosine(args.total_steps, warmup, args.base_lr, min_lr)
-        title = (
-            f"warmup_cosine: {warmup} warm-up steps to {args.base_lr:g}, cosine to {min_lr:g} over {args.total_steps}"
-        )
+        decay = f"cosine to {min_lr:g}" if warmup < args.total_steps else "no cosine (all warm-up)"
+        title = f"warmup_cosine: {warmup} warm-up steps to {args.base_lr:g}, {decay} over {args.total_steps}"
     print(title)
     print(schedule_table(lrs))
-    if args.plot is not None:
-        _plot_schedule(lrs, title, Path(args.plot))
+    if plot is not None:
+        _plot_schedule(lrs, title, plot)
     return 0
 
 
@@ -592,6 +594,25 @@ def schedule_table(lrs: np.ndarray, rows: int = 10) -> str:
     lines = [f"{'step':>8}  {'lr':>13}"]
     lines += [f"{s:>8}  {lrs[s]:>13.6e}" + ("  <- peak" if s == peak else "") for s in steps]
     return "\n".join(lines)
+
+
+def _plot_file(value: str) -> Path:
+    """``--plot FILE`` checked before any work: a file name (``.png`` added when it has no
+    extension, as matplotlib would write it) of a format matplotlib writes."""
+    _require_matplotlib()
+    from matplotlib.figure import Figure
+
+    path = Path(value)
+    if not value or path.is_dir():
+        raise UsageError(f"--plot needs a file name, got {value!r}" + (" (a directory)" if value else ""))
+    if not path.suffix:
+        path = path.with_name(path.name + ".png")
+    formats = Figure().canvas.get_supported_filetypes()
+    if path.suffix[1:].lower() not in formats:
+        raise UsageError(
+            f"--plot {value}: matplotlib cannot write {path.suffix!r} files; use one of {', '.join(formats)}"
+        )
+    return path
 
 
 def _plot_schedule(lrs: np.ndarray, title: str, path: Path) -> None:

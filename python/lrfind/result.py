@@ -413,7 +413,8 @@ class RangeTestResult:
         after ``k`` calls of ``scheduler.step()`` each group's ``lr`` is the schedule's LR of
         step ``k`` (``lrfind.one_cycle(total_steps, ...)[k]`` or ``lrfind.warmup_cosine(...)[k]``,
         to a rounding error of an ulp or two); from step ``total_steps`` on, it is the schedule's
-        end value (0 for one-cycle, ``min_lr`` for warmup-cosine). Call ``scheduler.step()`` once
+        end value (0 for one-cycle, ``min_lr`` for warmup-cosine, its peak when all of it is
+        warmup). Call ``scheduler.step()`` once
         per optimizer step. ``scheduler.state_dict()`` holds only plain values.
 
         Args:
