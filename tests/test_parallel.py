@@ -1,5 +1,6 @@
 """Parallel range tests: K vmapped sweeps against K single range tests on real data."""
 
+import json
 import random
 
 import matplotlib
@@ -317,6 +318,51 @@ def test_consensus_spread_agreement_and_files(tmp_path):
         np.testing.assert_array_equal(a.losses, b.losses)
     ax = par.plot(path=tmp_path / "par.png")
     assert (tmp_path / "par.png").read_bytes()[:4] == b"\x89PNG" and len(ax.lines) >= 7
+
+
+def good_and_flat_runs():
+    lrs = lrfind.sweep_lrs(1e-6, 1.0, 80)
+    x = np.log10(lrs)
+    good = lrfind.RangeTestResult.from_sweep(lrs, 2.3 - np.tanh(x + 3) + np.exp(4 * (x + 1.5)))
+    flat = lrfind.RangeTestResult.from_sweep(lrs, 2.3 + 0.001 * np.sin(np.arange(80)))
+    return good, flat
+
+
+def test_a_run_without_an_lr_to_train_at_shows_none_in_the_summary():
+    good, flat = good_and_flat_runs()
+    assert flat.suggested_lr is not None and not flat.diagnosis.gives_lr
+    lines = lrfind.ParallelResult(runs=[good, flat], seeds=[0, 1]).summary().splitlines()
+    assert "suggested     none" in lines[-1] and f"suggested {good.suggested_lr:.2e}" in lines[-2]
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (lambda d: d.update(seeds=[None, 1]), "key 'seeds' holds None, not a seed"),
+        (lambda d: d.update(seeds=[1.5, 2]), "key 'seeds' holds 1.5"),
+        (lambda d: d["runs"].__setitem__(0, 5), "run 0: expected a saved RangeTestResult"),
+        (lambda d: d.update(version=1.0), "key 'version' is 1.0, expected 1"),
+        (lambda d: d.update(version=True), "key 'version' is True"),
+        (lambda d: d.update(refined={"lrs": [-1.0], "scores": [1.0], "steps": 5, "curve_lr": 1e-3}), "finite LRs > 0"),
+        (lambda d: d.update(refined={"lrs": [1e-3], "scores": ["NaN"], "steps": 5, "curve_lr": 1e-3}), "not NaN"),
+        (lambda d: d.update(refined={"lrs": [1e-3], "scores": [1.0], "steps": 5, "curve_lr": 10**400}), "curve_lr"),
+        (lambda d: d.update(refined={"scores": [1.0], "steps": 5, "curve_lr": 1e-3}), r"\(in 'refined'\).*'lrs'"),
+    ],
+)
+def test_a_corrupt_parallel_file_names_the_file_and_key(tmp_path, edit, words):
+    good, flat = good_and_flat_runs()
+    lrfind.ParallelResult(runs=[good, flat], seeds=[0, 1]).save(tmp_path / "p.json")
+    doc = json.loads((tmp_path / "p.json").read_text())
+    edit(doc)
+    (tmp_path / "p.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=f"{tmp_path / 'p.json'}.*{words}"):
+        lrfind.ParallelResult.load(tmp_path / "p.json")
+
+
+def test_runs_and_seeds_pair_up():
+    good, _ = good_and_flat_runs()
+    with pytest.raises(ValueError, match="runs and seeds must pair up, got 2 runs and 1 seeds"):
+        lrfind.ParallelResult(runs=[good, good], seeds=[0])
 
 
 def test_the_parallel_picture_shows_a_narrow_band_and_the_consensus_skips_runs_without_an_lr(tmp_path):

@@ -5,6 +5,7 @@ import json
 import math
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -195,6 +196,32 @@ def test_plot_clips_the_top_at_three_times_the_starting_loss():
     assert result.losses.max() > 10 * result.losses[0]
     bottom, top = result.plot().get_ylim()
     assert bottom < result.losses.min() and 3 * result.losses[0] < top < 3.5 * result.losses[0]
+
+
+def test_one_outlier_first_loss_does_not_flatten_the_picture(numpy_result):
+    """The cap is measured from the lag-free curve's start, which a single spike does not move."""
+    spiked = np.r_[1e6, numpy_result.losses[1:]]
+    result = lrfind.RangeTestResult.from_sweep(numpy_result.lrs, spiked)
+    bottom, top = result.plot().get_ylim()
+    assert bottom < result.trend.min() and top < 10 * result.trend[0] and result.trend.max() <= top
+
+
+@pytest.mark.parametrize(
+    "lrs, losses",
+    [
+        ([1e-3], [1e308]),
+        ([1e-3, 1e-2], [-1e308, 1e308]),
+        ([1e-3, 1e-2, 1e-1], [1e308, 1e308, 0.0]),
+        ([1e-3, 1e-2, 1e-1], [1.7e308, 1.0, 2.0]),
+    ],  # fmt: skip
+)
+def test_losses_near_the_float_maximum_still_plot(lrs, losses, tmp_path):
+    result = lrfind.RangeTestResult.from_sweep(np.array(lrs), np.array(losses))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # numpy's overflow in what the curve shows
+        result.plot(path=tmp_path / "r.png")
+        lrfind.ParallelResult([result, result], [0, 1]).plot(path=tmp_path / "p.png")
+    assert (tmp_path / "r.png").stat().st_size and (tmp_path / "p.png").stat().st_size
 
 
 def test_plot_saves_a_png_without_touching_pyplot(numpy_result, tmp_path):
@@ -436,6 +463,24 @@ def test_scheduler_rejects_bad_requests_before_touching_the_optimizer(numpy_resu
     with pytest.raises(TypeError, match="warmup_steps"):
         numpy_result.scheduler(optimizer, total_steps=10, warmup_steps=2)
     assert optimizer.param_groups[0]["lr"] == 0.5 and "initial_lr" not in optimizer.param_groups[0]
+
+
+def test_scheduler_of_numpy_numbers_saves_plain_values(numpy_result, tmp_path):
+    """Settings from numpy (an argmax, a config array) must not reach the state_dict, which
+    torch.load(..., weights_only=True), torch's default, could then not read."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+    scheduler = numpy_result.scheduler(
+        optimizer, total_steps=np.int64(50), max_lr=np.float64(1e-3), pct_start=np.float64(0.25)
+    )
+    torch.save(scheduler.state_dict(), tmp_path / "s.pt")
+    assert torch.load(tmp_path / "s.pt", weights_only=True)["lr_lambdas"][0]["params"]["total_steps"] == 50
+    assert type(optimizer.param_groups[0]["lr"]) is float
+    with pytest.raises(TypeError, match="total_steps must be a whole number of steps, got True"):
+        numpy_result.scheduler(optimizer, total_steps=True)
+    with pytest.raises(
+        TypeError, match="scheduler\\(policy='one_cycle'\\): got an unexpected keyword argument 'maxlr'"
+    ):
+        numpy_result.scheduler(optimizer, total_steps=10, maxlr=1e-3)
 
 
 def test_scheduler_without_a_suggestion_says_why():

@@ -48,6 +48,10 @@ class ParallelResult:
     seeds: list[int]
     refined: Refinement | None = None
 
+    def __post_init__(self) -> None:
+        if len(self.runs) != len(self.seeds):
+            raise ValueError(f"runs and seeds must pair up, got {len(self.runs)} runs and {len(self.seeds)} seeds")
+
     @property
     def suggestions(self) -> np.ndarray:
         """Each run's suggested LR (NaN where a run has none, or gives no LR to train at: a flat
@@ -135,7 +139,7 @@ class ParallelResult:
         if self.refined is not None:
             rows.insert(1, self.refined.summary())
         for seed, r in zip(self.seeds, self.runs, strict=True):
-            lr = "none" if r.suggested_lr is None else f"{r.suggested_lr:.2e}"
+            lr = "none" if r.suggested_lr is None or not r.diagnosis.gives_lr else f"{r.suggested_lr:.2e}"
             stop = "ran to max_lr" if r.stop_reason is None else f"stopped at step {r.stop_index} ({r.stop_reason})"
             rows.append(f"  seed {seed:>4}: suggested {lr:>8}, {len(r.lrs):>4} points, {stop}, {r.diagnosis.kind}")
         return "\n".join(rows)
@@ -147,7 +151,7 @@ class ParallelResult:
         ``path`` saves the figure. Returns the axes."""
         from matplotlib.transforms import blended_transform_factory
 
-        from lrfind.plot import new_axes, save_figure
+        from lrfind.plot import clamp_ylim, new_axes, save_figure
 
         if ax is None:
             ax = new_axes(use_pyplot=path is None)
@@ -171,6 +175,7 @@ class ParallelResult:
                 transform=top, fmt="none", ecolor="C2", elinewidth=3, capsize=6, capthick=2, label=label,
             )  # fmt: skip
         ax.set_xscale("log")
+        clamp_ylim(ax)
         ax.set_xlabel("learning rate")
         ax.set_ylabel("loss")
         spread = "" if self.spread is None else f", spread x{self.spread:.2g}"
@@ -212,12 +217,16 @@ class ParallelResult:
         if not isinstance(doc, dict):
             raise ValueError(f"{path}: expected a JSON object, got {type(doc).__name__}")
         for key, want in (("format", FILE_FORMAT), ("version", FILE_VERSION)):
-            if doc.get(key) != want:
-                shown = repr(doc.get(key)) if isinstance(doc.get(key), (str, int, float)) else "not that"
+            value = doc.get(key)
+            if type(value) is not type(want) or value != want:  # not 1.0 or true for 1
+                shown = repr(value) if isinstance(value, (str, int, float)) else "not that"
                 raise ValueError(f"{path}: key {key!r} is {shown[:40]}, expected {want!r}")
         runs, seeds = doc.get("runs"), doc.get("seeds")
         if not isinstance(runs, list) or not isinstance(seeds, list) or len(runs) != len(seeds):
             raise ValueError(f"{path}: keys 'runs' and 'seeds' must be lists of the same length")
+        bad = [s for s in seeds if not (type(s) is int and 0 <= s < 2**64)]
+        if bad:
+            raise ValueError(f"{path}: key 'seeds' holds {str(bad[0])[:40]!s}, not a seed (a whole number >= 0)")
         refined = doc.get("refined")  # absent from files written before refine existed
         return cls(
             runs=[RangeTestResult.from_dict(r, f"{path} run {i}") for i, r in enumerate(runs)],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import textwrap
 from collections.abc import Sequence
@@ -199,15 +200,35 @@ def _ylim(result: RangeTestResult, show_ema: bool) -> tuple[float, float] | None
     finite = finite[np.isfinite(finite)]
     if not len(finite):
         return None
-    start, low, high = float(result.losses[0]), float(finite.min()), float(finite.max())
-    top = min(high, start + TOP_SCALES * max(abs(start), start - low))
-    pad = 0.05 * (top - low)
-    low, top = low - pad, top + pad
-    need = MIN_SPAN * abs(float(np.median(finite)))
-    if top - low < need:
-        middle = 0.5 * (low + top)
-        low, top = middle - need / 2, middle + need / 2
+    # The cap is measured from where the lag-free curve starts: one outlier first loss would
+    # otherwise stretch the axis and flatten everything else to its floor.
+    first = float(result.trend[0]) if len(result.trend) and np.isfinite(result.trend[0]) else float(result.losses[0])
+    low, high = float(finite.min()), float(finite.max())
+    # Halves before differences: losses near the float maximum must not overflow the limits.
+    half_span = max(0.5 * abs(first), 0.5 * first - 0.5 * low)
+    top = min(high, first + TOP_SCALES * 2 * half_span) if math.isfinite(first + TOP_SCALES * 2 * half_span) else high
+    pad = 0.05 * (0.5 * top - 0.5 * low)
+    low, top = max(low - 2 * pad, -_LIMIT), min(top + 2 * pad, _LIMIT)
+    half_need = 0.5 * MIN_SPAN * abs(float(np.median(finite)))
+    if 0.5 * top - 0.5 * low < half_need:
+        middle = 0.5 * low + 0.5 * top
+        low, top = max(middle - half_need, -_LIMIT), min(middle + half_need, _LIMIT)
+    if top <= low and max(abs(low), abs(top)) >= _LIMIT:  # all of it beyond what can be drawn
+        return -_LIMIT, _LIMIT
     return (low, top) if top > low else None
+
+
+#: The largest y limit drawn: matplotlib's ticks overflow on limits near the float maximum.
+_LIMIT = 1e306
+
+
+def clamp_ylim(ax: Axes) -> None:
+    """Keep the y limits matplotlib chose within what it can tick (``_LIMIT``)."""
+    low, high = ax.get_ylim()
+    if -_LIMIT <= low and high <= _LIMIT:
+        return
+    low, high = max(low, -_LIMIT), min(high, _LIMIT)
+    ax.set_ylim(*((low, high) if high > low else (-_LIMIT, _LIMIT)))
 
 
 def _plot_grad_norms(ax: Axes, lrs: np.ndarray, norms: np.ndarray) -> Axes:

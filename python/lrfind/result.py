@@ -104,11 +104,21 @@ class Refinement:
     def from_dict(cls, doc: Any, path: str | os.PathLike[str]) -> Refinement:
         if not isinstance(doc, dict):
             raise ValueError(f"{path}: key 'refined' must be an object or null, got {_show(doc)}")
-        lrs, scores = _floats(doc, "lrs", path), _floats(doc, "scores", path)
-        steps, curve_lr = _get(doc, "steps", path, int), _get(doc, "curve_lr", path, (int, float))
+        where = f"{path} (in 'refined')"
+        lrs, scores = _floats(doc, "lrs", where), _floats(doc, "scores", where)
+        steps, curve_lr = _get(doc, "steps", where, int), _get(doc, "curve_lr", where, (int, float))
         if len(lrs) != len(scores) or not len(lrs) or steps < 1:
             raise ValueError(f"{path}: key 'refined' needs as many 'lrs' as 'scores' (1 or more) and 'steps' >= 1")
-        return cls(lrs=lrs, scores=scores, steps=steps, curve_lr=float(curve_lr))
+        # The candidates are LRs; a score is a loss, or inf for a candidate that diverged.
+        if not (np.all(np.isfinite(lrs)) and np.all(lrs > 0)) or np.isnan(scores).any():
+            raise ValueError(f"{path}: key 'refined' needs finite LRs > 0 and scores that are not NaN")
+        try:
+            curve = float(curve_lr)
+        except OverflowError:  # JSON allows integers of any size
+            curve = math.inf
+        if not 0 < curve < math.inf:
+            raise ValueError(f"{path}: key 'refined' needs a 'curve_lr' that is a finite LR > 0, got {_show(curve_lr)}")
+        return cls(lrs=lrs, scores=scores, steps=steps, curve_lr=curve)
 
     def summary(self) -> str:
         """One line: the refined LR, the candidates' scores and the cost."""
@@ -382,6 +392,8 @@ class RangeTestResult:
     @classmethod
     def from_dict(cls, doc: dict[str, Any], path: str | os.PathLike[str] = "<dict>") -> RangeTestResult:
         """Rebuild a result from ``to_dict``'s output; ``path`` names the source in errors."""
+        if not isinstance(doc, dict):
+            raise ValueError(f"{path}: expected a saved RangeTestResult (a JSON object), got {_show(doc)}")
         for key, want in (("format", FILE_FORMAT), ("version", FILE_VERSION)):
             if _get(doc, key, path, (str, int)) != want:
                 raise ValueError(f"{path}: key {key!r} is {_show(doc[key])}, expected {want!r}")
@@ -437,10 +449,15 @@ class RangeTestResult:
                 (with the suggestion's reason) when the peak LR is not given.
             ImportError: without PyTorch (the ``torch`` extra).
         """
-        if policy not in _POLICIES:
+        if not isinstance(policy, str) or policy not in _POLICIES:
             raise ValueError(f"unknown policy {policy!r}: use one of {', '.join(map(repr, _POLICIES))}")
+        if isinstance(total_steps, bool) or not isinstance(total_steps, numbers.Integral):
+            raise TypeError(f"total_steps must be a whole number of steps, got {total_steps!r}")
         lr_scheduler = _require("torch.optim.lr_scheduler", "torch", "scheduler")
-        factor = _POLICIES[policy](self, total_steps, **kwargs)
+        try:
+            factor = _POLICIES[policy](self, total_steps, **kwargs)
+        except TypeError as e:  # a misspelt keyword: name the policy, not a private function
+            raise TypeError(f"scheduler(policy={policy!r}): {str(e).split('() ', 1)[-1]}") from None
         factor(0)  # checks the parameters before the optimizer is touched
         for group in optimizer.param_groups:
             group["lr"] = group["initial_lr"] = factor.peak
@@ -453,7 +470,11 @@ class _LRFactor:
     attributes, all plain values (``torch.load(..., weights_only=True)`` reads them back)."""
 
     def __init__(self, schedule: str, peak: float, **params: Any) -> None:
-        self.schedule, self.peak, self.params = schedule, peak, params
+        # Plain Python numbers: numpy scalars would make the scheduler's state_dict unreadable
+        # by torch.load(..., weights_only=True), torch's default.
+        plain = {k: v if isinstance(v, (bool, str)) else int(v) if isinstance(v, numbers.Integral) else float(v)
+                 for k, v in params.items()}  # fmt: skip
+        self.schedule, self.peak, self.params = schedule, float(peak), plain
 
     def __call__(self, step: int) -> float:
         return getattr(_core, self.schedule)(step, **self.params) / self.peak
