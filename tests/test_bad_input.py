@@ -249,6 +249,7 @@ def test_learning_rate_finder(args, fn_result):
         (lambda: lrfind.analyze_batch({}, {}), TypeError, "got lrs of type dict and losses of type dict"),
         (lambda: lrfind.analyze_batch(np.ones((2, 2, 3)), np.ones((2, 2, 3))), ValueError, "lrs must be a 2-D array"),
         (lambda: lrfind.sweep_lrs(1.0, np.nextafter(1.0, 2.0), 3), ValueError, "max_lr must be far enough above"),
+        (lambda: lrfind.RangeTestResult.from_sweep("abc", [1.0]), TypeError, "lrs must be a 1-D array .*'abc'"),
         # Analysis settings of a finder are checked when it is made, not after the training steps.
         (lambda: lrfind.LearningRateFinder(methods="bogus"), ValueError, 'method must be one of .*got "bogus"'),
         (lambda: lrfind.LearningRateFinder(arch="rnn"), ValueError, 'arch must be one of .*got "rnn"'),

@@ -312,3 +312,8 @@ def test_parallel_range_test_names_a_model_vmap_cannot_run(digits):
     train, _ = digits
     with pytest.raises(RuntimeError, match="the model cannot be vmapped .*run lrfind.torch.range_test once per seed"):
         parallel_range_test(spectral_mlp(), ce, train, num_runs=2, num_steps=10, progress=False)
+
+
+def test_a_diverged_candidate_reads_diverged_in_the_summary():
+    line = Refinement(np.array([1e-3, 2e-3]), np.array([np.inf, 0.5]), 10, 1e-3).summary()
+    assert "1.00e-03: diverged, 2.00e-03: 0.5" in line and "inf" not in line

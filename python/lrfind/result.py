@@ -122,7 +122,10 @@ class Refinement:
 
     def summary(self) -> str:
         """One line: the refined LR, the candidates' scores and the cost."""
-        scores = ", ".join(f"{lr:.2e}: {score:.4g}" for lr, score in zip(self.lrs, self.scores, strict=True))
+        scores = ", ".join(
+            f"{lr:.2e}: {'diverged' if math.isinf(score) else f'{score:.4g}'}"
+            for lr, score in zip(self.lrs, self.scores, strict=True)
+        )
         best = "none (every candidate diverged)" if self.lr is None else f"{self.lr:.2e}"
         return (
             f"Refined LR: {best}, the best of {len(self.lrs)} candidates trained {self.steps} steps each "
@@ -188,8 +191,11 @@ class RangeTestResult:
         or ``float``, tuples and arrays lists), so that ``save``/``load`` can analyse the sweep
         again."""
         options = {key: _plain(value) for key, value in options.items()}
-        lrs = np.ascontiguousarray(lrs, dtype=np.float64)
-        losses = np.ascontiguousarray(losses, dtype=np.float64)
+        try:
+            lrs, losses = (np.ascontiguousarray(v, dtype=np.float64) for v in (lrs, losses))
+        except (TypeError, ValueError):
+            _core.analyze(lrs, losses, **options)  # its error names lrs or losses and the value
+            raise
         a = _core.analyze(lrs, losses, **options)
         end = a.stop_index if a.stop_index >= 0 else len(lrs)
         stopped = a.stop_index >= 0
