@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 import lrfind.torch._range_test as range_test_module
-from lrfind.torch import range_test
+from lrfind.torch import parallel_range_test, range_test
 
 #: The range test of every scenario: it diverges well before its last step; then 3 candidates
 #: of 10 steps each (``refine``), scored on the 2 validation batches.
@@ -101,6 +101,29 @@ def raise_before_the_check(optimizer, args, kwargs):
 raise_before_the_check.calls = 0
 
 
+def local(rank, batches):
+    """``"local"``: rank 0 alone runs a range test and a parallel one with ``distributed=False``
+    (the LR searched on one rank), while rank 1 goes straight to the next collective; both then
+    all-reduce, which must find the group in step. Rank 0 also tries a DDP model, refused."""
+    report = {}
+    ddp = DistributedDataParallel(mlp())  # made on every rank: its construction is a collective
+    if rank == 0:
+        model = mlp()
+        result = range_test(model, sgd(model), F.cross_entropy, batches, distributed=False, **dict(SETTINGS, refine=0))
+        report["losses"] = result.losses
+        par = parallel_range_test(mlp(), F.cross_entropy, batches[0], num_runs=2, num_steps=20, init="copy",
+                                  distributed=False, progress=False)  # fmt: skip
+        report["parallel"] = [r.losses for r in par.runs]
+        try:
+            range_test(ddp, sgd(ddp), F.cross_entropy, batches, distributed=False, **dict(SETTINGS, refine=0))
+        except ValueError as err:
+            report["refused"] = str(err)
+    total = torch.ones(1)
+    dist.all_reduce(total)
+    report["all_reduce"] = float(total)
+    return report
+
+
 def main(rank, world, init_method, scenario, batches, val_batches, dist_timeout, release, queue):
     """Rank ``rank``'s range test; puts ``(rank, report)`` on ``queue``.
 
@@ -109,6 +132,14 @@ def main(rank, world, init_method, scenario, batches, val_batches, dist_timeout,
     """
     torch.set_num_threads(1)  # two ranks on a small machine: intra-op threads only spin
     dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
+    if scenario == "local":
+        try:
+            report = local(rank, batches)
+        except Exception as err:  # a bug in the scenario itself: report it rather than hang the test
+            report = {"error": "".join(traceback.format_exception(err))}
+        queue.put((rank, report))
+        dist.destroy_process_group()
+        return
     model = DistributedDataParallel(mlp())
     optimizer = sgd(model)
     data, val = share(batches, rank, world), share(val_batches, rank, world)

@@ -117,6 +117,16 @@ def main(rank, world, init_method, scenario, batches, queue):
                 report["result"] = {field: getattr(result, field) for field in RESULT_FIELDS}
             report["restored"] = same(before, shards(model, optimizer))
             report["shapes"] = {n: p.to_local().shape for n, p in model.named_parameters()}
+            if scenario == "curve":  # refused before any collective, on any rank alone
+                report["refusals"] = []
+                for call in (
+                    lambda: parallel_range_test(model, F.cross_entropy, data[0], num_runs=2, progress=False),
+                    lambda: range_test(model, optimizer, F.cross_entropy, data, distributed=False, progress=False),
+                ):
+                    try:
+                        call()
+                    except ValueError as err:
+                        report["refusals"].append(str(err))
     except Exception as err:  # a bug in the scenario itself: report it rather than hang the test
         report["error"] = type(err), "".join(traceback.format_exception(err))
     queue.put((rank, report))

@@ -136,3 +136,18 @@ def test_a_rank_that_raises_and_lingers_fails_the_other_after_dist_timeout(tmp_p
     ), other["error"][1]
     assert other["seconds"] >= 3.0, "it waited for dist_timeout before giving up"  # no upper bound: DEADLINE
     assert failed["restored"] and other["restored"]
+
+
+def test_one_rank_alone_with_distributed_false_runs_no_collective(tmp_path, one_torch_thread):
+    """The LR searched on rank 0 only (then broadcast, say): no collective is run, so the other
+    rank's next one finds the group in step, and the curves are those of one process."""
+    reports = spawn(tmp_path, "local")
+    assert not [r["error"] for r in reports.values() if "error" in r]
+    assert reports[0]["all_reduce"] == reports[1]["all_reduce"] == 2.0
+    batches, _ = global_batches()
+    model = mlp()
+    np.testing.assert_array_equal(
+        reports[0]["losses"], range_test(model, sgd(model), F.cross_entropy, batches, **dict(SETTINGS, refine=0)).losses
+    )
+    assert len(reports[0]["parallel"]) == 2
+    assert "distributed=False runs this process alone" in reports[0]["refused"]

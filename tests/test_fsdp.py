@@ -57,6 +57,13 @@ def test_fsdp2_curve_is_a_single_process_run_and_every_shard_comes_back(tmp_path
         np.testing.assert_allclose(a[field], getattr(single, field), rtol=1e-5, err_msg=field)
 
 
+def test_fsdp2_model_is_refused_by_what_cannot_run_it(tmp_path):
+    reports = spawn(tmp_path, "curve")
+    for report in reports.values():
+        copies, alone = report["refusals"]
+        assert "cannot copy a sharded (FSDP2) one" in copies and "distributed=False runs this process alone" in alone
+
+
 def test_fsdp2_rank_that_raises_leaves_every_rank_restored(tmp_path):
     reports = spawn(tmp_path, "raise")
     failed, other = reports[1], reports[0]

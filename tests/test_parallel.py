@@ -287,6 +287,8 @@ def test_batchnorm_gets_a_clear_error():
         (dict(optimizer_kwargs={"lr": 1.0}), ValueError, "optimizer_kwargs must not hold 'lr'"),
         (dict(min_lr=[1e-5, 1e-4, 1e-3]), ValueError, "min_lr must be one value or num_runs=2 values, got 3"),
         (dict(chunk_size=0), ValueError, "chunk_size must be an int >= 1, got 0"),
+        (dict(distributed=True), ValueError, "distributed=True needs torch.distributed initialised"),
+        (dict(distributed="no"), ValueError, "distributed must be None .*got 'no'"),
     ],
 )
 def test_bad_input(kwargs, error, message):

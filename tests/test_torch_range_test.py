@@ -1090,6 +1090,8 @@ def test_namedtuple_batches():
         ("model", [nn.Linear(2, 2)], TypeError),
         ("optimizer", [torch.zeros(1)], TypeError),
         ("optimizer", "adam", TypeError),
+        ("distributed", "yes", ValueError),
+        ("distributed", True, ValueError),  # torch.distributed is not initialised
         ("state_cache", "gpu", ValueError),
         ("data", 42, TypeError),
         ("min_lr", 0, ValueError),

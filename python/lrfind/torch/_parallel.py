@@ -29,7 +29,7 @@ from lrfind.torch._range_test import (
     _to_device,
 )
 from lrfind.torch._stacked_optim import StackedOptimizer
-from lrfind.torch._state import Snapshot
+from lrfind.torch._state import DTensor, Snapshot
 
 #: Share of free GPU memory the default chunk size may plan for.
 GPU_MEMORY_SHARE = 0.5
@@ -71,6 +71,7 @@ def parallel_range_test(
     suggest_on: str = "raw",
     arch: str | None = None,
     progress: bool = True,
+    distributed: bool | None = None,
 ) -> ParallelResult:
     """Run ``num_runs`` range tests at once, in one vmapped forward/backward per step.
 
@@ -113,6 +114,9 @@ def parallel_range_test(
             ``torch.distributed`` the candidates are dealt out over the ranks like the runs.
         smooth_factor, diverge_threshold, watch, patience, check_every, methods, suggest_on,
         arch, progress: as ``range_test`` (the progress bar on rank 0 only).
+        distributed: None (default): the runs are dealt out over the ranks whenever
+            ``torch.distributed`` is initialised (every rank must call); True: the same, and an
+            error when it is not; False: every run in this process, with no collective.
 
     Under ``torch.distributed`` (a process group initialised, e.g. by ``torchrun``), every rank
     calls it with the same arguments and the same ``data``: the runs are dealt out over the
@@ -167,7 +171,12 @@ def parallel_range_test(
 
     # Under torch.distributed the runs are dealt out over the ranks (run k to rank k % world),
     # each rank vmaps its share on its own device, and every rank gathers every run.
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+    in_use = dist.is_available() and dist.is_initialized()
+    if not (distributed is None or isinstance(distributed, bool)):
+        raise ValueError(f"distributed must be None (automatic), True or False, got {distributed!r}")
+    if distributed and not in_use:
+        raise ValueError("distributed=True needs torch.distributed initialised (init_process_group) first")
+    rank, world = (dist.get_rank(), dist.get_world_size()) if in_use and distributed is not False else (0, 1)
     mine = list(range(rank, num_runs, world))
     snapshot = Snapshot(model, data=(data,))  # reinit and shuffling draw on the RNGs
     sweeps: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # run -> its recorded losses, norms
@@ -564,6 +573,11 @@ def _copy(model: torch.nn.Module, seed: int, init: str) -> torch.nn.Module:
 
 
 def _check_vmappable(model: torch.nn.Module) -> None:
+    if DTensor is not None and any(isinstance(p, DTensor) for p in model.parameters()):
+        raise ValueError(
+            "parallel_range_test copies the model once per run and cannot copy a sharded (FSDP2) one: pass the "
+            "unsharded module (runs are dealt out over the ranks anyway), or use lrfind.torch.range_test"
+        )
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and module.track_running_stats:
             raise ValueError(

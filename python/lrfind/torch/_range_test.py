@@ -65,6 +65,7 @@ def range_test(
     arch: str | None = None,
     progress: bool = True,
     dist_timeout: float = 300.0,
+    distributed: bool | None = None,
 ) -> RangeTestResult:
     """Run the LR range test: one optimizer step per LR, from ``min_lr`` to ``max_lr``.
 
@@ -135,6 +136,11 @@ def range_test(
         dist_timeout: in a distributed run, the seconds a host check waits for the other ranks'
             losses before it raises ``StoppedRankError`` (default 300.0), so that a rank whose
             peer raised, exited or hung does not wait forever.
+        distributed: None (default): a distributed run whenever ``torch.distributed`` is
+            initialised (every rank must call); True: the same, and an error when it is not;
+            False: a test of this process alone, with no
+            collective (the LR searched on rank 0 only, then broadcast), for a model that is
+            not a ``DistributedDataParallel`` or FSDP-sharded one (pass ``model.module``).
 
     Distributed runs (``torch.distributed`` initialised; typically a ``DistributedDataParallel``
     model, every rank calling ``range_test`` with the same settings on its own share of each
@@ -175,6 +181,14 @@ def range_test(
             "pass the optimizer inside it (optimizer.optimizer) with grad_scaler=accelerator.scaler and no backward_fn"
         )
     _refuse_fsdp1(model)
+    if distributed is False and (
+        isinstance(model, torch.nn.parallel.DistributedDataParallel)
+        or (DTensor is not None and any(isinstance(p, DTensor) for p in model.parameters()))
+    ):
+        raise ValueError(
+            "distributed=False runs this process alone, but a DistributedDataParallel or FSDP-sharded model runs "
+            "collectives in every step: pass the plain module (model.module) or call range_test on every rank"
+        )
     if step_fn is not None:
         _check_takes_two(step_fn)
     if loss_fn is None and step_fn is None:
@@ -193,7 +207,7 @@ def range_test(
         return torch.amp.GradScaler(device.type) if amp == "fp16" and grad_scaler is None else grad_scaler
 
     scaler = new_scaler()
-    ranks = _Ranks.of(model, dist_timeout)
+    ranks = None if distributed is False else _Ranks.of(model, dist_timeout)
     run = _Run(
         model, optimizer, step, device, amp, scaler, max_grad_norm, accumulation_steps, num_steps, ranks, backward_fn
     )
@@ -265,6 +279,10 @@ def _check_values(a: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any], int
         raise ValueError(f"max_grad_norm must be a number > 0 or None, got {norm!r}")
     if a["state_cache"] not in ("cpu", "disk"):
         raise ValueError(f'state_cache must be "cpu" or "disk", got {a["state_cache"]!r}')
+    if not (a["distributed"] is None or isinstance(a["distributed"], bool)):
+        raise ValueError(f"distributed must be None (automatic), True or False, got {a['distributed']!r}")
+    if a["distributed"] and not (dist.is_available() and dist.is_initialized()):
+        raise ValueError("distributed=True needs torch.distributed initialised (init_process_group) first")
     timeout = a["dist_timeout"]
     if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not 0 < timeout < math.inf:
         raise ValueError(f"dist_timeout must be a finite number of seconds > 0, got {timeout!r}")
