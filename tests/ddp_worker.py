@@ -101,6 +101,10 @@ def raise_before_the_check(optimizer, args, kwargs):
 raise_before_the_check.calls = 0
 
 
+def failing_parallel_loss(outputs, targets):
+    raise ValueError("bad loss")
+
+
 def local(rank, batches):
     """``"local"``: rank 0 alone runs a range test and a parallel one with ``distributed=False``
     (the LR searched on one rank), while rank 1 goes straight to the next collective; both then
@@ -132,6 +136,20 @@ def main(rank, world, init_method, scenario, batches, val_batches, dist_timeout,
     """
     torch.set_num_threads(1)  # two ranks on a small machine: intra-op threads only spin
     dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
+    if scenario == "parallel_linger":  # rank 1's loss raises at once and its process stays
+        start = time.monotonic()
+        loss = F.cross_entropy if rank == 0 else failing_parallel_loss
+        try:
+            parallel_range_test(mlp(), loss, batches[0], num_runs=2, num_steps=20, dist_timeout=dist_timeout,
+                                progress=False)  # fmt: skip
+            report = {}
+        except Exception as err:
+            report = {"error": (type(err), "".join(traceback.format_exception_only(err)))}
+        report["seconds"] = time.monotonic() - start
+        queue.put((rank, report))
+        if rank == 1:
+            release.wait(60)
+        return
     if scenario == "local":
         try:
             report = local(rank, batches)

@@ -151,3 +151,14 @@ def test_one_rank_alone_with_distributed_false_runs_no_collective(tmp_path, one_
     )
     assert len(reports[0]["parallel"]) == 2
     assert "distributed=False runs this process alone" in reports[0]["refused"]
+
+
+def test_parallel_runs_whose_peer_raised_and_lingers_fail_after_dist_timeout(tmp_path):
+    reports = spawn(tmp_path, "parallel_linger", dist_timeout=3.0)
+    failed, other = reports[1], reports[0]
+    assert failed["error"][0] is ValueError and "bad loss" in failed["error"][1]
+    assert other["error"][0] is StoppedRankError, other["error"]
+    assert (
+        "another rank did not reach parallel_range_test's gather within 3 s (set by dist_timeout)" in other["error"][1]
+    )
+    assert other["seconds"] >= 3.0

@@ -289,6 +289,7 @@ def test_batchnorm_gets_a_clear_error():
         (dict(chunk_size=0), ValueError, "chunk_size must be an int >= 1, got 0"),
         (dict(distributed=True), ValueError, "distributed=True needs torch.distributed initialised"),
         (dict(distributed="no"), ValueError, "distributed must be None .*got 'no'"),
+        (dict(dist_timeout=0), ValueError, "dist_timeout must be a finite number of seconds > 0, got 0"),
     ],
 )
 def test_bad_input(kwargs, error, message):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime
+import math
 import numbers
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -20,6 +22,7 @@ from lrfind.result import RangeTestResult, Refinement, detector, sweep_options
 from lrfind.torch import _refine
 from lrfind.torch._range_test import (
     CHECK_EVERY,
+    StoppedRankError,
     _batches,
     _check_positive_int,
     _device_of,
@@ -72,6 +75,7 @@ def parallel_range_test(
     arch: str | None = None,
     progress: bool = True,
     distributed: bool | None = None,
+    dist_timeout: float = 300.0,
 ) -> ParallelResult:
     """Run ``num_runs`` range tests at once, in one vmapped forward/backward per step.
 
@@ -117,6 +121,10 @@ def parallel_range_test(
         distributed: None (default): the runs are dealt out over the ranks whenever
             ``torch.distributed`` is initialised (every rank must call); True: the same, and an
             error when it is not; False: every run in this process, with no collective.
+        dist_timeout: in a distributed run on gloo, the seconds a rank waits for the others at
+            the gather of the runs (and of the candidates) before it raises
+            ``StoppedRankError`` (default 300.0), so that a rank whose peer raised and lingers
+            does not wait for the process group's timeout.
 
     Under ``torch.distributed`` (a process group initialised, e.g. by ``torchrun``), every rank
     calls it with the same arguments and the same ``data``: the runs are dealt out over the
@@ -174,6 +182,8 @@ def parallel_range_test(
     in_use = dist.is_available() and dist.is_initialized()
     if not (distributed is None or isinstance(distributed, bool)):
         raise ValueError(f"distributed must be None (automatic), True or False, got {distributed!r}")
+    if isinstance(dist_timeout, bool) or not isinstance(dist_timeout, numbers.Real) or not 0 < dist_timeout < math.inf:
+        raise ValueError(f"dist_timeout must be a finite number of seconds > 0, got {dist_timeout!r}")
     if distributed and not in_use:
         raise ValueError("distributed=True needs torch.distributed initialised (init_process_group) first")
     rank, world = (dist.get_rank(), dist.get_world_size()) if in_use and distributed is not False else (0, 1)
@@ -197,7 +207,7 @@ def parallel_range_test(
         if bar is not None:
             bar.close()
             bar = None
-        result = _gathered(sweeps, seeds, options, world)
+        result = _gathered(sweeps, seeds, options, world, dist_timeout)
         consensus = result.consensus_lr
         candidates = _refine.candidates(consensus, result.suggested_range, refine) if refine else None
         if candidates is not None and consensus is not None:
@@ -208,7 +218,7 @@ def parallel_range_test(
                 model, loss_fn, candidates[ids], refine_steps, data, val, (optimizer, kwargs), seeds[0], chunk,
                 check_every, snapshot.restore, progress and rank == 0, train_mode=False,
             )  # fmt: skip
-            by_id = _gather(dict(zip(ids, scores.tolist(), strict=True)), world)
+            by_id = _gather(dict(zip(ids, scores.tolist(), strict=True)), world, dist_timeout)
             refined = Refinement(candidates, np.array([by_id[k] for k in range(refine)]), refine_steps, consensus)
             result = dataclasses.replace(result, refined=refined)
     finally:
@@ -220,10 +230,14 @@ def parallel_range_test(
 
 
 def _gathered(
-    sweeps: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]], seeds: list[int], options: dict[str, Any], world: int
+    sweeps: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    seeds: list[int],
+    options: dict[str, Any],
+    world: int,
+    timeout: float,
 ) -> ParallelResult:
     """Every run's sweep, analysed (gathered from every rank in a distributed run)."""
-    sweeps = _gather(sweeps, world)
+    sweeps = _gather(sweeps, world, timeout)
     runs = []
     for k in range(len(seeds)):
         run_lrs, run_losses, run_norms = sweeps[k]
@@ -232,10 +246,21 @@ def _gathered(
     return ParallelResult(runs=runs, seeds=seeds)
 
 
-def _gather(mine: dict[int, Any], world: int) -> dict[int, Any]:
-    """This rank's share of runs (or candidates), by index, merged with every other rank's."""
+def _gather(mine: dict[int, Any], world: int, timeout: float) -> dict[int, Any]:
+    """This rank's share of runs (or candidates), by index, merged with every other rank's. On
+    gloo a monitored barrier first bounds the wait for a rank that raised or hung (NCCL has
+    none: its process group's timeout applies)."""
     if world == 1:
         return mine
+    if dist.get_backend() == "gloo":
+        try:
+            dist.monitored_barrier(timeout=datetime.timedelta(seconds=timeout))
+        except RuntimeError as err:
+            raise StoppedRankError(
+                f"lrfind: rank {dist.get_rank()}: another rank did not reach parallel_range_test's gather within "
+                f"{timeout:g} s (set by dist_timeout): it most likely raised, exited or hung, and its log has the "
+                f"cause ({str(err).splitlines()[0]})"
+            ) from err
     shares: list[Any] = [None] * world
     dist.all_gather_object(shares, mine)
     return {k: v for share in shares for k, v in share.items()}
