@@ -727,6 +727,31 @@ def test_a_versioned_module_is_not_migrated_by_the_restore():
         assert_identical(before, observe(model, optimizer))
 
 
+class MarginHead(nn.Module):
+    """A loss module with a learnable scale and a running statistic, as margin losses keep."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+        self.register_buffer("running", torch.zeros(()))
+
+    def forward(self, out, y):
+        if self.training:
+            self.running.mul_(0.9).add_(0.1 * out.detach().mean())
+        return F.cross_entropy(out * self.scale, y)
+
+
+def test_a_loss_module_comes_back_with_the_model():
+    model, head = mlp(), MarginHead()
+    head.train()
+    optimizer = torch.optim.SGD([*model.parameters(), *head.parameters()], lr=0.1)
+    head_before = {k: v.clone() for k, v in head.state_dict().items()}
+    before = observe(model, optimizer)
+    range_test(model, optimizer, head, loader(), num_steps=20, progress=False)
+    assert_identical(before, observe(model, optimizer))
+    assert_identical(head_before, head.state_dict())
+
+
 def test_optimizer_state_beyond_the_parameters_comes_back_in_the_same_objects():
     """State under a key that is no parameter, a namedtuple in the state, a tensor LR and a
     mutable value kept in a group: the same objects afterwards, with their values; the state

@@ -69,8 +69,9 @@ def range_test(
 ) -> RangeTestResult:
     """Run the LR range test: one optimizer step per LR, from ``min_lr`` to ``max_lr``.
 
-    The model, optimizer, grad scaler and every RNG come back exactly as they were (unless
-    ``restore=False``), also when a step raises or the run is interrupted (Ctrl-C).
+    The model, optimizer, grad scaler and every RNG (and ``loss_fn`` when it is a module with
+    state of its own) come back exactly as they were (unless ``restore=False``), also when a
+    step raises or the run is interrupted (Ctrl-C).
 
     Args:
         model: the model; batches are moved to the device of its first parameter. It trains in
@@ -211,7 +212,10 @@ def range_test(
     run = _Run(
         model, optimizer, step, device, amp, scaler, max_grad_norm, accumulation_steps, num_steps, ranks, backward_fn
     )
-    snapshot = Snapshot(model, optimizer, grad_scaler, state_cache, data=(data, val_data))
+    # A loss_fn that is a module (a margin head with running statistics, a learnable
+    # temperature) is state the sweep trains too: snapshot it with the model.
+    held = torch.nn.ModuleList([model, loss_fn]) if isinstance(loss_fn, torch.nn.Module) else model
+    snapshot = Snapshot(held, optimizer, grad_scaler, state_cache, data=(data, val_data))
     # Called under torch.no_grad() (an evaluation helper, a notebook cell), training still needs gradients.
     with torch.inference_mode(False), torch.enable_grad():
         try:
