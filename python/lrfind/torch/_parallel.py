@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime
-import math
 import numbers
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -24,6 +23,7 @@ from lrfind.torch._range_test import (
     CHECK_EVERY,
     StoppedRankError,
     _batches,
+    _check_distributed,
     _check_positive_int,
     _device_of,
     _modes,
@@ -179,14 +179,8 @@ def parallel_range_test(
 
     # Under torch.distributed the runs are dealt out over the ranks (run k to rank k % world),
     # each rank vmaps its share on its own device, and every rank gathers every run.
-    in_use = dist.is_available() and dist.is_initialized()
-    if not (distributed is None or isinstance(distributed, bool)):
-        raise ValueError(f"distributed must be None (automatic), True or False, got {distributed!r}")
-    if isinstance(dist_timeout, bool) or not isinstance(dist_timeout, numbers.Real) or not 0 < dist_timeout < math.inf:
-        raise ValueError(f"dist_timeout must be a finite number of seconds > 0, got {dist_timeout!r}")
-    if distributed and not in_use:
-        raise ValueError("distributed=True needs torch.distributed initialised (init_process_group) first")
-    rank, world = (dist.get_rank(), dist.get_world_size()) if in_use and distributed is not False else (0, 1)
+    ranked = _check_distributed(distributed, dist_timeout)
+    rank, world = (dist.get_rank(), dist.get_world_size()) if ranked else (0, 1)
     mine = list(range(rank, num_runs, world))
     snapshot = Snapshot(model, data=(data,))  # reinit and shuffling draw on the RNGs
     sweeps: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # run -> its recorded losses, norms

@@ -283,14 +283,21 @@ def _check_values(a: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any], int
         raise ValueError(f"max_grad_norm must be a number > 0 or None, got {norm!r}")
     if a["state_cache"] not in ("cpu", "disk"):
         raise ValueError(f'state_cache must be "cpu" or "disk", got {a["state_cache"]!r}')
-    if not (a["distributed"] is None or isinstance(a["distributed"], bool)):
-        raise ValueError(f"distributed must be None (automatic), True or False, got {a['distributed']!r}")
-    if a["distributed"] and not (dist.is_available() and dist.is_initialized()):
+    _check_distributed(a["distributed"], a["dist_timeout"])
+    return lrs, options, refine_steps
+
+
+def _check_distributed(distributed: Any, timeout: Any) -> bool:
+    """Checks ``distributed`` and ``dist_timeout`` (``range_test``'s and ``parallel_range_test``'s);
+    whether this call runs over the ranks."""
+    in_use = dist.is_available() and dist.is_initialized()
+    if not (distributed is None or isinstance(distributed, bool)):
+        raise ValueError(f"distributed must be None (automatic), True or False, got {distributed!r}")
+    if distributed and not in_use:
         raise ValueError("distributed=True needs torch.distributed initialised (init_process_group) first")
-    timeout = a["dist_timeout"]
     if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not 0 < timeout < math.inf:
         raise ValueError(f"dist_timeout must be a finite number of seconds > 0, got {timeout!r}")
-    return lrs, options, refine_steps
+    return in_use and distributed is not False
 
 
 def _with_refinement(
