@@ -174,7 +174,7 @@ def main(rank, world, init_method, scenario, batches, val_batches, dist_timeout,
     report = {"bar_wanted": bars}
     start = time.monotonic()
     try:
-        result = range_test(model, optimizer, F.cross_entropy, data, **run)
+        result = range_test(model, optimizer, None if "step_fn" in run else F.cross_entropy, data, **run)
     except Exception as err:
         report["error"] = type(err), "".join(traceback.format_exception_only(err))
     else:

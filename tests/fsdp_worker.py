@@ -110,7 +110,7 @@ def main(rank, world, init_method, scenario, batches, queue):
             if rank == 1 and scenario == "raise":
                 run["step_fn"] = failing_step
             try:
-                result = range_test(model, optimizer, F.cross_entropy, data, **run)
+                result = range_test(model, optimizer, None if "step_fn" in run else F.cross_entropy, data, **run)
             except Exception as err:
                 report["error"] = type(err), "".join(traceback.format_exception_only(err))
             else:

@@ -1165,6 +1165,23 @@ def test_a_missing_loss_fn_or_a_wrong_step_fn_is_named_with_the_fix():
         range_test(model, optimizer, None, data, num_steps=5)
     with pytest.raises(TypeError, match=r"step_fn must take \(model, batch\) .* got a function of \(batch\)"):
         range_test(model, optimizer, None, data, num_steps=5, step_fn=lambda batch: batch)
+    # A loss_fn beside a step_fn would never run (the step_fn computes the loss).
+    calls = []
+
+    def counted(out, y):
+        calls.append(1)
+        return F.cross_entropy(out, y)
+
+    with pytest.raises(ValueError, match=r"loss_fn=<function .*counted.* and step_fn=.* both given.*pass loss_fn=None"):
+        range_test(
+            model,
+            optimizer,
+            counted,
+            data,
+            num_steps=5,
+            step_fn=lambda model, batch: counted(model(batch[0]), batch[1]),
+        )
+    assert calls == []
     assert_identical(before, observe(model, optimizer, loaders=[data]))
 
 

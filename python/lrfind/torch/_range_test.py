@@ -95,6 +95,7 @@ def range_test(
         patience: consecutive violations needed to stop (default 1).
         step_fn: ``step_fn(model, batch) -> loss`` for anything else (multi-input models,
             GANs, custom outputs); it runs the forward pass and returns the loss tensor.
+            ``loss_fn`` must then be None (a ValueError otherwise: it would never run).
         backward_fn: ``backward_fn(loss)`` runs the backward pass of each micro-batch's loss
             (already divided by ``accumulation_steps``) instead of ``loss.backward()``: for a
             framework that owns backward and loss scaling, such as ``accelerator.backward``. It
@@ -192,6 +193,12 @@ def range_test(
         )
     if step_fn is not None:
         _check_takes_two(step_fn)
+        if loss_fn is not None:
+            # step_fn computes the loss itself, so a loss_fn given beside it would be ignored.
+            raise ValueError(
+                f"loss_fn={loss_fn!r} and step_fn={step_fn!r} are both given: step_fn computes the loss, so loss_fn "
+                "would never run; pass loss_fn=None, or call loss_fn inside step_fn"
+            )
     if loss_fn is None and step_fn is None:
         step = _tensor_loss(_model_loss, "the model (with loss_fn=None)")
     else:
