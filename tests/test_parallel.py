@@ -1,5 +1,6 @@
 """Parallel range tests: K vmapped sweeps against K single range tests on real data."""
 
+import copy
 import json
 import random
 
@@ -411,5 +412,142 @@ def test_data_it_cannot_use_is_named():
         with pytest.raises(error, match=message):
             parallel_range_test(mlp(), nn.functional.cross_entropy, data, num_runs=2, data_order="shuffled")
     for data, shape in [([{"x": x, "y": y}], "dict"), ([(x, y, y)], "tuple of 3 items")]:
-        with pytest.raises(TypeError, match=f"needs \\(inputs, targets\\) batches, got a {shape}"):
+        with pytest.raises(TypeError, match=f"needs \\(inputs, targets\\) batches in data, got a {shape}"):
             parallel_range_test(mlp(), nn.functional.cross_entropy, data, num_runs=2, progress=False)
+
+
+class TiedLM(nn.Module):
+    """A language model whose output layer shares the embedding's weight, as most do."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(16, 8)
+        self.out = nn.Linear(8, 16, bias=False)
+        self.out.weight = self.emb.weight
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.emb(x)))
+
+
+def test_tied_weights_train_as_torch_optim_trains_them():
+    """The runs of a model with tied weights equal torch.optim on one copy (the vmapped copy kept
+    the output layer at a meta placeholder when the tie was lost)."""
+    torch.manual_seed(0)
+    x = torch.randint(0, 16, (64,))
+    batch = (x, (x * 3 + 1) % 16)
+    model = TiedLM()
+    par = parallel_range_test(
+        model, nn.functional.cross_entropy, batch, num_runs=2, init="copy", min_lr=1e-4, max_lr=1.0,
+        num_steps=STEPS, progress=False,
+    )  # fmt: skip
+    ref = single(model, 1e-4, 1.0, batch)
+    for run in par.runs:
+        np.testing.assert_allclose(run.losses, ref.losses, rtol=2e-4, atol=1e-5)
+        np.testing.assert_allclose(run.grad_norms, ref.grad_norms, rtol=2e-3, atol=1e-5)
+
+
+def test_a_runs_data_does_not_depend_on_the_chunk_with_a_loader_on_the_global_rng():
+    """A shuffling DataLoader without its own generator draws its order from the global RNG: the
+    reinitialisation of a chunk's runs must not move it (it used to follow the chunk's last seed)."""
+    x, y = load_digits(return_X_y=True)
+    data = DataLoader(
+        TensorDataset(torch.tensor(x / 16, dtype=torch.float32), torch.tensor(y)), batch_size=64, shuffle=True
+    )
+    kw = dict(num_runs=4, min_lr=1e-5, max_lr=1.0, num_steps=STEPS, progress=False)
+    model = mlp()
+    torch.manual_seed(11)
+    whole = parallel_range_test(model, nn.functional.cross_entropy, data, **kw)
+    torch.manual_seed(11)
+    one_by_one = parallel_range_test(model, nn.functional.cross_entropy, data, chunk_size=1, **kw)
+    for a, b in zip(whole.runs, one_by_one.runs, strict=True):
+        np.testing.assert_allclose(a.losses, b.losses, rtol=1e-5)
+    # The reference: run 2 alone, its weights reset under its seed, on the loader's first batches
+    # as the global RNG shuffles them from the same state.
+    ref_model = copy.deepcopy(model)
+    torch.manual_seed(2)
+    for m in ref_model.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    torch.manual_seed(11)
+    ref = single(ref_model, 1e-5, 1.0, data)
+    np.testing.assert_allclose(whole.runs[2].losses, ref.losses, rtol=2e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("wrap", ["weight_norm", "orthogonal"])  # vmap cannot run spectral_norm
+@pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning")  # torch's weight_norm under vmap
+def test_reinit_reaches_weights_behind_a_parametrization(wrap):
+    """reset_parameters() wrote into a parametrized layer's computed weight, which is thrown away:
+    every run started from the same weights. Each run's weights are now those of the plain layer
+    reset under its seed, assigned through the parametrization."""
+    parametrization = getattr(nn.utils.parametrizations, wrap)
+
+    def model(parametrized):
+        torch.manual_seed(0)
+        first = nn.Linear(64, 32)
+        return nn.Sequential(parametrization(first) if parametrized else first, nn.ReLU(), nn.Linear(32, 10))
+
+    batch = tuple(next(iter(digits())))
+    kw = dict(num_runs=3, min_lr=1e-5, max_lr=1e-4, num_steps=3, progress=False)
+    par = parallel_range_test(model(True), nn.functional.cross_entropy, batch, **kw)
+    firsts = [run.losses[0] for run in par.runs]
+    assert len(set(firsts)) == 3, f"each run its own weights: {firsts}"
+    for seed, run in enumerate(par.runs):
+        # The reference: the plain layers reset under the run's seed in the model's order, the
+        # first one parametrized from its new weight (orthogonal draws to complete its basis).
+        plain = model(False)
+        torch.manual_seed(seed)
+        plain[0].reset_parameters()
+        parametrization(plain[0])
+        plain[2].reset_parameters()
+        with torch.no_grad():
+            want = nn.functional.cross_entropy(plain(batch[0]), batch[1]).item()
+        assert run.losses[0] == pytest.approx(want, rel=1e-5)
+
+
+def test_refine_restores_the_val_loaders_generator():
+    val = digits(seed=5)
+    state = val.generator.get_state()
+    parallel_range_test(
+        mlp(), nn.functional.cross_entropy, tuple(next(iter(digits()))), num_runs=2, num_steps=20, refine=2,
+        val_data=val, progress=False,
+    )  # fmt: skip
+    assert torch.equal(state, val.generator.get_state())
+
+
+def test_what_parallel_range_test_cannot_run_is_named_before_the_sweep():
+    calls = []
+
+    def counted(outputs, targets):
+        calls.append(1)
+        return nn.functional.cross_entropy(outputs, targets)
+
+    x, y = next(iter(digits()))
+    meta = nn.Linear(64, 10, device="meta")
+    cases = [
+        (dict(model="mlp"), TypeError, "model must be a torch.nn.Module, got str"),
+        (dict(model=meta), ValueError, "model's weight is on the meta device"),
+        (dict(loss_fn=None), TypeError, "loss_fn must be a function of .*got None"),
+        (dict(loss_fn=nn.CrossEntropyLoss), TypeError, "got the class CrossEntropyLoss: pass CrossEntropyLoss()"),
+        (dict(optimizer="rmsprop"), ValueError, r"optimizer must be one of \('sgd', 'adam', 'adamw'\), got 'rmsprop'"),
+        (dict(optimizer=["adam"]), ValueError, r"optimizer must be one of .*got \['adam'\]"),
+        (dict(optimizer="sgd", optimizer_kwargs={"betas": (0.9, 0.9)}), TypeError,
+         "optimizer_kwargs has 'betas', which optimizer='sgd' does not take"),
+        (dict(refine=2, val_data={"x": x, "y": y}), TypeError, "batches in val_data, got a dict"),
+        (dict(data=iter([(x, y)] * 40), chunk_size=1), ValueError, "data is a one-shot iterator"),
+    ]  # fmt: skip
+    for case, error, message in cases:
+        run = {**dict(model=mlp(), loss_fn=counted, data=(x, y), num_runs=2, num_steps=20, progress=False), **case}
+        with pytest.raises(error, match=message):
+            parallel_range_test(run.pop("model"), run.pop("loss_fn"), run.pop("data"), **run)
+    assert calls == []
+    # A loss returned as a float, or detached, is named at its first call.
+    for loss, message in [
+        (lambda out, y: 1.0, "loss_fn must return the loss as a tensor, got float 1.0"),
+        (lambda out, y: nn.functional.cross_entropy(out, y).detach(), "loss_fn returned a loss that does not require"),
+    ]:
+        with pytest.raises((TypeError, ValueError), match=message):
+            parallel_range_test(mlp(), loss, (x, y), num_runs=2, num_steps=5, progress=False)
+    # Numpy integers are integers.
+    par = parallel_range_test(mlp(), counted, (x, y), num_runs=np.int64(2), chunk_size=np.int64(1), num_steps=5,
+                              check_every=np.int64(2), progress=False)  # fmt: skip
+    assert len(par.runs) == 2

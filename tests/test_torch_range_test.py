@@ -1314,3 +1314,47 @@ def test_cuda_sweep_syncs_only_at_the_host_check():
         hook.remove()
     assert len(result.lrs) == num_steps and np.isfinite(result.losses).all() and np.isfinite(result.grad_norms).all()
     assert np.isfinite(result.val_losses[6::7]).all()
+
+
+def test_a_disabled_grad_scaler_counts_as_none():
+    """GradScaler(enabled=use_amp) with AMP off (or a CUDA scaler without CUDA) is disabled: it
+    scales nothing and holds no state, so the sweep equals one without it (it used to crash)."""
+    seed_everything(0)
+    data = loader()
+    model, optimizer, _ = mid_training("cpu", data)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    seed_everything(1)
+    before = observe(model, optimizer, loaders=[data])
+    with_it = range_test(model, optimizer, F.cross_entropy, data, grad_scaler=scaler, num_steps=20, progress=False)
+    assert_identical(before, observe(model, optimizer, loaders=[data]))
+    seed_everything(1)
+    without = range_test(model, optimizer, F.cross_entropy, data, num_steps=20, progress=False)
+    np.testing.assert_array_equal(with_it.losses, without.losses)
+    assert not scaler.is_enabled() and scaler.state_dict() == {}
+
+
+def test_a_model_on_the_meta_device_a_bad_scaler_and_numpy_ints():
+    seed_everything(0)
+    data = loader()
+    meta = torch.nn.Linear(64, 10, device="meta")
+    with pytest.raises(ValueError, match=r"model's weight is on the meta device .*model.to_empty"):
+        range_test(meta, torch.optim.SGD(meta.parameters()), F.cross_entropy, data, num_steps=5)
+    model, optimizer, _ = mid_training("cpu", data)
+    before = observe(model, optimizer, loaders=[data])
+    with pytest.raises(TypeError, match="grad_scaler must be a torch.amp.GradScaler or None, got str 'yes'"):
+        range_test(model, optimizer, F.cross_entropy, data, grad_scaler="yes", num_steps=5)
+    for flag in ("restore", "progress"):  # "no" is truthy
+        with pytest.raises(TypeError, match=f"{flag} must be True or False, got str 'no'"):
+            range_test(model, optimizer, F.cross_entropy, data, num_steps=5, **{flag: "no"})
+    with pytest.raises(ValueError, match="num_steps must be an int >= 2, got True"):
+        range_test(model, optimizer, F.cross_entropy, data, num_steps=True)
+    assert_identical(before, observe(model, optimizer, loaders=[data]))
+    # numpy integers count as ints wherever range_test takes a count.
+    counts = dict(accumulation_steps=2, check_every=5, val_every=2, val_batches=1)
+    runs = [
+        range_test(model, optimizer, F.cross_entropy, data, val_data=data, num_steps=10, progress=False,
+                   **{k: cast(v) for k, v in counts.items()})
+        for cast in (int, np.int64)
+    ]  # fmt: skip
+    np.testing.assert_array_equal(runs[0].losses, runs[1].losses)
+    np.testing.assert_array_equal(runs[0].val_losses, runs[1].val_losses)

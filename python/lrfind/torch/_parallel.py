@@ -7,12 +7,14 @@ import dataclasses
 import datetime
 import numbers
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
+from torch.nn.utils import parametrize
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from lrfind import _core
@@ -24,14 +26,18 @@ from lrfind.torch._range_test import (
     StoppedRankError,
     _batches,
     _check_distributed,
+    _check_functions,
+    _check_model,
     _check_positive_int,
     _device_of,
     _modes,
+    _one_shot,
     _progress_bar,
     _set_modes,
+    _tensor_loss,
     _to_device,
 )
-from lrfind.torch._stacked_optim import StackedOptimizer
+from lrfind.torch._stacked_optim import _DEFAULTS, StackedOptimizer
 from lrfind.torch._state import DTensor, Snapshot
 
 #: Share of free GPU memory the default chunk size may plan for.
@@ -89,7 +95,8 @@ def parallel_range_test(
             vmapped: see the error for what to do. Frozen parameters (``requires_grad=False``)
             stay as they are, as ``torch.optim`` leaves them.
         loss_fn: the loss, a function of (outputs, targets).
-        data: a DataLoader, an iterable of batches or one fixed batch, as ``range_test``.
+        data: a DataLoader, an iterable of batches or one fixed batch, as ``range_test``; a
+            one-shot iterator (a generator) only when it is read once (one chunk, no ``refine``).
         num_runs: K, the number of sweeps (default 16).
         optimizer: ``"sgd"``, ``"adam"`` or ``"adamw"`` (default), applied to each run exactly as
             ``torch.optim`` would; ``optimizer_kwargs`` are its hyperparameters (not ``lr``).
@@ -100,8 +107,8 @@ def parallel_range_test(
             dropout/random masks come from its seed only, whatever ``num_runs`` and ``chunk_size``
             (each run draws its random ops from its own generator), so a run can be replayed alone.
         init: ``"reinit"`` (default) gives each run its own initialisation from its seed
-            (``reset_parameters()`` of every module); ``"copy"`` starts every run from the
-            user's weights.
+            (``reset_parameters()`` of every module, through its parametrizations, such as
+            ``weight_norm``); ``"copy"`` starts every run from the user's weights.
         data_order: ``"shared"`` (default) feeds the same batches to every run; ``"shuffled"``
             gives each run its own order (``data`` must then be a DataLoader).
         chunk_size: runs per vmapped chunk when K runs do not fit at once (default: all K on the
@@ -136,6 +143,12 @@ def parallel_range_test(
         a ``ParallelResult``: ``runs`` (one ``RangeTestResult`` each), the consensus
         ``suggested_lr``, its ``spread``, ``agreeing`` and ``diagnosis``.
     """
+    _check_model(model)
+    if loss_fn is None:
+        raise TypeError("loss_fn must be a function of (outputs, targets) that returns the loss tensor, got None")
+    _check_functions(loss_fn=loss_fn)
+    if not isinstance(optimizer, str) or optimizer not in _DEFAULTS:
+        raise ValueError(f"optimizer must be one of {tuple(_DEFAULTS)}, got {optimizer!r}")
     _check_positive_int("num_runs", num_runs)
     _check_positive_int("check_every", check_every)
     if init not in ("reinit", "copy"):
@@ -158,6 +171,12 @@ def parallel_range_test(
     kwargs = dict(optimizer_kwargs or {})
     if "lr" in kwargs:
         raise ValueError("optimizer_kwargs must not hold 'lr': the sweep sets it")
+    unknown = sorted(set(kwargs) - set(_DEFAULTS[optimizer]), key=str)
+    if unknown:
+        raise TypeError(
+            f"optimizer_kwargs has {unknown[0]!r}, which optimizer={optimizer!r} does not take "
+            f"(it takes {', '.join(_DEFAULTS[optimizer])})"
+        )
     _check_vmappable(model)
     device = _device_of(model)
     if not any(p.requires_grad for p in model.parameters()):
@@ -182,10 +201,22 @@ def parallel_range_test(
     ranked = _check_distributed(distributed, dist_timeout)
     rank, world = (dist.get_rank(), dist.get_world_size()) if ranked else (0, 1)
     mine = list(range(rank, num_runs, world))
-    snapshot = Snapshot(model, data=(data,))  # reinit and shuffling draw on the RNGs
+    if _one_shot(data) and (refine or len(mine) > chunk):
+        raise ValueError(
+            f"data is a one-shot iterator ({type(data).__name__}), but parallel_range_test reads it once per chunk of "
+            f"runs and once more for refine, and every read must give the same batches: pass a DataLoader or a list "
+            f"of batches"
+        )
+    snapshot = Snapshot(model, data=(data, val_data))  # reinit and shuffling draw on the RNGs
     sweeps: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # run -> its recorded losses, norms
     bar = _progress_bar(len(mine) * num_steps, progress and rank == 0)
     try:
+        # Checked before the sweep, not after it.
+        val = (
+            _refine.held_out(val_data, val_batches, lambda b: _to_device(_pair(b, "val_data"), device))
+            if refine
+            else []
+        )
         for start in range(0, len(mine), chunk):
             # Every chunk starts from the same RNG and data order (shared batches from a DataLoader
             # that draws on the global RNG); random ops in the model draw on per-run generators.
@@ -206,7 +237,6 @@ def parallel_range_test(
         candidates = _refine.candidates(consensus, result.suggested_range, refine) if refine else None
         if candidates is not None and consensus is not None:
             snapshot.restore()
-            val = _refine.held_out(val_data, val_batches, lambda b: _to_device(b, device))
             ids = list(range(rank, refine, world))  # candidate k on rank k % world
             scores = _refine.scores_vmapped(
                 model, loss_fn, candidates[ids], refine_steps, data, val, (optimizer, kwargs), seeds[0], chunk,
@@ -272,6 +302,7 @@ class _Chunk:
         device: torch.device,
         optimizer: str,
         kwargs: dict[str, Any],
+        same_random: bool = False,
     ) -> None:
         copies = [_copy(model, seed, init) for seed in seeds]
         params, buffers = stack_module_state(copies)
@@ -283,13 +314,16 @@ class _Chunk:
         self.seeds = seeds
         self.device = device
         # Set on the first step that draws random numbers (dropout ...): see ``_step``.
-        self.randomness: _PerRunRandomness | None = None
+        self.randomness: _PerRunRandomness | nullcontext[None] | None = None
+        self.same_random = same_random
         self.optimizer = StackedOptimizer(self.params, optimizer, **kwargs)
-        base = copy.deepcopy(copies[0]).to("meta")
+        base = _on_meta(copies[0])
         self.base = base
 
+        checked = _tensor_loss(lambda model, batch: loss_fn(model(batch[0]), batch[1]), "loss_fn")
+
         def loss_of(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: Any, y: Any) -> torch.Tensor:
-            return loss_fn(functional_call(base, (p, b), (x,)), y)
+            return checked(lambda inputs: functional_call(base, (p, b), (inputs,)), (x, y))
 
         self.loss_of = loss_of
 
@@ -306,7 +340,8 @@ class _Chunk:
         iterator, stacked = batches
         in_dims = (0, 0, 0 if stacked else None, 0 if stacked else None)
         step_fns = tuple(
-            vmap(grad_and_value(self.loss_of), in_dims=in_dims, randomness=r) for r in ("error", "different")
+            vmap(grad_and_value(self.loss_of), in_dims=in_dims, randomness=r)
+            for r in ("error", "same" if self.same_random else "different")
         )
         num_steps = lrs.shape[1]
         lr_dev = torch.tensor(lrs, dtype=torch.float32, device=self.device)
@@ -373,7 +408,8 @@ class _Chunk:
     def _step(self, step_fns: tuple[Callable[..., Any], Callable[..., Any]], x: Any, y: Any) -> Any:
         """Gradients and losses of one step. A model without random ops runs as plain vmap (no
         per-op overhead); the first random op switches the chunk to randomness="different" with
-        every run's random numbers drawn from its own generator."""
+        every run's random numbers drawn from its own generator, or with ``same_random`` to
+        randomness="same": every run draws the numbers one model would, from the global RNG."""
         plain, different = step_fns
         try:
             if self.randomness is None:
@@ -384,7 +420,7 @@ class _Chunk:
                         raise
                 # vmap refused before drawing anything, and the failed call changed no state (the
                 # optimizer step comes after it): run the step again, with randomness.
-                self.randomness = _PerRunRandomness(self.seeds)
+                self.randomness = nullcontext() if self.same_random else _PerRunRandomness(self.seeds)
             with self.randomness:
                 return different(self.params, self.buffers, x, y)
         except RuntimeError as error:
@@ -583,12 +619,59 @@ def _check_seeds(seeds: Sequence[Any] | None, k: int) -> list[int]:
 def _copy(model: torch.nn.Module, seed: int, init: str) -> torch.nn.Module:
     m = copy.deepcopy(model)
     if init == "reinit":
-        torch.manual_seed(seed)
-        for module in m.modules():
-            reset = getattr(module, "reset_parameters", None)
-            if callable(reset):
-                reset()
+        # Seeded apart from the global RNG, which the chunk's batches (a shuffling DataLoader)
+        # draw on next: a run's data must not depend on the seed of the chunk's last run.
+        cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(seed)
+            for module in m.modules():
+                _reset(module)
     return m
+
+
+def _on_meta(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` with its tensors on the meta device (``functional_call`` gives the real
+    ones), tied tensors still tied: ``.to("meta")`` would untie them, and ``functional_call``
+    would then leave the tied copy (an output layer sharing the embedding) at its meta value."""
+    m = copy.deepcopy(model)
+    meta: dict[int, torch.Tensor] = {}
+    with torch.no_grad():
+        for module in m.modules():
+            for table in (module._parameters, module._buffers):
+                for name, t in table.items():
+                    if t is None:
+                        continue
+                    if id(t) not in meta:
+                        on_meta = t.to("meta")
+                        meta[id(t)] = (
+                            torch.nn.Parameter(on_meta, t.requires_grad) if table is module._parameters else on_meta
+                        )
+                    table[name] = meta[id(t)]
+    return m
+
+
+def _reset(module: torch.nn.Module) -> None:
+    """``module.reset_parameters()``, also through parametrizations (weight_norm, orthogonal,
+    spectral_norm): there it would initialise the computed weight, a value thrown away, so it
+    runs on a plain twin whose weights are then assigned through the parametrization."""
+    reset = getattr(module, "reset_parameters", None)
+    if not callable(reset):
+        return
+    if not parametrize.is_parametrized(module):
+        reset()
+        return
+    twin = type(module).__bases__[0].__new__(type(module).__bases__[0])  # the class before parametrize
+    twin.__dict__.update(module.__dict__)
+    names = list(module.parametrizations)
+    with torch.no_grad():
+        # Contiguous, as a plain layer's weight is: an init fills memory in order, and a computed
+        # weight may be a transposed view (orthogonal).
+        plain = {n: torch.nn.Parameter(getattr(module, n).clone(memory_format=torch.contiguous_format)) for n in names}
+        twin._parameters = {**module._parameters, **plain}
+        twin._modules = {k: v for k, v in module._modules.items() if k != "parametrizations"}
+        twin.reset_parameters()  # the other parameters (a bias) are the module's own, reset in place
+        for n in names:
+            setattr(module, n, twin._parameters[n].detach())
 
 
 def _check_vmappable(model: torch.nn.Module) -> None:
@@ -633,7 +716,7 @@ def _chunk_batches(data: Any, order: str, seeds: list[int], device: torch.device
     return stacked(), True
 
 
-def _pair(batch: Any) -> Any:
+def _pair(batch: Any, name: str = "data") -> Any:
     """``batch``, checked to be an ``(inputs, targets)`` pair, what ``loss_fn(model(inputs), targets)`` takes."""
     if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
         shape = (
@@ -641,7 +724,7 @@ def _pair(batch: Any) -> Any:
             if isinstance(batch, (tuple, list))
             else type(batch).__name__
         )
-        raise TypeError(f"parallel_range_test needs (inputs, targets) batches, got a {shape}")
+        raise TypeError(f"parallel_range_test needs (inputs, targets) batches in {name}, got a {shape}")
     return batch
 
 

@@ -105,7 +105,8 @@ def range_test(
         max_grad_norm: clip the total gradient norm to this (default None: no clipping).
         amp: None (default), ``"bf16"`` or ``"fp16"`` autocast; fp16 uses ``grad_scaler`` (or a
             fresh ``torch.amp.GradScaler``), and a step it skips does not advance the sweep.
-        grad_scaler: the user's ``torch.amp.GradScaler`` for fp16 (restored afterwards).
+        grad_scaler: the user's ``torch.amp.GradScaler`` for fp16 (restored afterwards); a
+            disabled one (``enabled=False``) counts as None.
         group_lrs: ``"ratio"`` (default) moves every parameter group by the same factor, so
             discriminative LRs keep their ratios (the recorded LR is the first group's);
             ``"same"`` sets every group to the swept LR.
@@ -123,7 +124,9 @@ def range_test(
             the model's parameters with one LR, a ``loss_fn`` on ``(inputs, targets)`` batches,
             no BatchNorm running statistics, AMP, accumulation, clipping or distributed run, and
             a model vmap can run; one after another with your optimizer and settings otherwise.
-            A sweep that gives no LR to train at is not refined.
+            Random ops (dropout) draw the same numbers either way. ``data`` must be readable
+            again (a DataLoader or a list, not a generator). A sweep that gives no LR to train
+            at is not refined.
         refine_steps: steps per candidate (default None: ``num_steps``); the cost of ``refine``
             is ``refine * refine_steps`` training steps.
         check_every: steps between host reads of the recorded losses (default 10). On a GPU
@@ -167,6 +170,15 @@ def range_test(
         ``suggested_lr`` and ``diagnosis``.
     """
     lrs, options, refine_steps = _check_values(locals())
+    if refine and _one_shot(data):
+        raise ValueError(
+            f"refine={refine} trains every candidate on the sweep's first batches, but data is a one-shot iterator "
+            f"({type(data).__name__}) that the sweep uses up: pass a DataLoader or a list of batches"
+        )
+    if grad_scaler is not None and not grad_scaler.is_enabled():
+        # GradScaler(enabled=use_amp) with AMP off, or a CUDA scaler without CUDA: it scales
+        # nothing and holds no state, so the sweep runs as without one (a fresh one under fp16).
+        grad_scaler = None
     stop = detector(options)
     _check_setup(model, optimizer, loss_fn=loss_fn, step_fn=step_fn, backward_fn=backward_fn)
     if backward_fn is not None and (amp == "fp16" or grad_scaler is not None):
@@ -182,7 +194,6 @@ def range_test(
             "this optimizer steps its own GradScaler (accelerate under fp16): use lrfind.hf.accelerate_range_test, or "
             "pass the optimizer inside it (optimizer.optimizer) with grad_scaler=accelerator.scaler and no backward_fn"
         )
-    _refuse_fsdp1(model)
     if distributed is False and (
         isinstance(model, torch.nn.parallel.DistributedDataParallel)
         or (DTensor is not None and any(isinstance(p, DTensor) for p in model.parameters()))
@@ -266,7 +277,11 @@ def check_settings(**settings: Any) -> None:
 def _check_values(a: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any], int | None]:
     """The checks of ``range_test``'s arguments ``a`` (by name) that need no model: the sweep's
     LRs, the analysis options and ``refine_steps``."""
+    if isinstance(a["num_steps"], bool):  # the core would read True as 1
+        raise ValueError(f"num_steps must be an int >= 2, got {a['num_steps']!r}")
     lrs = _core.sweep_lrs(a["min_lr"], a["max_lr"], a["num_steps"], a["mode"])
+    for name in ("progress", "restore"):
+        _check_bool(name, a[name])
     refine_steps = _refine.check_refine(a["refine"], a["refine_steps"], a["num_steps"], a["val_data"])
     if a["refine"] and not a["restore"]:
         raise ValueError(f"refine={a['refine']} needs restore=True: every candidate starts from the model as it was")
@@ -281,6 +296,9 @@ def _check_values(a: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any], int
     )
     for name in ("accumulation_steps", "check_every", "val_every", "val_batches"):
         _check_positive_int(name, a[name])
+    scaler = a["grad_scaler"]
+    if scaler is not None and not isinstance(scaler, torch.amp.GradScaler):
+        raise TypeError(f"grad_scaler must be a torch.amp.GradScaler or None, got {type(scaler).__name__} {scaler!r}")
     if a["amp"] not in (None, "bf16", "fp16"):
         raise ValueError(f'amp must be None, "bf16" or "fp16", got {a["amp"]!r}')
     if a["group_lrs"] not in ("ratio", "same"):
@@ -740,8 +758,7 @@ def _set_modes(modes: list[tuple[torch.nn.Module, bool]]) -> None:
 def _check_setup(model: Any, optimizer: Any, **functions: Any) -> None:
     """The model, optimizer and functions are what a range test can drive: said before the
     sweep, not as an AttributeError or "not callable" halfway into it."""
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    _check_model(model)
     if not isinstance(getattr(optimizer, "param_groups", None), list) or not optimizer.param_groups:
         raise TypeError(
             f"optimizer must be a torch.optim optimizer with parameter groups, got {type(optimizer).__name__}: "
@@ -752,6 +769,25 @@ def _check_setup(model: Any, optimizer: Any, **functions: Any) -> None:
             "optimizer LBFGS is not supported: its step() needs a closure that re-evaluates the loss several times, "
             "where a range test takes one step per LR"
         )
+    _check_functions(**functions)
+
+
+def _check_model(model: Any) -> None:
+    """``model`` is a module whose tensors hold data."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    _refuse_fsdp1(model)
+    tensors = itertools.chain(model.named_parameters(), model.named_buffers())
+    meta = next((name for name, t in tensors if t.is_meta), None)
+    if meta is not None:
+        raise ValueError(
+            f"model's {meta} is on the meta device (a shape without data), which cannot be trained or restored: "
+            "materialise the model first (model.to_empty(device=...), then load or initialise its weights)"
+        )
+
+
+def _check_functions(**functions: Any) -> None:
+    """Each of ``functions`` (by name) is None or something to call, not a class."""
     for name, fn in functions.items():
         if fn is None:
             continue
@@ -763,8 +799,14 @@ def _check_setup(model: Any, optimizer: Any, **functions: Any) -> None:
             raise TypeError(f"{name} must be callable, got {type(fn).__name__} {fn!r}")
 
 
+def _check_bool(name: str, value: Any) -> None:
+    """A flag is a bool: ``"no"`` or ``"false"`` would read as True."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+
+
 def _check_positive_int(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be an int >= 1, got {value!r}")
 
 
@@ -776,6 +818,11 @@ def _device_of(model: torch.nn.Module) -> torch.device:
 
 def _is_single_batch(data: Any) -> bool:
     return isinstance(data, (torch.Tensor, tuple, Mapping))
+
+
+def _one_shot(data: Any) -> bool:
+    """Whether ``data`` is an iterator (a generator), which a second read finds used up."""
+    return isinstance(data, Iterator) and not _is_single_batch(data)
 
 
 def _batches(data: Any, name: str = "data") -> Iterator[Any]:

@@ -106,8 +106,10 @@ def scores_vmapped(
     side by side as ``parallel_range_test`` trains its runs (vmapped copies of ``model``'s
     current weights, chunks of ``chunk``, the same batches); inf where the loss went
     non-finite. ``restore`` puts the RNGs back before each chunk, so that every chunk sees the
-    same batches; ``progress`` draws a bar. ``train_mode`` puts a model left in eval mode in train
-    mode (``range_test``'s way); else it trains in ``model``'s modes (``parallel_range_test``'s)."""
+    same batches; ``progress`` draws a bar. ``train_mode`` is ``range_test``'s way: a model left in
+    eval mode trains in train mode, and random ops (dropout) draw what the one-at-a-time loop
+    draws, from the global RNG, the same for every candidate; else (``parallel_range_test``'s
+    way) it trains in ``model``'s modes, with the random ops of the first seed."""
     from lrfind.torch._parallel import _Chunk, _chunk_batches, _device_of
     from lrfind.torch._range_test import _progress_bar
 
@@ -119,7 +121,9 @@ def scores_vmapped(
             restore()
             part = lrs[start : start + chunk]
             k = len(part)
-            sweep = _Chunk(model, loss_fn, [seed] * k, "copy", device, optimizer[0], optimizer[1])
+            sweep = _Chunk(
+                model, loss_fn, [seed] * k, "copy", device, optimizer[0], optimizer[1], same_random=train_mode
+            )
             if train_mode and not sweep.base.training:  # range_test's rule (see _Run.sweep)
                 sweep.base.train()
             batches = _chunk_batches(data, "shared", [seed] * k, device)

@@ -212,6 +212,23 @@ def _generators(data: Sequence[Any]) -> list[torch.Generator]:
     return found
 
 
+class GlobalRngs:
+    """The states of Python's, numpy's, torch's and CUDA's global RNGs; ``restore()`` puts them back."""
+
+    def __init__(self) -> None:
+        self.python = random.getstate()
+        self.numpy = np.random.get_state()
+        self.torch = torch.get_rng_state()
+        self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+
+    def restore(self) -> None:
+        random.setstate(self.python)
+        np.random.set_state(self.numpy)
+        torch.set_rng_state(self.torch)
+        if self.cuda is not None:
+            torch.cuda.set_rng_state_all(self.cuda)
+
+
 class Snapshot:
     """The state of a model, its optimizer, a grad scaler and every RNG, held off the GPU.
 
@@ -233,6 +250,8 @@ class Snapshot:
     ) -> None:
         if cache not in ("cpu", "disk"):
             raise ValueError(f'state_cache must be "cpu" or "disk", got {cache!r}')
+        if scaler is not None and not scaler.is_enabled():
+            scaler = None  # a disabled scaler holds no state and changes none
         self.model, self.scaler = model, scaler
         self.training = {name: m.training for name, m in model.named_modules()}
         self.requires_grad = {name: p.requires_grad for name, p in model.named_parameters()}
@@ -266,12 +285,7 @@ class Snapshot:
             del self.optimizer_copy.saved  # the state dict holds it (on disk with cache="disk")
         # A step interrupted after unscale_() leaves the scaler mid-step: keep its stage too.
         self.scaler_stages = None if scaler is None else {k: dict(v) for k, v in scaler._per_optimizer_states.items()}
-        self.rng = {
-            "python": random.getstate(),
-            "numpy": np.random.get_state(),
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
-        }
+        self.rng = GlobalRngs()
         # DataLoaders may carry their own generators (shuffling, sampling): those are RNGs too.
         self.generators = {id(g): (g, g.get_state()) for g in _generators(data)}
         # A DataLoader with persistent workers reuses its one iterator (and its workers, RNGs
@@ -356,11 +370,7 @@ class Snapshot:
         self.scaler._per_optimizer_states.update({k: dict(v) for k, v in self.scaler_stages.items()})
 
     def _restore_rngs(self) -> None:
-        random.setstate(self.rng["python"])
-        np.random.set_state(self.rng["numpy"])
-        torch.set_rng_state(self.rng["torch"])
-        if self.rng["cuda"] is not None:
-            torch.cuda.set_rng_state_all(self.rng["cuda"])
+        self.rng.restore()
         for generator, generator_state in self.generators.values():
             generator.set_state(generator_state)
 
