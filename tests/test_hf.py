@@ -606,3 +606,42 @@ def test_imports_stay_lazy_and_a_missing_extra_is_named():
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=120)
     assert "pip install 'lrfind[hf]'" in out.stdout
+
+
+def test_the_applied_lr_is_the_suggestion_exactly_for_every_scheduler(tmp_path):
+    """transformers builds cosine_with_min_lr (and polynomial) from optimizer.defaults["lr"], which
+    kept the old LR: the callback's schedule rose instead of decaying. The training after the
+    callback now steps at the LRs of a Trainer given the suggestion by hand."""
+    schedule = dict(lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr": 1e-6}, max_steps=4)
+    callback, steps = lrfind.hf.LRFinderCallback(**SWEEP), StepLRs()
+    make_trainer(tmp_path, callbacks=[callback, steps], **schedule).train()
+    lr = callback.result.suggested_lr
+    assert callback.result.diagnosis.gives_lr
+    by_hand = StepLRs()
+    make_trainer(tmp_path, callbacks=[by_hand], learning_rate=lr, **schedule).train()
+    assert steps.lrs == by_hand.lrs
+    assert steps.lrs[-1][0] < steps.lrs[0][0], "the cosine decays"
+
+
+def test_apply_puts_the_first_group_at_the_suggestion_to_the_bit(tmp_path):
+    """Groups keep their ratios, but the first one (and any at its LR) gets the suggestion itself:
+    lr * base / base is an ulp off for about one LR in eight."""
+    result = lrfind.hf.range_test(make_trainer(tmp_path), **SWEEP)
+    lr = result.suggested_lr
+    base = next(b for b in 5e-5 * (1 + np.arange(1, 1000) * 1e-4) if lr * b / b != lr)
+    trainer = make_trainer(tmp_path, learning_rate=float(base))
+    trainer.create_optimizer()
+    lrfind.hf._apply(trainer, result, "ratio", training=False)
+    assert [g["lr"] for g in trainer.optimizer.param_groups] == [lr, lr]
+    assert trainer.optimizer.defaults["lr"] == lr
+
+
+def test_flags_must_be_bools(tmp_path):
+    trainer = make_trainer(tmp_path)
+    for flag in ("apply", "progress", "restore"):
+        with pytest.raises(TypeError, match=f"{flag} must be True or False, got str 'no'"):
+            lrfind.hf.range_test(trainer, **{flag: "no"})
+        with pytest.raises(TypeError, match=f"{flag} must be True or False, got str 'no'"):
+            lrfind.hf.LRFinderCallback(**{flag: "no"})
+    with pytest.raises(ValueError, match="num_steps must be an int >= 2, got True"):
+        lrfind.hf.LRFinderCallback(num_steps=True)

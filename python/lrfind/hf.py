@@ -35,7 +35,7 @@ from accelerate.utils import DistributedType
 
 from lrfind.result import RangeTestResult
 from lrfind.torch import range_test as _torch_range_test
-from lrfind.torch._range_test import check_settings
+from lrfind.torch._range_test import _check_bool, check_settings
 
 __all__ = ["LRFinderCallback", "accelerate_range_test", "range_test"]
 
@@ -107,6 +107,7 @@ def range_test(trainer: transformers.Trainer, *, apply: bool = False, **settings
             ``LRFinderCallback``, which runs on the wrapped model).
     """
     _refuse(settings, TRAINER_OWNED, "lrfind.hf.range_test", "the Trainer")
+    _check_bool("apply", apply)
     _check_trainer(trainer)
     if trainer.args.world_size > 1:
         raise ValueError(
@@ -155,6 +156,7 @@ class LRFinderCallback(transformers.TrainerCallback):
 
     def __init__(self, *, apply: bool = True, **settings: Any) -> None:
         _refuse(settings, TRAINER_OWNED, "LRFinderCallback", "the Trainer")
+        _check_bool("apply", apply)
         check_settings(**settings)  # a bad value fails here, not once the Trainer has set up
         self.apply, self.settings = apply, settings
         self.result: RangeTestResult | None = None
@@ -389,9 +391,12 @@ def _apply(trainer: transformers.Trainer, result: RangeTestResult, group_lrs: st
         base = [float(g.get("initial_lr", g["lr"])) for g in groups]
         keep_ratios = group_lrs == "ratio" and base[0] > 0
         for group, b in zip(groups, base, strict=True):
-            group["lr"] = lr * b / base[0] if keep_ratios else lr
+            # The first group (and any at its LR) exactly at the suggestion: lr * b / b can be an ulp off.
+            group["lr"] = lr * b / base[0] if keep_ratios and b != base[0] else lr
             # LambdaLR & co. take initial_lr over lr when it is there: the trap of a cached optimizer.
             group.pop("initial_lr", None)
+        # transformers builds some schedulers (polynomial, cosine_with_min_lr) from defaults["lr"].
+        _unwrapped(trainer.optimizer).defaults["lr"] = lr
     if trainer.lr_scheduler is not None:
         trainer.lr_scheduler = None
         trainer._created_lr_scheduler = False
