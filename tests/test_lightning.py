@@ -345,12 +345,29 @@ class CyclicNet(Net):
         return [optimizer], [{"scheduler": cyclic, "interval": "step"}]
 
 
-def test_a_cyclic_schedule_keeps_its_shape_around_the_suggestion():
-    finder, model, fit = sweep(CyclicNet(), max_steps=1)
+class CyclicPeakNet(Net):
+    """The other way to write it: the optimizer built at the cycle's peak."""
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+        cyclic = torch.optim.lr_scheduler.CyclicLR(optimizer, base_lr=self.hparams.lr / 10, max_lr=self.hparams.lr)
+        return [optimizer], [{"scheduler": cyclic, "interval": "step"}]
+
+
+@pytest.mark.parametrize("net", [CyclicNet, CyclicPeakNet])
+def test_a_cyclic_schedule_trains_as_with_the_suggestion_set_by_hand(net):
+    """The cycle keeps its shape around the suggestion, with the suggestion where the module puts
+    its LR: the low end (CyclicNet) or the peak (CyclicPeakNet, which used to cycle up to 10x the
+    suggestion, where a fit with the suggestion set by hand peaks at it)."""
+    finder, swept, fit = sweep(net(), max_steps=6)
+    lr = finder.applied_lr
     (config,) = fit.lr_scheduler_configs
-    cyclic = config.scheduler
-    assert cyclic.base_lrs == [finder.applied_lr]
-    assert cyclic.max_lrs[0] == pytest.approx(10 * finder.applied_lr, rel=1e-12)
+    low, peak = (lr, 10 * lr) if net is CyclicNet else (lr / 10, lr)
+    assert config.scheduler.base_lrs[0] == pytest.approx(low, rel=1e-12)
+    assert config.scheduler.max_lrs[0] == pytest.approx(peak, rel=1e-12)
+    by_hand = net(lr=lr)
+    trainer(max_steps=6).fit(by_hand, loader())
+    np.testing.assert_allclose(swept.lrs_seen[-6:], by_hand.lrs_seen, rtol=1e-12)
 
 
 class SkippingNet(Net):
@@ -548,3 +565,53 @@ def test_ranks_record_the_global_curve_and_set_the_same_lr(strategy):
     # The global gradient norm (DDP averages the gradients; FSDP2's shards reduce their norms).
     np.testing.assert_allclose(a["grad_norms"], reference.grad_norms, rtol=1e-4)
     assert a["suggested_lr"] == pytest.approx(reference.suggested_lr, rel=1e-3)
+
+
+class NoLrNet(Net):
+    """An LR that lives nowhere lr_find can set it: configure_optimizers hard-codes it."""
+
+    def make_optimizer(self):
+        return torch.optim.SGD(self.parameters(), lr=1e-3, momentum=0.9)
+
+    def __init__(self):
+        super().__init__()
+        del self.hparams["lr"]
+
+
+def test_lr_find_needs_an_attribute_the_next_fit_reads():
+    """The fit after lr_find builds new optimizers: without an LR attribute the suggestion was
+    silently lost (it trained at the old LR); now that is an error before the sweep."""
+    model = NoLrNet()
+    with pytest.raises(AttributeError, match=r"none of \('lr', 'learning_rate'\).*update_attr=False"):
+        lr_find(trainer(), model, loader(), **SETTINGS, progress=False)
+    assert model.lrs_seen == []
+    result = lr_find(trainer(), model, loader(), **SETTINGS, progress=False, update_attr=False)
+    assert result.suggested_lr is not None
+
+
+class SplittingData(pl.LightningDataModule):
+    """A DataModule whose setup draws on the global RNG (random_split), as many do."""
+
+    def setup(self, stage):
+        dataset = loader().dataset
+        self.train, _ = torch.utils.data.random_split(dataset, [0.8, 0.2])
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(self.train, batch_size=BATCH, drop_last=True)
+
+
+def test_the_fit_after_lr_find_draws_what_it_would_have_drawn():
+    """lr_find restores the global RNGs it found, so that the fit after it splits, shuffles and
+    initialises as a fit without it (setup's random_split ran before the sweep's snapshot)."""
+
+    def fit(lr, find):
+        pl.seed_everything(3, verbose=False)
+        model = Net(lr=lr)
+        if find:
+            lr_find(trainer(), model, datamodule=SplittingData(), **SETTINGS, progress=False)
+        trainer(max_steps=5).fit(model, datamodule=SplittingData())
+        return model
+
+    found = fit(1e-3, find=True)
+    by_hand = fit(found.hparams.lr, find=False)
+    assert_same(found.state_dict(), by_hand.state_dict())

@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader
 from lrfind import _core
 from lrfind.result import RangeTestResult, detector, sweep_options
 from lrfind.torch._range_test import CHECK_EVERY, MAX_CONSECUTIVE_SKIPS, _progress_bar
-from lrfind.torch._state import DTensor, Snapshot, _Copier, _OptimizerCopy
+from lrfind.torch._state import DTensor, GlobalRngs, Snapshot, _Copier, _OptimizerCopy
 
 __all__ = ["LRFinder", "lr_find"]
 
@@ -90,8 +90,11 @@ class LRFinder(pl.Callback):
     peak (``max_lr``), else the ``initial_lr`` an LR scheduler set, else its ``lr``. The base
     becomes the suggestion (times the ratio), and the group's other LRs (``lr``, ``initial_lr``,
     OneCycleLR's ``max_lr`` and ``min_lr``) and the schedulers' ``base_lrs`` (chained ones too)
-    scale with it, so a schedule keeps its shape: a warm-up that starts at a tenth of the base
-    starts at a tenth of the suggestion.
+    and CyclicLR's ``max_lrs`` scale with it, so a schedule keeps its shape: a warm-up that starts
+    at a tenth of the base starts at a tenth of the suggestion. A CyclicLR's ``initial_lr`` is
+    its low end; when the optimizer was built at the cycle's peak instead (``SGD(lr=self.lr)``
+    with ``CyclicLR(base_lr=self.lr / 10, max_lr=self.lr)``), the peak is the base, so the
+    cycle runs up to the suggestion as it would with the suggestion set by hand.
     When the sweep gives no LR to train at (``result.diagnosis.gives_lr`` is False: a flat sweep,
     an immediate explosion; or no suggestion), the LRs stay as they were and a warning carries
     the diagnosis.
@@ -212,7 +215,7 @@ class LRFinder(pl.Callback):
             return None
         _check_strategy(trainer.strategy)
         attr = _lr_attr(pl_module, self.attr_name) if self.update_attr else None
-        groups = _Groups(trainer.optimizers, self.group_lrs)
+        groups = _Groups(trainer.optimizers, self.group_lrs, list(_schedulers(trainer)))
         result = _sweep(self, trainer, pl_module, groups)
         if result is None:
             return None
@@ -237,8 +240,11 @@ def lr_find(
     Runs ``trainer.fit`` with an ``LRFinder(**settings)`` callback that ends the fit after the
     sweep (as Lightning's tuner does), so the sweep sees exactly the data, strategy, precision,
     accumulation and clipping that ``trainer.fit(model, ...)`` would; the model comes back as
-    it was, with the suggestion set as its LR (``update_attr=True``, the default), ready for
-    ``trainer.fit``. Validation never runs.
+    it was, with the suggestion set as its LR attribute (``update_attr=True``, the default:
+    the model must then have ``lr`` or ``learning_rate``, or the ``attr_name`` you give, in
+    itself or its hparams, else an ``AttributeError`` before the sweep), ready for
+    ``trainer.fit``; the global RNGs come back as they were before the call, so the fit that
+    follows draws what it would have drawn without ``lr_find``. Validation never runs.
 
     Args:
         trainer: the ``Trainer`` to sweep with; it must not hold an ``LRFinder`` already.
@@ -265,12 +271,24 @@ def lr_find(
             "or let trainer.fit run that one"
         )
     finder = LRFinder(**settings)
+    if finder.update_attr and _lr_attr(model, finder.attr_name) is None:
+        # The fit that follows builds new optimizers from configure_optimizers: an attribute it
+        # reads is the only way the suggestion reaches them.
+        raise AttributeError(
+            f"lr_find sets the suggestion on the model's LR attribute, and the model has none of {LR_ATTRS} (in "
+            "itself or its hparams): read it in configure_optimizers (e.g. self.lr), name yours with attr_name=..., "
+            "or pass update_attr=False and take result.suggested_lr"
+        )
     finder._early_exit = True
     trainer.callbacks = [finder, *trainer.callbacks]
+    # setup() and configure_optimizers() may draw random numbers (a random_split) before the
+    # sweep's snapshot: the fit that follows must draw them as if lr_find had not run.
+    rngs = GlobalRngs()
     try:
         trainer.fit(model, train_dataloaders, val_dataloaders, datamodule)
     finally:
         trainer.callbacks = [callback for callback in trainer.callbacks if callback is not finder]
+        rngs.restore()
     return finder.result
 
 
@@ -301,11 +319,12 @@ def _lr_attr(module: pl.LightningModule, name: str | None) -> str | None:
 class _Groups:
     """Every parameter group of every optimizer, with its base LR and its ratio to the first."""
 
-    def __init__(self, optimizers: Sequence[torch.optim.Optimizer], mode: str) -> None:
+    def __init__(self, optimizers: Sequence[torch.optim.Optimizer], mode: str, schedulers: Sequence[Any] = ()) -> None:
         if not optimizers:
             raise ValueError("configure_optimizers returned no optimizer: the range test has nothing to sweep")
         self.optimizers = list(optimizers)
-        self.bases = [_base_lr(g) for g in self.groups]
+        peaks = _cyclic_peaks(schedulers)
+        self.bases = [peaks.get(id(g), _base_lr(g)) for g in self.groups]
         if not self.bases:
             raise ValueError("the optimizers have no parameter group: the range test has nothing to sweep")
         if mode == "same":
@@ -329,6 +348,20 @@ class _Groups:
 def _base_lr(group: Mapping[str, Any]) -> float:
     """The LR a group was configured with: OneCycleLR's peak, a scheduler's ``initial_lr``, or ``lr``."""
     return float(group.get("max_lr", group.get("initial_lr", group["lr"])))
+
+
+def _cyclic_peaks(schedulers: Sequence[Any]) -> dict[int, float]:
+    """The groups (by id) whose optimizer was built at the peak of the CyclicLR that drives them
+    (``SGD(lr=self.lr)`` with ``CyclicLR(max_lr=self.lr)``), and that peak: their configured LR,
+    where CyclicLR's ``initial_lr`` is its low end."""
+    peaks = {}
+    for scheduler in schedulers:
+        if isinstance(scheduler, torch.optim.lr_scheduler.CyclicLR):
+            built_at = scheduler.optimizer.defaults.get("lr")
+            for group, peak in zip(scheduler.optimizer.param_groups, scheduler.max_lrs, strict=True):
+                if peak == built_at:
+                    peaks[id(group)] = float(peak)
+    return peaks
 
 
 class _Sweep(pl.Callback):
