@@ -247,9 +247,6 @@ def test_bad_tables_name_what_is_wrong():
     lrs, losses = sweeps[0]
     with pytest.raises(TypeError, match="table must be a pyarrow.Table or RecordBatch, got dict"):
         analyze_table({"lr": lrs, "loss": losses})
-    fixed = pa.list_(pa.float64(), len(lrs))
-    with pytest.raises(TypeError, match=r"column 'lr' must hold numbers or lists of numbers, got fixed_size_list"):
-        analyze_table(pa.table({"lr": pa.array([lrs], fixed), "loss": pa.array([losses], fixed)}))
     with pytest.raises(TypeError, match="column 'lr' must hold lists of numbers, got list<item: list"):
         analyze_table(pa.table({"lr": [[lrs.tolist()]], "loss": [[losses.tolist()]]}))
     with pytest.raises(TypeError, match="key column 'k' must hold scalars"):
@@ -276,3 +273,76 @@ def test_the_report_is_the_cli_csv_typed(tmp_path):
         want = out[column].astype(object).where(out[column].notna(), None).tolist()
         got = cli[column].astype(object).where(cli[column].notna(), None).tolist()
         assert got == want, column
+
+
+# --- found by fuzzing ------------------------------------------------------------------------------
+
+
+def _dict_key_table(sweeps, keys: list) -> pa.Table:
+    """Long format, sweep i under ``keys[i]``, the key column dictionary-encoded with a
+    dictionary of its own order (not the rows'), holding an entry no row uses."""
+    key = pa.array(np.repeat(np.array(keys, dtype=object), [len(s[0]) for s in sweeps]).tolist(), pa.string())
+    dictionary = pa.array(["unused", *sorted({k for k in keys if k is not None}, reverse=True)])
+    indices = pa.compute.index_in(key, value_set=dictionary)
+    column = pa.DictionaryArray.from_arrays(indices, dictionary)
+    lrs, losses = (np.concatenate([s[i] for s in sweeps]) for i in (0, 1))
+    return pa.table({"k": column, "lr": lrs, "loss": losses})
+
+
+def test_a_dictionary_key_groups_as_its_values_do():
+    """A dictionary-encoded key (a pandas categorical, a hive partition column) gives what the
+    same key as plain values gives: one row per sweep in order of first appearance, none for a
+    dictionary entry that no row uses, the null rows as one sweep; in a stream too."""
+    sweeps = _sweeps(4)
+    keys = ["b", None, "a", "c"]
+    table = _dict_key_table(sweeps, keys)
+    assert table.column("k").chunk(0).dictionary.to_pylist() == ["unused", "c", "b", "a"]
+    plain = table.set_column(0, "k", table.column("k").cast(pa.string()))
+    want = analyze_table(plain, key="k")
+    assert want.column("k").to_pylist() == keys
+    assert _rows(want, _expected(sweeps)[0]) == _expected(sweeps)
+    assert analyze_table(table, key="k").equals(want)
+    for size in (7, 40, 1000):
+        got = pa.Table.from_batches(list(analyze_batches(table.to_batches(max_chunksize=size), key="k")))
+        assert got.equals(want), size
+
+
+def test_a_filtered_hive_partition_key_gives_only_the_sweeps_read(tmp_path):
+    sweeps = _sweeps(3)
+    table = _long(sweeps)
+    pq.write_to_dataset(table, tmp_path, partition_cols=["key"])
+    part = pq.read_table(tmp_path, filters=[("key", "=", "k1")])
+    assert pa.types.is_dictionary(part.schema.field("key").type) and len(part["key"].chunk(0).dictionary) == 3
+    out = analyze_table(part, key="key")
+    assert out.column("key").to_pylist() == ["k1"]
+    assert _rows(out, _expected(sweeps[1:2])[0]) == _expected(sweeps[1:2])
+
+
+def test_a_key_spanning_many_batches_is_read_once(monkeypatch):
+    """The stream's work is linear in its rows: each row's key is compared a bounded number of
+    times, however many batches a key spans (each batch used to compare every row held so far)."""
+    import lrfind.arrow
+
+    seen = []
+    key_starts = lrfind.arrow._key_starts
+    monkeypatch.setattr(lrfind.arrow, "_key_starts", lambda keys: seen.append(len(keys)) or key_starts(keys))
+    lrs = lrfind.sweep_lrs(1e-7, 10.0, 4000)
+    losses = 2.3 - np.tanh(np.log10(lrs) + 3) + np.exp(np.log10(lrs) + 1)
+    keys = np.repeat([3, 1, 2], [2000, 1500, 500])
+    table = pa.table({"k": keys, "lr": lrs, "loss": losses})
+    got = pa.Table.from_batches(list(analyze_batches(table.to_batches(max_chunksize=20), key="k", methods="auto")))
+    assert sum(seen) <= 2 * table.num_rows
+    want = [lrfind.analyze(lrs[keys == k], losses[keys == k], methods="auto").suggested_lr for k in (3, 1, 2)]
+    assert got.column("k").to_pylist() == [3, 1, 2] and got.column("lr_auto").to_pylist() == want
+    one = pa.Table.from_batches(list(analyze_batches(table.to_batches(max_chunksize=20), methods="auto")))
+    assert one.column("lr_auto").to_pylist() == [lrfind.analyze(lrs, losses, methods="auto").suggested_lr]
+
+
+def test_fixed_size_list_columns_are_lists():
+    """What a 2-D numpy array becomes in Arrow: the same rows as list columns give."""
+    n = 20  # the shortest of _sweeps
+    sweeps = [(lrs[:n], losses[:n]) for lrs, losses in _sweeps(6)]
+    fixed = pa.list_(pa.float64(), n)
+    table = pa.table({"lr": pa.array([s[0] for s in sweeps], fixed), "loss": pa.array([s[1] for s in sweeps], fixed)})
+    out = analyze_table(table)
+    assert _rows(out, _expected(sweeps)[0]) == _expected(sweeps)

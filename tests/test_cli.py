@@ -671,3 +671,60 @@ def test_ctrl_c_stops_a_streamed_analysis_at_once(tmp_path):
         assert proc.wait(timeout=30) in (130, 1)
     assert time.monotonic() - start < 5, "took too long to stop"
     assert "Traceback" not in err, err
+
+
+# --- found by fuzzing ------------------------------------------------------------------------------
+
+
+def _run_to(stdout: object, *args: str | Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """``lrfind ARGS...`` with standard output as given (a file, or closed), never a traceback;
+    buffered, as users run it (a report may then be written only as it ends)."""
+    command, env = lrfind_command()
+    env.pop("PYTHONUNBUFFERED", None)
+    done = subprocess.run(
+        [*command, *map(str, args)], stdout=stdout, stderr=subprocess.PIPE, text=True, env=env, timeout=120, **kwargs
+    )
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
+    return done
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="/dev/full, a device that is always full, is Linux's")
+@pytest.mark.parametrize("fmt", ["table", "csv", "parquet"])
+def test_a_full_disk_is_reported_with_the_output_it_filled(data: Path, fmt: str) -> None:
+    """Also when the report is small enough to be written only as the file is closed."""
+    if fmt != "parquet":
+        with open("/dev/full", "w") as full:
+            done = _run_to(full, "analyze", data / "a.csv", "--format", fmt)
+        assert done.returncode == 1
+        assert done.stderr == "lrfind: error: cannot write to standard output: No space left on device\n"
+    done = _run_to(subprocess.PIPE, "analyze", data / "a.csv", "--format", fmt, "--out", "/dev/full")
+    assert done.returncode == 1 and done.stdout == ""
+    assert (
+        done.stderr.startswith("lrfind: error: cannot write /dev/full: ") and "No space left on device" in done.stderr
+    )
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="closing a child's descriptor before it runs is POSIX")
+def test_a_closed_standard_output_is_an_error_not_a_traceback(data: Path) -> None:
+    done = _run_to(subprocess.DEVNULL, "analyze", data / "a.csv", preexec_fn=lambda: os.close(1))  # `>&-`
+    assert done.returncode == 1
+    assert done.stderr == "lrfind: error: cannot write to standard output: it is closed\n"
+
+
+def test_plot_needs_a_directory_checked_before_any_work(data: Path, tmp_path: Path) -> None:
+    """'' would put the PNGs in the current directory, unasked; a file cannot hold them."""
+    pytest.importorskip("matplotlib")
+    done = run("analyze", data / "a.csv", "--plot", "", cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == "" and list(tmp_path.iterdir()) == []
+    assert done.stderr == "lrfind: error: --plot needs a directory, got ''\n"
+    done = run("analyze", data / "a.csv", "--plot", data / "a.csv")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == f"lrfind: error: --plot {data / 'a.csv'}: exists and is not a directory\n"
+
+
+def test_a_plot_that_cannot_be_written_is_named(data: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    (tmp_path / "a_r1.png").mkdir()  # where the first plot goes
+    done = run("analyze", data / "a.csv", "--plot", tmp_path)
+    assert done.returncode == 1
+    assert done.stderr == f"lrfind: error: cannot write {tmp_path / 'a_r1.png'}: Is a directory\n"

@@ -226,3 +226,22 @@ def test_every_structure_field_overwritten(tmp_path: Path, index: int) -> None:
             s = read_sweeps([path])  # raises nothing
             assert len(s) or s.rejected, (at, value)
             assert all(r.source.startswith(str(path)) for r in s.rejected), (at, value)
+
+
+def test_summary_of_losses_near_the_float_limit():
+    """Finite losses near 1e308 whose lag-free curve overflows to inf in places: the summary
+    says what it can, its marks read off the finite points (it raised IndexError)."""
+    lrs = np.array([3.048206148278822e-256, 3.984268578967609e-256, 6.231732001672014e-256,
+                    8.121382110551446e-256, 1.0221450439386719e-255])  # fmt: skip
+    losses = np.array([9.940947188116752e307, 7.771427563761282e307, 5.601907939405814e307,
+                       3.4323883150503453e307, 1.262868690694876e307])  # fmt: skip
+    result = lrfind.RangeTestResult.from_sweep(lrs, losses)
+    assert np.isinf(result.trend).any() and np.isfinite(result.losses).all()
+    lines = result.summary().splitlines()
+    finite = np.flatnonzero(np.isfinite(result.trend))
+    lowest = finite[np.argmin(result.trend[finite])]
+    assert lines[0].split() == ["LR", "loss", "(raw)"]
+    assert [line for line in lines if "<- lowest" in line] == [
+        f"{lrs[lowest]:9.2e}  {result.trend[lowest]:9.4g}  ({losses[lowest]:.4g})  <- lowest (best zone)"
+    ]
+    assert lines[-1] == result.diagnosis.message

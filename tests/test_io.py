@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import io
 import json
 import math
 import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lrfind
+import lrfind.cli
 import lrfind.io
 from lrfind.io import MAX_DEPTH, Rejected, Sweeps, iter_sweeps, read_sweeps
 
@@ -435,6 +439,12 @@ def read_with_good(tmp_path: Path, name: str, content: str | bytes) -> Sweeps:
         ("par.json", '{"format": "lrfind.ParallelResult", "version": 1, "runs": 3}', "[runs]", "list of runs"),
         ("bad.jsonl", '{"lr": [1e-3], "loss": [1]}\n{"lr": [1e-3], "loss"\n', ":2", "not JSON"),
         ("arr.jsonl", "[1, 2]\n", ":1", "not an object"),
+        (
+            "u.jsonl",
+            b'{"lr": [1e-3], "loss": [1]}\n{"name": "caf\xe9", "lr": [1e-3], "loss": [1]}\n',
+            ":2",
+            "not UTF-8 text (byte 0xe9, byte 14 of the line: invalid continuation byte)",
+        ),
         ("h.csv", "learning_rate,loss\n1e-3,1\n", "", "lacks column lr"),
         ("e.csv", "", "", "lacks column lr and loss"),
         ("n.csv", "lr,loss\n1e-3,1\nnan,2\n", "", "lr at point 1 is nan,"),
@@ -647,7 +657,7 @@ def test_iter_sweeps_gives_read_sweeps_in_pieces(tmp_path: Path) -> None:
     (tmp_path / "bad.csv").write_text("lr,loss\n1e-3,1\n1e-4,2\n")  # LRs going down: rejected
     whole = read_sweeps([tmp_path])
     pieces = list(iter_sweeps([tmp_path], batch_size=4))
-    assert all(len(p) <= 4 + 3 for p in pieces) and max(len(p) for p in pieces) >= 4  # JSON: read whole
+    assert all(len(p) <= 4 for p in pieces) and max(len(p) for p in pieces) == 4  # JSON too, read whole
     assert len(pieces) >= 4
     assert [n for p in pieces for n in p.names] == whole.names
     assert [s for p in pieces for s in p.sources] == whole.sources
@@ -677,7 +687,7 @@ def test_json_lines_are_read_in_pieces(tmp_path: Path) -> None:
     (tmp_path / "log.jsonl").write_text("\n".join(lines) + "\n")
     whole = read_sweeps([tmp_path / "log.jsonl"], history_smoothing=0)
     pieces = list(iter_sweeps([tmp_path / "log.jsonl"], batch_size=3, history_smoothing=0))
-    assert len(pieces) >= 4 and all(len(p) <= 3 + 1 for p in pieces)
+    assert len(pieces) >= 4 and all(len(p) <= 3 for p in pieces)  # a line of two sweeps too
     assert [n for p in pieces for n in p.names] == whole.names and len(whole.names) == 13
     assert [r for p in pieces for r in p.rejected] == whole.rejected
     assert [r.source for r in whole.rejected] == [f"{tmp_path / 'log.jsonl'}:4"]
@@ -722,3 +732,200 @@ def test_an_uncompressed_npz_is_mapped_and_its_crc_checked(tmp_path: Path) -> No
     assert s.rejected == [
         Rejected(f"{path}[losses]", "not a readable NPZ file: the data does not match its CRC (corrupt)")
     ]
+
+
+# --- found by fuzzing ------------------------------------------------------------------------------
+
+
+def test_parquet_columns_sharing_a_name_reject_their_file_only(tmp_path: Path) -> None:
+    """Two columns of one name (legal in Parquet) are ambiguous: the file is rejected, saying so,
+    and the other files are read; a repeated column that is not read does not matter."""
+    lrs, losses = ragged(2)
+    cases = {
+        "lr": pa.Table.from_arrays([pa.array([lrs[1]]), pa.array([losses[1]]), pa.array([lrs[1]])],
+                                   names=["lr", "loss", "lr"]),
+        "run": pa.Table.from_arrays([pa.array(["a"] * len(lrs[1])), pa.array(["b"] * len(lrs[1])), pa.array(lrs[1]),
+                                     pa.array(losses[1])], names=["run", "run", "lr", "loss"]),
+        "name": pa.Table.from_arrays([pa.array(["a"]), pa.array(["b"]), pa.array([lrs[1]]), pa.array([losses[1]])],
+                                     names=["name", "name", "lr", "loss"]),
+    }  # fmt: skip
+    for column, table in cases.items():
+        pq.write_table(table, tmp_path / f"dup_{column}.parquet")
+    unused = pa.Table.from_arrays([pa.array([lrs[0]]), pa.array([losses[0]]), pa.array([1]), pa.array([2])],
+                                  names=["lr", "loss", "note", "note"])  # fmt: skip
+    pq.write_table(unused, tmp_path / "notes.parquet")
+    s = read_sweeps(sorted(tmp_path.iterdir()))
+    assert s.names == ["notes/0"]
+    assert_sweeps(s, [lrs[0]], [losses[0]])
+    assert s.rejected == [
+        Rejected(str(tmp_path / f"dup_{c}.parquet"), f"2 columns are named {c!r}: which one to read is ambiguous")
+        for c in ("lr", "name", "run")
+    ]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        assert lrfind.cli.main(["analyze", str(tmp_path)]) == 1
+    assert "1 sweep(s) from 4 file(s); 3 input(s) rejected" in out.getvalue()
+
+
+def test_fixed_size_list_columns_are_lists(tmp_path: Path) -> None:
+    """What a 2-D array becomes in Arrow: read as the same sweeps as list columns."""
+    lrs = [np.geomspace(1e-5, 1.0, 6) * k for k in (1, 2, 3)]
+    losses = [RNG.normal(2.0, 0.3, 6) for _ in range(3)]
+    for name, kind in [("fixed", pa.list_(pa.float64(), 6)), ("lists", pa.list_(pa.float64()))]:
+        table = pa.table({"lr": pa.array(lrs, kind), "loss": pa.array(losses, kind)})
+        pq.write_table(table, tmp_path / f"{name}.parquet")
+    fixed, lists = read_sweeps([tmp_path / "fixed.parquet"]), read_sweeps([tmp_path / "lists.parquet"])
+    assert fixed.rejected == [] and fixed.names == ["fixed/0", "fixed/1", "fixed/2"]
+    assert_sweeps(fixed, lrs, losses)
+    np.testing.assert_array_equal(fixed.offsets, lists.offsets)
+
+
+def _csv_text(runs: list[tuple[str, np.ndarray, np.ndarray]], interleave: bool = False) -> list[str]:
+    """``run,lr,loss`` lines: run by run, or dealt out round-robin (each run's rows in order)."""
+    rows = [
+        (k, f"{r},{a!r},{b!r}\n")
+        for r, lrs, losses in runs
+        for k, (a, b) in enumerate(zip(lrs.tolist(), losses.tolist(), strict=True))
+    ]
+    return [row for _, row in (sorted(rows, key=lambda kr: kr[0]) if interleave else rows)]
+
+
+@pytest.mark.parametrize("layout", ["one sweep", "long, in blocks", "long, interleaved"])
+def test_csv_blank_lines_anywhere_are_skipped(tmp_path: Path, layout: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blank lines (empty, or spaces and tabs) before the header, between rows and at the end:
+    the file reads as it does without them, its errors on the right file line."""
+    lrs, losses = ragged(3)
+    runs = [(f"r{i}", lrs[i], losses[i]) for i in range(3)]
+    rows = _csv_text(runs, interleave=layout == "long, interleaved")
+    if layout == "one sweep":
+        rows, header = [row.split(",", 1)[1] for row in rows[: len(lrs[0])]], "lr,loss\n"
+    else:
+        header = "run,lr,loss\n"  # interleaved: runs' rows apart, read whole
+    monkeypatch.setattr(lrfind.io, "CSV_BLOCK", 64)  # blocks of a few lines
+    plain, blank = tmp_path / "plain.csv", tmp_path / "blank.csv"
+    plain.write_text(header + "".join(rows))
+    # Blank lines between runs: a file read in blocks stays one (runs together, not quoted).
+    spaced = ["\n", " \t\n", *rows[:3], "   \n", *rows[3:], " \n", "\t\n"]
+    blank.write_text("\n \n" + header + "".join(spaced))
+    assert layout == "one sweep" or lrfind.io._in_blocks(str(blank), 0, 3) == (layout == "long, in blocks")
+    want, got = read_sweeps([plain]), read_sweeps([blank])
+    assert got.rejected == want.rejected == [] and len(got) == len(want) > 0
+    assert [n.replace("blank", "plain") for n in got.names] == want.names
+    np.testing.assert_array_equal(got.offsets, want.offsets)
+    np.testing.assert_array_equal(got.lrs, want.lrs)
+    np.testing.assert_array_equal(got.losses, want.losses)
+    # A bad value after the blank lines: the file line it is on (the header is line 3).
+    bad = "abc,1\n" if layout == "one sweep" else "r0,abc,1\n"
+    blank.write_text("\n \n" + header + "".join(spaced) + bad)
+    line = 3 + len(spaced) + 1
+    assert [r.reason for r in read_sweeps([blank]).rejected] == [
+        f"malformed CSV: line {line}: could not convert 'abc' to float (column lr)"
+    ]
+
+
+def test_csv_error_on_a_line_longer_than_csvs_field_limit_names_the_line(tmp_path: Path) -> None:
+    """A run name over Python csv's field limit (131,072 characters) still gets the file line."""
+    name = "x" * 140_000
+    path = tmp_path / "long.csv"
+    path.write_text("run,lr,loss\n" + f"{name},1e-3,1\n{name},1e-2,2\n" + f"{name},abc,3\n")
+    assert [r.reason for r in read_sweeps([path]).rejected] == [
+        "malformed CSV: line 4: could not convert 'abc' to float (column lr)"
+    ]
+
+
+def test_a_bom_is_skipped_in_json_and_json_lines(tmp_path: Path) -> None:
+    """As in CSV: a file an editor saved with a UTF-8 byte order mark reads as without it."""
+    doc = json.dumps(GOOD)
+    for name, text in [("a.json", doc), ("b.jsonl", f"{doc}\n{doc}\n")]:
+        (tmp_path / name).write_bytes(b"\xef\xbb\xbf" + text.encode())
+        (tmp_path / f"plain_{name}").write_text(text)
+    got = read_sweeps([tmp_path / "a.json", tmp_path / "b.jsonl"])
+    want = read_sweeps([tmp_path / "plain_a.json", tmp_path / "plain_b.jsonl"])
+    assert got.rejected == want.rejected == [] and got.names == ["a", "b/1", "b/2"]
+    np.testing.assert_array_equal(got.losses, want.losses)
+
+
+def test_a_file_bad_at_its_end_gives_no_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An NPZ whose CRC fails (found once its data is read), with or without offsets, and a CSV
+    read in blocks whose last block is malformed: read_sweeps rejects the file and keeps none of
+    its sweeps, as when it is read whole, and the good file's."""
+    lrs, losses = ragged(3)
+    np.savez(tmp_path / "single.npz", lrs=lrs[2], losses=losses[2])
+    np.savez(tmp_path / "many.npz", lrs=np.concatenate(lrs), losses=np.concatenate(losses),
+             offsets=np.cumsum([0, *map(len, lrs)]))  # fmt: skip
+    for name in ("single.npz", "many.npz"):
+        data = bytearray((tmp_path / name).read_bytes())
+        data[data.index(losses[2][3].tobytes()) + 7] ^= 0x01  # a finite loss becomes another one
+        (tmp_path / name).write_bytes(bytes(data))
+        with pytest.raises(zipfile.BadZipFile, match="Bad CRC-32"):  # numpy's own reading
+            np.load(tmp_path / name)["losses"]
+    (tmp_path / "good.json").write_text(json.dumps(GOOD))
+    for batch_size in (None, 1000):
+        read = read_sweeps if batch_size is None else lambda p: lrfind.io._merge(list(iter_sweeps(p, batch_size=1000)))
+        s = read([tmp_path / "good.json", tmp_path / "single.npz", tmp_path / "many.npz"])
+        assert s.names == ["good"]
+        assert s.rejected == [
+            Rejected(f"{tmp_path / n}[losses]", "not a readable NPZ file: the data does not match its CRC (corrupt)")
+            for n in ("single.npz", "many.npz")
+        ]
+    _long_csv(tmp_path / "log.csv", [("a", 5), ("b", 5), ("c", 5)])
+    with (tmp_path / "log.csv").open("a") as f:
+        f.write("c,abc,1\n")
+    whole = read_sweeps([tmp_path / "log.csv"])
+    monkeypatch.setattr(lrfind.io, "CSV_BLOCK", 100)
+    assert lrfind.io._in_blocks(str(tmp_path / "log.csv"), 0)
+    blocks = read_sweeps([tmp_path / "log.csv"])
+    assert len(blocks) == len(whole) == 0 and blocks.rejected == whole.rejected
+    assert whole.rejected[0].reason == "malformed CSV: line 17: could not convert 'abc' to float (column LR)"
+
+
+def _pieces_hold(pieces: list[Sweeps], whole: Sweeps) -> None:
+    """The pieces together are ``whole``."""
+    assert [n for p in pieces for n in p.names] == whole.names
+    assert [r for p in pieces for r in p.rejected] == whole.rejected
+    np.testing.assert_array_equal(np.concatenate([p.lrs for p in pieces]), whole.lrs)
+    np.testing.assert_array_equal(np.concatenate([p.losses for p in pieces]), whole.losses)
+    for p in pieces:
+        assert p.offsets[0] == 0 and p.offsets[-1] == len(p.lrs)
+
+
+def test_batch_size_bounds_pieces_of_every_format(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Long-format Parquet and CSV read in blocks, a long-format CSV read whole (runs
+    interleaved) and a JSON document: pieces of at most batch_size sweeps, however many a
+    block or a file holds; together what read_sweeps gives."""
+    lrs, losses = ragged(10)
+    runs = [(f"r{i}", lrs[i], losses[i]) for i in range(10)]
+    names = np.concatenate([[r] * len(x) for r, x, _ in runs])
+    pq.write_table(pa.table({"run": names, "lr": np.concatenate(lrs), "loss": np.concatenate(losses)}),
+                   tmp_path / "a.parquet")  # fmt: skip
+    (tmp_path / "b.csv").write_text("run,lr,loss\n" + "".join(_csv_text(runs)))
+    (tmp_path / "c.csv").write_text("run,lr,loss\n" + "".join(_csv_text(runs, interleave=True)))
+    (tmp_path / "d.json").write_text(json.dumps([{"lr": a.tolist(), "loss": [1.0] * len(a)} for a in lrs]))
+    monkeypatch.setattr(lrfind.io, "PARQUET_LONG_ROWS", 30)
+    for name in ("a.parquet", "b.csv", "c.csv", "d.json"):
+        whole = read_sweeps([tmp_path / name])
+        assert len(whole) == 10 and whole.rejected == []
+        for batch_size in (1, 3, 4):
+            pieces = list(iter_sweeps([tmp_path / name], batch_size=batch_size))
+            assert [len(p) for p in pieces] == [batch_size] * (10 // batch_size) + [10 % batch_size] * (
+                10 % batch_size > 0
+            ), (name, batch_size)
+            _pieces_hold(pieces, whole)
+
+
+def test_list_parquet_pieces_stay_bounded_when_sweeps_grow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Short sweeps first, then long ones: no piece holds more than PIECE_POINTS points (unless
+    one sweep alone does), and together they are pyarrow's own reading of the file."""
+    short, long = np.geomspace(1e-3, 1.0, 2), np.geomspace(1e-7, 10.0, 300)
+    rows = [short] * 300 + [long] * 40 + [np.geomspace(1e-7, 10.0, 5000)]
+    pq.write_table(pa.table({"lr": rows, "loss": [np.ones(len(r)) for r in rows]}), tmp_path / "s.parquet")
+    monkeypatch.setattr(lrfind.io, "PIECE_POINTS", 2000)
+    monkeypatch.setattr(lrfind.io, "PARQUET_LIST_ROWS", 16)
+    pieces = list(iter_sweeps([tmp_path / "s.parquet"]))
+    # The reader's record batches, which pieces are gathered from, are small too.
+    assert max(len(b.runs) for b in lrfind.io._read_parquet(str(tmp_path / "s.parquet"), [], 1000)) == 16
+    assert all(len(p.lrs) <= 2000 or len(p) == 1 for p in pieces) and len(pieces[-1].lrs) == 5000
+    assert max(len(p.lrs) for p in pieces[:-1]) == 1800  # six sweeps of 300: full pieces
+    table = pq.read_table(tmp_path / "s.parquet")
+    np.testing.assert_array_equal(np.concatenate([p.lrs for p in pieces]), pa.compute.list_flatten(table["lr"]))
+    assert [n for p in pieces for n in p.names] == [f"s/{i}" for i in range(len(rows))]

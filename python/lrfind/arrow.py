@@ -5,12 +5,14 @@ Data's ``map_batches`` or Spark's ``mapInArrow`` call ``analyze_table`` (or
 ``analyze_batches``) on each piece and get one row per sweep back. Needs pyarrow (the
 ``parquet`` extra). Two layouts:
 
-- list columns: ``lr`` and ``loss`` are lists, one sweep per row; ``key`` (optional) names it.
-  The values are read in place (no copy) when they are float32/float64 without nulls.
+- list columns: ``lr`` and ``loss`` are lists (fixed-size lists too), one sweep per row;
+  ``key`` (optional) names it. The values are read in place (no copy) when they are
+  float32/float64 without nulls.
 - long format: ``lr`` and ``loss`` are numbers, one point per row, and ``key`` says which sweep
-  a row belongs to (all rows are one sweep without it). In a table, a key's rows need not be
-  together (they keep their order); in a stream, a key's rows must be contiguous, and may span
-  record batches.
+  a row belongs to (all rows are one sweep without it; null keys are one sweep; a
+  dictionary-encoded key, such as a pandas categorical or a hive partition column, groups as its
+  values do). In a table, a key's rows need not be together (they keep their order); in a
+  stream, a key's rows must be contiguous, and may span record batches.
 
 Every output row holds: the key (when given), ``points``, ``stop_index`` and ``stop_reason``
 (null when the sweep never exploded), ``lr_<method>`` for each method, ``confidence_auto``
@@ -96,26 +98,36 @@ def analyze_batches(
     (a sweep is analysed once its last row has arrived, or at the end of the stream), and a key
     seen again after another one is a ValueError."""
     pa = _pyarrow()
-    held: pa.Table | None = None  # the rows of the last key, which the next batch may continue
+    # The rows of the last key (all of one key), which the next batch may continue: kept as
+    # batches, joined once when the key ends, and only a new batch's keys are compared, so that
+    # a key spanning many batches costs what its rows cost.
+    held: list[pa.RecordBatch] = []
+    held_key: Any = None
     finished: set[Any] = set()
     for rb in batches:
-        if held is None and _listy(rb, lr, loss):
+        if not held and _listy(rb, lr, loss):
             yield from analyze_table(rb, lr, loss, key, **options).to_batches()
             continue
-        table = pa.Table.from_batches([rb]) if held is None else pa.concat_tables([held, pa.Table.from_batches([rb])])
-        if key is None or table.num_rows == 0:  # one sweep: it ends with the stream
-            held = table
+        if rb.num_rows == 0:
             continue
-        starts = _key_starts(table.column(key))
-        tail = int(starts[-1])  # the last key's rows: the next batch may continue them
-        done, held = table.slice(0, tail), table.slice(tail)
+        if key is None:  # one sweep: it ends with the stream
+            held.append(rb)
+            continue
+        keys = rb.column(key)
+        tail = int(_key_starts(keys)[-1])  # the last key's rows: the next batch may continue them
+        if held and tail == 0 and _same_key(held_key, keys[0].as_py()):
+            held.append(rb)
+            continue
+        done = pa.Table.from_batches([*held, rb.slice(0, tail)])
+        held, held_key = [rb.slice(tail)], keys[tail].as_py()
         if done.num_rows:
             _contiguous(done.column(key), finished)
             yield from analyze_table(done, lr, loss, key, **options).to_batches()
-    if held is not None and held.num_rows:
+    if held:
+        rest = pa.Table.from_batches(held)
         if key is not None:
-            _contiguous(held.column(key), finished)
-        yield from analyze_table(held, lr, loss, key, **options).to_batches()
+            _contiguous(rest.column(key), finished)
+        yield from analyze_table(rest, lr, loss, key, **options).to_batches()
 
 
 def report(
@@ -160,17 +172,21 @@ def _floats(pa: Any, values: np.ndarray) -> Any:
     return pa.array(values, type=pa.float64(), mask=np.isnan(values))
 
 
+def _is_list(t: Any, pa: Any) -> bool:
+    """Whether an Arrow type is a list, of any offsets or of a fixed size (what a 2-D numpy
+    array becomes)."""
+    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+
+
 def _listy(table: Any, lr: str, loss: str) -> bool:
     pa = _pyarrow()
     types = [table.schema.field(c).type for c in (lr, loss)]  # KeyError names a missing column
     for column, t in zip((lr, loss), types, strict=True):
-        if not (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_integer(t) or pa.types.is_floating(t)):
+        if not (_is_list(t, pa) or pa.types.is_integer(t) or pa.types.is_floating(t)):
             raise TypeError(f"column {column!r} must hold numbers or lists of numbers, got {t}")
-        if (pa.types.is_list(t) or pa.types.is_large_list(t)) and not (
-            pa.types.is_integer(t.value_type) or pa.types.is_floating(t.value_type)
-        ):
+        if _is_list(t, pa) and not (pa.types.is_integer(t.value_type) or pa.types.is_floating(t.value_type)):
             raise TypeError(f"column {column!r} must hold lists of numbers, got {t}")
-    listy = [pa.types.is_list(t) or pa.types.is_large_list(t) for t in types]
+    listy = [_is_list(t, pa) for t in types]
     if listy[0] != listy[1]:
         raise TypeError(f"columns {lr!r} and {loss!r} must both be lists (one sweep per row) or both numbers")
     return listy[0]
@@ -183,6 +199,8 @@ def _flat_lists(lr: Any, loss: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     pa = _pyarrow()
     if isinstance(lr, pa.ChunkedArray):
         lr, loss = lr.combine_chunks(), loss.combine_chunks()  # one chunk: no copy
+    # A fixed-size list has no offsets: as a list, the values are the same buffer.
+    lr, loss = (a.cast(pa.list_(a.type.value_type)) if pa.types.is_fixed_size_list(a.type) else a for a in (lr, loss))
     parts = []
     for column in (lr, loss):
         if column.null_count:
@@ -220,6 +238,10 @@ def _long(table: Any, lr: str, loss: str, key: str | None) -> tuple[np.ndarray, 
     column = table.column(key)
     if pa.types.is_nested(column.type):
         raise TypeError(f"key column {key!r} must hold scalars (names, numbers), got {column.type}")
+    if pa.types.is_dictionary(column.type):
+        # Encoding a dictionary column keeps its dictionary: entries no row uses (a filtered
+        # categorical, a partition filtered out), in dictionary order, and no entry for nulls.
+        column = column.cast(column.type.value_type)
     encoded = pa.compute.dictionary_encode(column.combine_chunks(), null_encoding="encode")
     group = encoded.indices.to_numpy(zero_copy_only=False).astype(np.intp)
     offsets = np.zeros(len(encoded.dictionary) + 1, dtype=np.int64)
@@ -248,6 +270,12 @@ def _key_starts(keys: Any) -> np.ndarray:
 
 #: A NaN key, as one value (NaN is not equal to itself, in a set or anywhere).
 _NAN_KEY = ("NaN",)
+
+
+def _same_key(a: Any, b: Any) -> bool:
+    """Whether two keys (Python values) are one, as ``_key_starts`` compares them."""
+    nan = [isinstance(k, float) and k != k for k in (a, b)]
+    return nan[0] and nan[1] or (not any(nan) and a == b)
 
 
 def _contiguous(keys: Any, finished: set[Any]) -> None:

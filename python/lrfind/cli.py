@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -69,6 +70,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     methods = _unique(args.method) if args.method else DEFAULT_METHODS
     if args.plot is not None:
         _require_matplotlib()  # a usage error, before a report that would then be cut short
+        _check_plot_dir(args.plot)
     if args.format == "parquet" and args.out is None:
         raise UsageError("--format parquet writes a file: give it with --out FILE")
     if args.format == "parquet":
@@ -92,15 +94,19 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             for i in range(min(len(piece), MAX_PLOTS + 1 - len(plotted)) if args.plot is not None else 0):
                 lrs, losses = piece.sweep(i)
                 plotted.append((piece.names[i], lrs.copy(), losses.copy()))
-        if tally.sweeps == 0:  # every input rejected: exit 1 as for some, with no (empty) report
-            if args.format == "json":
-                for r in tally.rejected:
-                    _warn(f"rejected {r.source}: {r.reason}")
-            _warn(f"no sweeps to analyse in {', '.join(map(str, args.paths))}")
-            return 1
-        report.finish(tally)
-    finally:
-        report.close()
+        if tally.sweeps:
+            report.finish(tally)
+    except BaseException:
+        with contextlib.suppress(InputError):  # the first error is the one to report
+            report.close()
+        raise
+    report.close()  # may fail too: a full disk may only say so when the last bytes are written
+    if tally.sweeps == 0:  # every input rejected: exit 1 as for some, with no (empty) report
+        if args.format == "json":
+            for r in tally.rejected:
+                _warn(f"rejected {r.source}: {r.reason}")
+        _warn(f"no sweeps to analyse in {', '.join(map(str, args.paths))}")
+        return 1
     if args.plot is not None:
         _plot_sweeps(plotted, tally.sweeps, Path(args.plot), methods)
     return 1 if tally.rejected else 0
@@ -202,24 +208,47 @@ class _Output:
         self.path = path
         self.stream: Any = None
 
+    @property
+    def where(self) -> str:
+        """The output, for a message."""
+        return "to standard output" if self.path is None else self.path
+
     def write(self, text: str | bytes) -> None:
         """Writes text, or UTF-8 bytes straight to the binary layer underneath (no decoding)."""
-        try:
+        with self._errors():
             if self.stream is None:
+                if self.path is None and sys.stdout is None:  # started with it closed (`>&-`)
+                    raise InputError("cannot write to standard output: it is closed")
                 self.stream = sys.stdout if self.path is None else open(self.path, "w", encoding="utf-8")  # noqa: SIM115
             if isinstance(text, bytes) and hasattr(self.stream, "buffer"):
                 self.stream.flush()
                 self.stream.buffer.write(text)
             else:
                 self.stream.write(text.decode() if isinstance(text, bytes) else text)
+
+    def close(self) -> None:
+        """Writes what is still buffered (where a full disk may first fail) and closes a file."""
+        if self.stream is None:
+            return
+        stream, self.stream = self.stream, None
+        with self._errors():
+            if self.path is None:
+                stream.flush()
+            else:
+                stream.close()
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """An OSError as an InputError naming the output (a broken pipe is left to ``main``)."""
+        try:
+            yield
         except BrokenPipeError:
             raise
         except OSError as e:
-            raise InputError(f"cannot write {self.path}: {e.strerror or e}") from None
-
-    def close(self) -> None:
-        if self.stream is not None and self.path is not None:
-            self.stream.close()
+            if self.path is None:  # what stays buffered would fail again as Python exits
+                with contextlib.suppress(OSError, ValueError):
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise InputError(f"cannot write {self.where}: {e.strerror or e}") from None
 
 
 class _Report(abc.ABC):
@@ -451,16 +480,16 @@ class _ParquetReport(_Report):
         table = report(batch, self.methods, np.diff(piece.offsets))
         table = table.add_column(0, "source", pa.array(_utf8(piece.sources), type=pa.string()))
         table = table.add_column(0, "name", pa.array(_utf8(piece.names), type=pa.string()))
-        if self.writer is None:
-            try:
+        with self.out._errors():
+            if self.writer is None:
                 self.writer = pq.ParquetWriter(self.out.path, table.schema)
-            except OSError as e:
-                raise InputError(f"cannot write {self.out.path}: {e.strerror or e}") from None
-        self.writer.write_table(table)
+            self.writer.write_table(table)
 
     def close(self) -> None:
         if self.writer is not None:
-            self.writer.close()
+            writer, self.writer = self.writer, None
+            with self.out._errors():
+                writer.close()
 
 
 _REPORTS: dict[str, type[_Report]] = {
@@ -479,6 +508,14 @@ def _require_pyarrow() -> None:
         raise UsageError("--format parquet needs pyarrow: pip install 'lrfind[parquet]'") from None
 
 
+def _check_plot_dir(value: str) -> None:
+    """``--plot DIR`` checked before any work: '' would be the current directory, unasked."""
+    if not value:
+        raise UsageError("--plot needs a directory, got ''")
+    if Path(value).exists() and not Path(value).is_dir():
+        raise UsageError(f"--plot {value}: exists and is not a directory")
+
+
 def _plot_sweeps(kept: list[tuple[str, np.ndarray, np.ndarray]], total: int, out_dir: Path, methods: list[str]) -> None:
     """One PNG per sweep, named after it, up to ``MAX_PLOTS`` sweeps; else one grid of the first
     ``MAX_PLOTS`` (a PNG per sweep of thousands of sweeps helps no one). ``kept`` holds the
@@ -491,7 +528,8 @@ def _plot_sweeps(kept: list[tuple[str, np.ndarray, np.ndarray]], total: int, out
     if total <= MAX_PLOTS:
         for file_name, (_, lrs, losses) in zip(_file_names([k[0] for k in kept]), kept, strict=True):
             path = out_dir / f"{file_name}.png"
-            lrfind.RangeTestResult.from_sweep(lrs, losses, methods=methods).plot(path=path)
+            with _writing(path):
+                lrfind.RangeTestResult.from_sweep(lrs, losses, methods=methods).plot(path=path)
         _warn(f"wrote {total} plot(s) to {out_dir}")
         return
     from matplotlib.figure import Figure
@@ -504,8 +542,18 @@ def _plot_sweeps(kept: list[tuple[str, np.ndarray, np.ndarray]], total: int, out
         no_lr = "" if result.diagnosis.gives_lr else ", no LR to train at"
         ax.set_title(f"{name}: {result.diagnosis.kind}{no_lr}", fontsize="small")
     path = out_dir / "sweeps.png"
-    figure.savefig(path)
+    with _writing(path):
+        figure.savefig(path)
     _warn(f"wrote {path}: the first {MAX_PLOTS} of {total} sweeps")
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """An OSError while writing ``path`` as an InputError that names it."""
+    try:
+        yield
+    except OSError as e:
+        raise InputError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 def _file_names(names: Sequence[str]) -> list[str]:

@@ -26,8 +26,10 @@ every sweep they hold as flat ``lrs``/``losses`` buffers with Arrow-style ``offs
 Bad data never raises: each path that cannot be listed or opened (with the OS's reason),
 unreadable file, file holding no sweep, or sweep whose LRs are not finite, positive and strictly
 increasing, becomes a ``Rejected`` entry naming where and why, and the rest is kept. CSV problems
-name the file line (1-based, the header is line 1); JSON nested deeper than ``MAX_DEPTH`` levels
-or holding integers too large for a float is rejected like any other bad file.
+name the file line (1-based; blank lines are skipped, before the header too), and a JSON Lines
+line that is not JSON or not UTF-8 rejects that line only; JSON nested deeper than ``MAX_DEPTH``
+levels or holding integers too large for a float is rejected like any other bad file, and so is a
+Parquet file with two columns of a name it reads. A UTF-8 byte order mark is skipped.
 """
 
 from __future__ import annotations
@@ -77,6 +79,11 @@ PARQUET_BUFFER = 1 << 20
 #: Rows per record batch when a long-format Parquet file is read in blocks (16 MiB of LRs and
 #: losses, with their runs).
 PARQUET_LONG_ROWS = 1 << 20
+
+#: Most rows per record batch of a list-column Parquet file (one sweep per row): pieces are
+#: gathered from several, so that no record batch is much larger than a piece unless its sweeps
+#: are over 8,192 points (and longer than the file's first ones). As fast as larger batches.
+PARQUET_LIST_ROWS = 1024
 
 #: Most points in a piece of ``iter_sweeps`` (with the sweeps that bring it there, at least one):
 #: 8.4M points, 134 MB of float64 LRs and losses, however long the sweeps.
@@ -154,7 +161,10 @@ def read_sweeps(paths: Iterable[str | os.PathLike[str]], *, history_smoothing: f
     ``rejected``; losses may be NaN or infinite (an explosion). Never raises for bad data.
     Everything is read into memory at once: ``iter_sweeps`` reads in bounded pieces.
     """
-    chunks = list(iter_sweeps(paths, batch_size=sys.maxsize, history_smoothing=history_smoothing))
+    _check_options(sys.maxsize, history_smoothing)
+    # One piece of everything: no sweep is given before its file has been read to the end, so a
+    # file found bad there (an NPZ's CRC, a CSV block) gives no sweep, as a file read whole would.
+    chunks = list(_pieces(paths, sys.maxsize, sys.maxsize, history_smoothing))
     if not chunks:
         return _concat([], [], 0, _Names())
     return chunks[0] if len(chunks) == 1 else _merge(chunks)
@@ -178,20 +188,39 @@ def iter_sweeps(
     together (record batches of ``PARQUET_LONG_ROWS``), and long-format CSV files whose runs'
     rows are together and unquoted (blocks of ``CSV_BLOCK`` bytes, 32 MiB). Every other file is
     read whole before it is cut into pieces (a run's rows may be anywhere in it; a JSON document
-    is one value). A file that
-    turns out to be bad after some of its pieces were given is rejected from there on, with
-    where and why.
+    is one value). A file that turns out to be bad after some of its pieces were given is
+    rejected from there on, with where and why: its sweeps not given yet are dropped.
     """
+    _check_options(batch_size, history_smoothing)
+    yield from _pieces(paths, batch_size, PIECE_POINTS, history_smoothing)
+
+
+def _check_options(batch_size: int, history_smoothing: float) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     if isinstance(history_smoothing, bool) or not isinstance(history_smoothing, (int, float)):
         raise TypeError(f"history_smoothing must be a number in [0, 1), got {history_smoothing!r}")
     if not 0 <= history_smoothing < 1:
         raise ValueError(f"history_smoothing must be in [0, 1), got {history_smoothing!r}")
+
+
+def _pieces(
+    paths: Iterable[str | os.PathLike[str]], batch_size: int, piece_points: int, history_smoothing: float
+) -> Iterator[Sweeps]:
+    """``iter_sweeps`` with pieces of at most ``batch_size`` sweeps and ``piece_points`` points:
+    a reader's batch larger than the room left in the piece is cut (a reader may give a whole
+    file, or a block of a million rows, at once)."""
     rejected: list[Rejected] = []
     namer = _Names()
     batches: list[_Batch] = []
     files_read = held = points = 0
+
+    def give() -> Sweeps:
+        nonlocal batches, files_read, held, points
+        piece = _concat(batches, rejected, files_read, namer)
+        batches, rejected[:], files_read, held, points = [], [], 0, 0, 0
+        return piece
+
     for path in _expand(paths, rejected):
         suffix = Path(path).suffix.lower()
         if suffix not in _READERS:
@@ -200,6 +229,8 @@ def iter_sweeps(
             continue
         files_read += 1
         before, found = len(rejected), False
+        # Where this file's sweeps and rejections start in the piece at hand (0 once a piece is given).
+        own = (len(batches), len(rejected))
         try:
             if suffix == ".json":
                 pieces: Iterator[_Batch] = iter([_read_json(path, rejected, history_smoothing)])
@@ -210,22 +241,51 @@ def iter_sweeps(
             for batch in pieces:
                 found |= len(batch.runs) > 0
                 batch = _keep_valid(batch, rejected)
-                if batches and (held + len(batch.runs) > batch_size or points + len(batch.lrs) > PIECE_POINTS):
-                    yield _concat(batches, rejected, files_read, namer)  # the piece is full without it
-                    batches, rejected[:], files_read, held, points = [], [], 0, 0, 0
-                batches.append(batch)
-                held += len(batch.runs)
-                points += len(batch.lrs)
-                if held >= batch_size or points >= PIECE_POINTS:
-                    yield _concat(batches, rejected, files_read, namer)
-                    batches, rejected[:], files_read, held, points = [], [], 0, 0, 0
+                start = 0
+                while start < len(batch.runs):
+                    stop = _fit(batch.offsets, start, batch_size - held, piece_points - points)
+                    if stop == start:  # the piece is full without the next sweep
+                        if batches:
+                            yield give()
+                            own = (0, 0)
+                            continue
+                        stop = start + 1  # one sweep alone longer than a piece
+                    part = _part(batch, start, stop)
+                    batches.append(part)
+                    held += stop - start
+                    points += len(part.lrs)
+                    start = stop
+                    if held >= batch_size or points >= piece_points:
+                        yield give()
+                        own = (0, 0)
         except _Bad as e:
+            del batches[own[0] :], rejected[own[1] :]  # the file is rejected: nothing more of it
+            held, points = sum(len(b.runs) for b in batches), sum(len(b.lrs) for b in batches)
             rejected.append(Rejected(e.source, e.reason))
             continue
         if not found and len(rejected) == before:  # an empty file would pass unnoticed
             rejected.append(Rejected(path, "holds no sweep"))
     if batches or rejected or files_read:
-        yield _concat(batches, rejected, files_read, namer)
+        yield give()
+
+
+def _fit(offsets: np.ndarray, start: int, sweeps: int, points: int) -> int:
+    """The end of the most sweeps from ``start`` that hold at most ``sweeps`` sweeps and
+    ``points`` points (``start`` itself when the first sweep is longer)."""
+    stop = min(len(offsets) - 1, start + sweeps)
+    if offsets[stop] - offsets[start] <= points:  # the usual case: all of them
+        return stop
+    return min(stop, int(np.searchsorted(offsets, offsets[start] + points, side="right")) - 1)
+
+
+def _part(batch: _Batch, start: int, stop: int) -> _Batch:
+    """Sweeps ``start`` to ``stop`` of a batch (views of its buffers)."""
+    if start == 0 and stop == len(batch.runs):
+        return batch
+    a, b = int(batch.offsets[start]), int(batch.offsets[stop])
+    offsets = batch.offsets[start : stop + 1] - a
+    return _Batch(batch.path, batch.lrs[a:b], batch.losses[a:b], offsets, batch.runs[start:stop],
+                  lambda i: batch.place(start + i))  # fmt: skip
 
 
 class _Bad(Exception):
@@ -375,11 +435,11 @@ def _read_csv(path: str, rejected: list[Rejected], batch_size: int) -> Iterator[
     """The sweeps of a CSV file. Long format (``run,lr,loss``) whose runs' rows are contiguous
     and whose fields are not quoted (what a logger appends) is read in blocks of about
     ``CSV_BLOCK`` bytes; any other file is read whole (a run's rows may be anywhere in it)."""
-    header, columns = _csv_header(path)
-    if "run" not in columns or not _in_blocks(path, columns["run"]):
-        yield _parse_csv(path, header, columns)
+    header, columns, skip = _csv_header(path)
+    if "run" not in columns or not _in_blocks(path, columns["run"], skip):
+        yield _parse_csv(path, header, columns, skip)
         return
-    yield from _csv_blocks(path, header, columns)
+    yield from _csv_blocks(path, header, columns, skip)
 
 
 def _loadtxt(source: Any, **options: Any) -> np.ndarray:
@@ -391,35 +451,55 @@ def _loadtxt(source: Any, **options: Any) -> np.ndarray:
         return np.loadtxt(source, **options)
 
 
-def _csv_header(path: str) -> tuple[list[str], dict[str, int]]:
-    """The header's names, and the index of each (lower case, the first of duplicates)."""
+def _csv_header(path: str) -> tuple[list[str], dict[str, int], int]:
+    """The header's names, the index of each (lower case, the first of duplicates), and the
+    file lines up to the header's, which the data follows (blank lines may come before it)."""
+    header: list[str] = []
+    skip = 0
     try:
-        header = _loadtxt(path, dtype=str, max_rows=1, ndmin=1, **_CSV_OPTIONS).tolist()
+        with open(path, encoding="utf-8-sig") as f:
+            for line in f:
+                skip += 1
+                if not line.isspace():
+                    options = {k: v for k, v in _CSV_OPTIONS.items() if k != "encoding"}
+                    header = _loadtxt([line], dtype=str, ndmin=1, **options).tolist()
+                    break
     except (OSError, ValueError) as e:
         raise _Bad(path, f"not a readable CSV file: {_csv_reason(path, e, [])}") from None
     columns = {name.strip().lower(): i for i, name in reversed(list(enumerate(header)))}
     missing = [c for c in ("lr", "loss") if c not in columns]
     if missing:
         raise _Bad(path, f"CSV header {', '.join(header)!s} lacks column {' and '.join(missing)}")
-    return header, columns
+    return header, columns, skip
 
 
-def _blocks(path: str) -> Iterator[list[str]]:
-    """The lines after the header (loadtxt's ``skiprows=1``), about ``CSV_BLOCK`` bytes at a time."""
+def _data_lines(path: str, skip: int) -> Iterator[str]:
+    """The lines after the header (the first ``skip``) but blank ones: numpy skips empty lines,
+    but reads a line of spaces as a row of one value."""
     with open(path, encoding="utf-8-sig") as f:
-        f.readline()
+        for _ in range(skip):
+            f.readline()
+        yield from (line for line in f if not line.isspace())
+
+
+def _blocks(path: str, skip: int) -> Iterator[list[str]]:
+    """The lines after the header (the first ``skip``), about ``CSV_BLOCK`` bytes at a time,
+    without blank lines (numpy reads a line of spaces as a row of one value)."""
+    with open(path, encoding="utf-8-sig") as f:
+        for _ in range(skip):
+            f.readline()
         while lines := f.readlines(CSV_BLOCK):
-            yield lines
+            yield [line for line in lines if not line.isspace()] if any(map(str.isspace, lines)) else lines
 
 
-def _in_blocks(path: str, run: int) -> bool:
+def _in_blocks(path: str, run: int, skip: int = 1) -> bool:
     """Whether the file can be read in blocks: every run's rows together, no quoted field (a
     quoted line break could straddle two blocks). One pass over the run column; any problem
     means no, and the whole-file reader then says what is wrong."""
     options = {k: v for k, v in _CSV_OPTIONS.items() if k != "encoding"}
 
     def names() -> Iterator[list[str]]:
-        for lines in _blocks(path):
+        for lines in _blocks(path, skip):
             if any('"' in line for line in lines):
                 raise ValueError("quoted")
             runs = _loadtxt(lines, dtype=str, usecols=run, ndmin=1, **options)
@@ -431,17 +511,17 @@ def _in_blocks(path: str, run: int) -> bool:
         return False
 
 
-def _csv_blocks(path: str, header: list[str], columns: dict[str, int]) -> Iterator[_Batch]:
+def _csv_blocks(path: str, header: list[str], columns: dict[str, int], skip: int) -> Iterator[_Batch]:
     """The sweeps of a long-format CSV file whose runs' rows are together, block by block."""
     options = {k: v for k, v in _CSV_OPTIONS.items() if k != "encoding"}
 
     def blocks() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]]:
-        for lines in _blocks(path):
+        for lines in _blocks(path, skip):
             try:
                 values = _loadtxt(lines, usecols=(columns["lr"], columns["loss"]), ndmin=2, **options)
                 runs = _loadtxt(lines, dtype=str, usecols=columns["run"], ndmin=1, **options)
             except (OSError, ValueError) as e:
-                raise _Bad(path, f"malformed CSV: {_csv_reason(path, e, header)}") from None
+                raise _Bad(path, f"malformed CSV: {_csv_reason(path, e, header, skip)}") from None
             starts = _starts(runs)
             yield values[:, 0], values[:, 1], starts, [str(r) for r in runs[starts].tolist()]
 
@@ -492,16 +572,28 @@ def _run_blocks(path: str, blocks: Iterator[tuple[np.ndarray, np.ndarray, np.nda
         yield _many(path, carry[1], carry[2], np.array([0, len(carry[1])], dtype=np.int64), [carry[0]])
 
 
-def _parse_csv(path: str, header: list[str], columns: dict[str, int]) -> _Batch:
+def _parse_csv(path: str, header: list[str], columns: dict[str, int], skip: int) -> _Batch:
     """The sweeps of a CSV file, read whole."""
-    opts = _CSV_OPTIONS
-    try:
-        values = _loadtxt(path, skiprows=1, usecols=(columns["lr"], columns["loss"]), ndmin=2, **opts)
+
+    def parse(source: Callable[[], Any], **opts: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        values = _loadtxt(source(), usecols=(columns["lr"], columns["loss"]), ndmin=2, **opts)
         runs = None
         if "run" in columns:
-            runs = _loadtxt(path, dtype=str, skiprows=1, usecols=columns["run"], ndmin=1, **opts)
+            runs = _loadtxt(source(), dtype=str, usecols=columns["run"], ndmin=1, **opts)
+        return values, runs
+
+    try:
+        try:
+            values, runs = parse(lambda: path, skiprows=skip, **_CSV_OPTIONS)  # numpy's C reader, at full speed
+        except ValueError as e:
+            if isinstance(e, UnicodeDecodeError):
+                raise
+            # Perhaps a line of spaces, which numpy reads as a row of one value: read again
+            # without blank lines, a slower path taken only for a file that needs it.
+            options = {k: v for k, v in _CSV_OPTIONS.items() if k != "encoding"}
+            values, runs = parse(lambda: _data_lines(path, skip), **options)
     except (OSError, ValueError) as e:
-        raise _Bad(path, f"malformed CSV: {_csv_reason(path, e, header)}") from None
+        raise _Bad(path, f"malformed CSV: {_csv_reason(path, e, header, skip)}") from None
     lrs, losses = np.ascontiguousarray(values[:, 0]), np.ascontiguousarray(values[:, 1])
     if runs is None:
         return _single(path, lrs, losses)
@@ -517,9 +609,10 @@ _NOT_A_FLOAT = re.compile(r"could not convert string (.*) to \w+ at row \d+, col
 _FEW_COLUMNS = re.compile(r"invalid column index (\d+) at row \d+ with (\d+) columns?")
 
 
-def _csv_reason(path: str, error: Exception, header: list[str]) -> str:
+def _csv_reason(path: str, error: Exception, header: list[str], skip: int = 1) -> str:
     """numpy's complaint about a CSV file, with the 1-based file line it is about (the header is
-    line 1): ``line 5: could not convert 'abc' to float (column lr)``."""
+    line ``skip``, 1 unless blank lines come before it): ``line 5: could not convert 'abc' to
+    float (column lr)``."""
     if isinstance(error, UnicodeDecodeError):
         return _utf8_reason(path, error)
     if isinstance(error, OSError):
@@ -527,12 +620,12 @@ def _csv_reason(path: str, error: Exception, header: list[str]) -> str:
     message = str(error)
     if m := _NOT_A_FLOAT.fullmatch(message):
         text, column = m[1], int(m[2]) - 1
-        line = _csv_line(path, lambda row: len(row) > column and repr(row[column]) == text)
+        line = _csv_line(path, lambda row: len(row) > column and repr(row[column]) == text, skip)
         shown = text if len(text) <= 40 else text[:36] + "..."
         what = f"could not convert {shown} to float (column {_column(header, column)})"
     elif m := _FEW_COLUMNS.fullmatch(message):
         index, count = int(m[1]), int(m[2])
-        line = _csv_line(path, lambda row: len(row) == count)
+        line = _csv_line(path, lambda row: len(row) == count, skip)
         what = f"{count} value(s), none for column {_column(header, index)}"
     else:
         return message
@@ -544,20 +637,35 @@ def _column(header: list[str], index: int) -> str:
     return header[index].strip() if 0 <= index < len(header) else str(index + 1)
 
 
-def _csv_line(path: str, bad: Callable[[list[str]], bool]) -> int | None:
+def _csv_line(path: str, bad: Callable[[list[str]], bool], skip: int = 1) -> int | None:
     """The file line (1-based) where the first data row that is ``bad`` starts, read again with
-    Python's csv module (the slow path, for a file numpy rejected); empty lines are skipped, as
-    numpy does, and a quoted value may span lines."""
+    Python's csv module (the slow path, for a file numpy rejected); blank lines are skipped, as
+    the readers do, and a quoted value may span lines. The first ``skip`` lines are the header's."""
+    last = ""
+
+    def lines(f: Any) -> Iterator[str]:
+        nonlocal last
+        for line in f:
+            last = line
+            yield line
+
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
-            f.readline()  # the header
-            reader = csv.reader(f, delimiter=",", quotechar='"')
-            end = 1  # the lines read so far
-            for row in reader:
-                start, end = end + 1, 1 + reader.line_num
-                if row and bad(row):
+            for _ in range(skip):
+                f.readline()
+            reader = csv.reader(lines(f), delimiter=",", quotechar='"')
+            end = skip  # the lines read so far
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error:  # a value over csv's size limit (a long line): split it as it is
+                    row = last.rstrip("\r\n").split(",")
+                start, end = end + 1, skip + reader.line_num
+                if row and not (len(row) == 1 and row[0].isspace()) and bad(row):
                     return start
-    except (OSError, ValueError, csv.Error):  # csv.Error: e.g. a value over csv's size limit
+    except (OSError, ValueError):
         pass
     return None
 
@@ -591,7 +699,7 @@ def _grouped(path: str, lrs: np.ndarray, losses: np.ndarray, group: np.ndarray, 
 
 def _read_json(path: str, rejected: list[Rejected], history_smoothing: float = HISTORY_SMOOTHING) -> _Batch:
     try:
-        doc = _parse_json(Path(path).read_text(encoding="utf-8"))
+        doc = _parse_json(Path(path).read_text(encoding="utf-8-sig"))  # a BOM, as editors on Windows write
     except OSError as e:
         raise _Bad(path, f"not a readable JSON file: {_os_reason(e)}") from None
     except ValueError as e:  # bad UTF-8 or bad JSON
@@ -612,11 +720,16 @@ def _read_jsonl(
     parts = _Parts(path, history_smoothing)
     points = 0
     try:
-        with open(path, encoding="utf-8") as f:
+        # Bytes that are not UTF-8 are kept as lone surrogates, so that they reject their line
+        # only; a BOM at the start is dropped.
+        with open(path, encoding="utf-8-sig", errors="surrogateescape") as f:
             for number, line in enumerate(f, start=1):
                 if not line.strip():
                     continue
                 where = f"{path}:{number}"
+                if not line.isascii() and (bad := _not_utf8(line)):
+                    rejected.append(Rejected(where, bad))
+                    continue
                 try:
                     doc = _parse_json(line)
                 except ValueError as e:
@@ -633,9 +746,17 @@ def _read_jsonl(
                     parts, points = _Parts(path, history_smoothing), 0
     except OSError as e:
         raise _Bad(path, f"not a readable text file: {_os_reason(e)}") from None
-    except UnicodeDecodeError as e:
-        raise _Bad(path, f"not a readable text file: {e}") from None
     yield _many(path, *parts.arrays(), parts.names)
+
+
+def _not_utf8(line: str) -> str | None:
+    """Why a line read with ``errors="surrogateescape"`` is not UTF-8 text, or None if it is."""
+    raw = line.encode("utf-8", "surrogateescape")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return f"not UTF-8 text (byte {raw[e.start]:#04x}, byte {e.start + 1} of the line: {e.reason})"
+    return None
 
 
 def _parse_json(text: str) -> Any:
@@ -820,7 +941,11 @@ def _read_npz(path: str, rejected: list[Rejected], batch_size: int) -> Iterator[
     if len(lrs) != len(losses):
         raise _Bad(path, f"{len(lrs)} lrs but {len(losses)} losses")
     if "offsets" not in arrays:
-        yield _single(path, _float64(lrs), _float64(losses))
+        # Read from 0 to the end in one slice, so that a mapped array checks its CRC, before the
+        # sweep is given.
+        single = _single(path, _float64(lrs[0 : len(lrs)]), _float64(losses[0 : len(losses)]))
+        _check_crc(path, arrays)
+        yield single
         return
     offsets = _npz_offsets(np.asarray(arrays["offsets"]), len(lrs), f"{path}[offsets]")
     n = len(offsets) - 1
@@ -831,6 +956,11 @@ def _read_npz(path: str, rejected: list[Rejected], batch_size: int) -> Iterator[
         a, b = int(offsets[i]), int(offsets[j])
         runs = [str(k) for k in range(i, j)] if names is None else [str(x) for x in names[i:j].tolist()]
         yield _many(path, _float64(lrs[a:b]), _float64(losses[a:b]), offsets[i : j + 1] - a, runs)
+    _check_crc(path, arrays)
+
+
+def _check_crc(path: str, arrays: dict[str, np.ndarray]) -> None:
+    """Rejects the file if a memory-mapped array, read through in order, does not match its CRC."""
     for key in ("lrs", "losses"):
         checked = arrays[key]
         if isinstance(checked, _Mapped) and not checked.intact():
@@ -976,10 +1106,14 @@ def _read_parquet(path: str, rejected: list[Rejected], batch_size: int) -> Itera
     missing = [c for c in ("lr", "loss") if c not in columns]
     if missing:
         raise _Bad(path, f"columns {', '.join(names)} lack column {' and '.join(missing)}")
-    listy = [
-        pa.types.is_list(schema.field(columns[c]).type) or pa.types.is_large_list(schema.field(columns[c]).type)
-        for c in ("lr", "loss")
-    ]
+    from lrfind.arrow import _is_list
+
+    listy = [_is_list(schema.field(names.index(columns[c])).type, pa) for c in ("lr", "loss")]
+    # The columns read: a name that two columns share could mean either (pyarrow refuses it).
+    used = ["lr", "loss", *(["name" if "name" in columns else "run"] if all(listy) else ["run"])]
+    for name in (columns[c] for c in used if c in columns):
+        if names.count(name) > 1:
+            raise _Bad(path, f"{names.count(name)} columns are named {name!r}: which one to read is ambiguous")
     try:
         if not all(listy):
             if not any(listy) and "run" in columns and _parquet_together(pf, columns["run"], pa, pc):
@@ -990,11 +1124,12 @@ def _read_parquet(path: str, rejected: list[Rejected], batch_size: int) -> Itera
         name_col = columns.get("name", columns.get("run"))
         read = [columns["lr"], columns["loss"], *([name_col] if name_col else [])]
         row = 0
-        # Rows per record batch: bounded by the points they hold too, at the first rows' mean
-        # length (the metadata's counts are not read: pyarrow aborts on some corrupt ones).
+        # Record batches of a few rows, which iter_sweeps gathers into pieces: longer sweeps
+        # further on cannot make one much larger than a piece. Fewer rows when the first ones
+        # are long already (the metadata's counts are not read: pyarrow aborts on some corrupt ones).
         first = next(pf.iter_batches(batch_size=256, columns=[columns["lr"]]), None)
-        mean = 1 if first is None else max(1, len(pc.list_flatten(first.column(0))) // max(first.num_rows, 1))
-        rows = min(batch_size, max(1, PIECE_POINTS // mean))
+        longest = 1 if first is None else max(1, pc.max(pc.list_value_length(first.column(0))).as_py() or 1)
+        rows = min(batch_size, PARQUET_LIST_ROWS, max(1, PIECE_POINTS // longest))
         for rb in pf.iter_batches(batch_size=rows, columns=read):
             if name_col is None:
                 runs = [str(i) for i in range(row, row + rb.num_rows)]
@@ -1011,8 +1146,10 @@ def _read_parquet(path: str, rejected: list[Rejected], batch_size: int) -> Itera
 def _parquet_sweeps(
     path: str, table: Any, columns: dict[str, str], rejected: list[Rejected], pa: Any, pc: Any
 ) -> _Batch:
+    from lrfind.arrow import _is_list
+
     lr, loss = (table.column(columns[c]).combine_chunks() for c in ("lr", "loss"))
-    listy = [pa.types.is_list(a.type) or pa.types.is_large_list(a.type) for a in (lr, loss)]
+    listy = [_is_list(a.type, pa) for a in (lr, loss)]
     if listy[0] != listy[1]:
         raise _Bad(path, "columns lr and loss must both be lists (one sweep per row) or both numbers")
     name_col = columns.get("name", columns.get("run"))

@@ -274,14 +274,18 @@ class RangeTestResult:
     def _marks(self) -> dict[int, str]:
         """Point index -> the seed's label, read off the lag-free curve (none for a sweep that
         gives no LR to train at, or with no descent)."""
-        if not self.diagnosis.gives_lr or len(self.trend) < 2:
+        finite = np.isfinite(self.trend)
+        if not self.diagnosis.gives_lr or np.count_nonzero(finite) < 2:
             return {}
-        lowest = int(np.argmin(self.trend))
-        top = float(np.max(self.trend[: lowest + 1]))
-        drop = top - float(self.trend[lowest])
-        if not drop > 0:
+        # Points where the lag-free curve overflowed (losses near the float limit) say nothing.
+        trend = np.where(finite, self.trend, np.nan)
+        lowest = int(np.nanargmin(trend))
+        top, low = float(np.nanmax(trend[: lowest + 1])), float(trend[lowest])
+        if not top > low:
             return {}
-        start = int(np.flatnonzero(self.trend[: lowest + 1] <= top - 0.1 * drop)[0])
+        # A tenth of the descent down, as 0.9 top + 0.1 low: top - low itself may overflow
+        # (and never below low, which rounding could give).
+        start = int(np.flatnonzero(trend[: lowest + 1] <= max(0.9 * top + 0.1 * low, low))[0])
         marks = {start: "starting to learn", lowest: "lowest (best zone)"}
         marks.update({i: "too fast" for i in self._rows({}) if i > lowest})
         return marks
