@@ -929,3 +929,12 @@ def test_list_parquet_pieces_stay_bounded_when_sweeps_grow(tmp_path: Path, monke
     table = pq.read_table(tmp_path / "s.parquet")
     np.testing.assert_array_equal(np.concatenate([p.lrs for p in pieces]), pa.compute.list_flatten(table["lr"]))
     assert [n for p in pieces for n in p.names] == [f"s/{i}" for i in range(len(rows))]
+
+
+def test_a_history_with_bad_lrs_is_rejected_for_its_lrs(tmp_path):
+    """Un-smoothing a torch-lr-finder history ran before the LR check, so decreasing LRs were
+    rejected as "gives a negative loss ... read it with history_smoothing=0", a fix that fails."""
+    (tmp_path / "broken.json").write_text('{"lr": [1e-3, 1e-4], "loss": [1.0, 0.9]}')
+    for smoothing in (0.05, 0.0):
+        (reject,) = read_sweeps([tmp_path], history_smoothing=smoothing).rejected
+        assert reject.reason == "lrs not strictly increasing: point 1 is 0.0001 after 0.001"

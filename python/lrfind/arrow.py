@@ -94,9 +94,11 @@ def analyze_batches(
     batches: Iterable[pa.RecordBatch], lr: str = "lr", loss: str = "loss", key: str | None = None, **options: Any
 ) -> Iterator[pa.RecordBatch]:
     """``analyze_table`` over a stream of record batches: one output batch per input batch that
-    completes a sweep. In long format a key's rows must be contiguous; they may span batches
-    (a sweep is analysed once its last row has arrived, or at the end of the stream), and a key
-    seen again after another one is a ValueError."""
+    completes a sweep. ``lr``, ``loss``, ``key`` and ``**options`` are ``analyze_table``'s (the
+    column names, default ``"lr"``, ``"loss"`` and None, and ``analyze``'s options). In long
+    format a key's rows must be contiguous; they may span batches (a sweep is analysed once its
+    last row has arrived, or at the end of the stream), and a key seen again after another one
+    is a ValueError."""
     pa = _pyarrow()
     # The rows of the last key (all of one key), which the next batch may continue: kept as
     # batches, joined once when the key ends, and only a new batch's keys are compared, so that

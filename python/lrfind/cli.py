@@ -696,8 +696,9 @@ exit codes: 0 success; 1 some inputs rejected (the rest reported) or an output n
 _ANALYZE_HELP = f"""\
 Read recorded range-test sweeps (CSV, JSON, JSONL, NPZ or Parquet files, directories of them,
 or globs) in pieces of --batch-size sweeps, analyse each piece in one batch and write the
-report as it goes, so that any number of sweeps fits in bounded memory (Parquet files with list
-columns and NPZ files saved uncompressed are streamed; other files are read whole). One row
+report as it goes, so that any number of sweeps fits in bounded memory (streamed: Parquet with
+list columns, long-format Parquet and CSV whose runs' rows are together, JSON Lines, and NPZ
+saved uncompressed; other files are read whole). One row
 per sweep: its points, where and why it stopped ('-': it never exploded), the suggested LR of
 each method (auto, the default, first), auto's confidence (0 to 1: 0.7 and up is high, below
 0.4 low), the main method's suggested range (the LRs to train in) and the diagnosis, then the

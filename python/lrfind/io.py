@@ -181,6 +181,8 @@ def iter_sweeps(
     one (with the rejections found and the files opened meanwhile); together they hold what
     ``read_sweeps`` gives. A piece holds whole sweeps: at most ``batch_size`` of them, with at
     most ``PIECE_POINTS`` points (8.4M) between them unless one sweep alone is longer.
+    ``history_smoothing`` is ``read_sweeps``' (torch-lr-finder's EMA weight, undone on reading
+    ``{"lr", "loss"}`` histories; default 0.05, 0 reads them as they are).
 
     Streamed (memory bounded by the piece): Parquet files with list columns (read by
     record batch), NPZ files saved uncompressed (``np.savez``; their arrays are
@@ -812,7 +814,9 @@ class _Parts:
             elif isinstance(doc, dict) and ("format" in doc or ("lr" in doc and "loss" in doc)):
                 lrs, losses = _json_sweep(doc, where)
                 if "format" not in doc:  # a history: losses smoothed by torch-lr-finder's EMA
-                    losses = _unsmoothed(losses, self.history_smoothing, where)
+                    if len(lrs) and (lrs > 0).all() and np.isfinite(lrs).all() and (lrs[1:] > lrs[:-1]).all():
+                        losses = _unsmoothed(losses, self.history_smoothing, where)
+                    # else bad LRs, which reject the sweep: their reason, not un-smoothing's
                 self.lrs.append(lrs)
                 self.losses.append(losses)
                 self.names.append("/".join(name))

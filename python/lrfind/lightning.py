@@ -115,8 +115,8 @@ class LRFinder(pl.Callback):
             ``{name: params}`` for its parameters (e.g. ``{"minimum": {"factor": 10}}``); it is
             the result's main suggestion, ``result.suggested_lr``.
         diverge_threshold: stop when the watched loss exceeds this many times the best one
-            (default 10.0; the rule is ``best + (threshold - 1) * |best|``). NaN and infinity
-            always stop.
+            (default 10.0; the rule is ``best + (threshold - 1) * max(|best|, 1.19e-7 * peak)``,
+            ``peak`` the largest ``|loss|`` so far). NaN and infinity always stop.
         watch: the loss the stop rule watches, ``"raw"`` (default) or ``"smoothed"``.
         smooth_factor: EMA weight of the newest loss in ``smoothed_losses`` (default 0.05).
         patience: consecutive violations of the rule needed to stop (default 1).

@@ -448,7 +448,7 @@ class RangeTestResult:
         Policies and their keyword overrides (LRs in the optimizer's units):
 
         - ``"one_cycle"``: ``max_lr`` (default: the suggested LR), ``base_lr`` (default: the low
-          end of the suggested range if there is one, else ``max_lr / 10``),
+          end of the suggested range if there is one below ``max_lr``, else ``max_lr / 10``),
           ``pct_start`` (default 0.3, the warm-up fraction of the steps).
         - ``"warmup_cosine"``: ``base_lr`` (the peak; default: the suggested LR),
           ``warmup_steps`` (default ``total_steps // 20``, 5% rounded down), ``min_lr``

@@ -90,7 +90,8 @@ def range_test(
         mode: ``"exp"`` (default) or ``"linear"`` spacing.
         smooth_factor: EMA weight of the newest loss (default 0.05).
         diverge_threshold: stop when the watched loss exceeds this times the best
-            (default 10.0; the rule is ``best + (threshold - 1) * |best|``). NaN/inf always stop.
+            (default 10.0; the rule is ``best + (threshold - 1) * max(|best|, 1.19e-7 * peak)``,
+            ``peak`` the largest ``|loss|`` so far). NaN/inf always stop.
         watch: ``"raw"`` (default) or ``"smoothed"`` loss for the stop rule.
         patience: consecutive violations needed to stop (default 1).
         step_fn: ``step_fn(model, batch) -> loss`` for anything else (multi-input models,
