@@ -143,8 +143,16 @@ impl<'a, 'py, A: ArgName> FromPyObject<'a, 'py> for Real<A> {
     }
 }
 
-/// `ob` as a float, naming `name` when it is not a number.
+/// Whether `ob` is a Python or numpy bool, which converts to 1 or 0 but is no number a user means.
+fn is_bool(ob: &Bound<'_, PyAny>) -> bool {
+    ob.get_type().name().is_ok_and(|n| n == "bool" || n == "bool_")
+}
+
+/// `ob` as a float, naming `name` when it is not a number (a bool is not one).
 fn real(name: &str, ob: &Bound<'_, PyAny>) -> PyResult<f64> {
+    if is_bool(ob) {
+        return Err(PyTypeError::new_err(format!("{name} must be a number, got {}", short_repr(ob))));
+    }
     match ob.extract::<f64>() {
         Ok(v) => Ok(v),
         Err(e) if e.is_instance_of::<PyOverflowError>(ob.py()) => {
@@ -168,6 +176,9 @@ impl<'a, 'py, A: ArgName> FromPyObject<'a, 'py> for Whole<A> {
     type Error = PyErr;
 
     fn extract(ob: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        if is_bool(&ob) {
+            return Err(PyTypeError::new_err(format!("{} must be an integer, got {}", A::NAME, short_repr(&ob))));
+        }
         match ob.extract::<i64>() {
             Ok(v) => Ok(Whole::new(v)),
             Err(e) if e.is_instance_of::<PyOverflowError>(ob.py()) => Err(PyValueError::new_err(format!(

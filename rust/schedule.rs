@@ -35,14 +35,15 @@ impl WarmupCosine {
     /// then cosine decay from `base_lr` to `min_lr` at `total_steps`; `min_lr` from there on
     /// (`base_lr` if the whole schedule is warmup).
     pub fn at(&self, step: u64) -> f64 {
-        let (s, w, t) = (step as f64, self.warmup_steps as f64, self.total_steps as f64);
         if step < self.warmup_steps {
-            return self.base_lr * s / w;
+            return self.base_lr * step as f64 / self.warmup_steps as f64;
         }
         if self.warmup_steps == self.total_steps {
             return self.base_lr;
         }
-        let progress = ((s - w) / (t - w)).min(1.0);
+        // The differences in integers, as the seed's Python ints: exact past 2^53 too.
+        let done = (step - self.warmup_steps) as f64;
+        let progress = (done / (self.total_steps - self.warmup_steps) as f64).min(1.0);
         self.min_lr + (self.base_lr - self.min_lr) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
     }
 
@@ -145,6 +146,15 @@ mod tests {
         assert_eq!(s.at(500), 0.0);
         let no_warmup = OneCycle::new(10, 0.1, 1.0, 0.0).unwrap();
         assert_eq!(no_warmup.at(0), 1.0);
+    }
+
+    #[test]
+    fn warmup_cosine_counts_steps_in_integers_past_2_pow_53() {
+        // Halfway through the decay, as the seed's Python ints give; in f64 the step and the
+        // warmup round to the same value and the decay had not begun.
+        let big = 1u64 << 53;
+        let s = WarmupCosine::new(big as i64 + 2, big as i64, 1.0, 0.0).unwrap();
+        assert!((s.at(big + 1) - 0.5).abs() < 1e-12, "{}", s.at(big + 1));
     }
 
     #[test]

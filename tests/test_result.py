@@ -536,3 +536,37 @@ def test_a_loss_past_floats_range_is_an_explosion_not_an_overflow_error():
     losses = iter([2.0, 1.5, 1.0, 10**400])
     result = lrfind.LearningRateFinder(num_steps=10).range_test(lambda lr: next(losses))
     assert result.stop_index == 3 and result.stop_reason == "inf"
+
+
+def test_results_pickle_and_copy_as_they_save(numpy_result, torch_result):
+    """The core's objects do not pickle; a result does, through the same dict as save()."""
+    import copy
+    import pickle
+
+    for result in (numpy_result, torch_result):
+        for again in (pickle.loads(pickle.dumps(result)), copy.deepcopy(result)):
+            assert_same_result(result, again)
+            assert again.to_dict() == result.to_dict()
+    finder = lrfind.torch.LRFinder(torch.nn.Linear(2, 2), torch.optim.SGD(torch.nn.Linear(2, 2).parameters()))
+    finder.result = numpy_result
+    assert copy.deepcopy(finder).result.to_dict() == numpy_result.to_dict()
+    assert numpy_result["suggested_range"] == numpy_result.suggested_range
+    assert "suggested_range" in numpy_result.keys()
+
+
+def test_scheduler_names_a_setting_that_is_no_number_and_ignores_a_flat_sweeps_range(numpy_result):
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+    for policy, setting, message in [
+        ("one_cycle", {"pct_start": None}, r"scheduler\(policy='one_cycle'\): pct_start must be a number, got None"),
+        ("warmup_cosine", {"min_lr": [0.1]}, r"min_lr must be a number, got \[0.1\]"),
+        ("warmup_cosine", {"base_lr": True}, "base_lr must be a number, got True"),  # it trained at LR 1.0
+    ]:
+        with pytest.raises(TypeError, match=message):
+            numpy_result.scheduler(optimizer, policy, total_steps=10, **setting)
+    assert optimizer.param_groups[0]["lr"] == 0.5
+    # A flat sweep gives no LR to train at, nor a range to start the cycle from: max_lr / 10.
+    lrs = lrfind.sweep_lrs(1e-6, 1.0, 60)
+    flat = lrfind.RangeTestResult.from_sweep(lrs, 2.3 + 0.002 * np.sin(np.arange(60) * 1.7))
+    assert not flat.diagnosis.gives_lr and flat.suggested_range is not None
+    flat.scheduler(optimizer, total_steps=10, max_lr=1e-2)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3, rel=1e-12)  # step 0: base_lr

@@ -270,3 +270,34 @@ def test_batch_names_the_bad_sweep():
         lrfind.analyze_batch([np.array([1e-3, 1e-2]), np.array([1e-2, 1e-3])], [np.ones(2), np.ones(2)])
     with pytest.raises(ValueError, match=r"losses must have the shape of lrs \(2, 3\), got \(3, 2\)"):
         lrfind.analyze_batch(np.ones((2, 3)), np.ones((3, 2)))
+
+
+def test_finder_settings_changed_after_construction_apply_as_in_the_seed():
+    """The seed reads min_lr, max_lr, num_steps and smooth_factor when range_test runs."""
+    finder = lrfind.LearningRateFinder(min_lr=1e-4, max_lr=1.0, num_steps=20)
+    finder.min_lr, finder.num_steps, finder.smooth_factor = 1e-2, 5, 0.5
+    seen = []
+    result = finder.range_test(lambda lr: seen.append(lr) or 1.0)
+    np.testing.assert_allclose(seen, np.exp(np.linspace(np.log(1e-2), np.log(1.0), 5)), rtol=1e-12)
+    np.testing.assert_allclose(result.smoothed_losses, lrfind.ema(result.losses, 0.5))
+    finder.num_steps = 1
+    with pytest.raises(ValueError, match="num_steps"):
+        finder.range_test(lambda lr: 1.0)
+
+
+def test_bools_are_no_numbers():
+    """True reads as 1 in Python: base_lr=True trained at LR 1.0, num_steps=True said 'got 1'."""
+    for call, message in [
+        (lambda: lrfind.sweep_lrs(1e-5, np.True_, 10), "max_lr must be a number, got np.True_"),
+        (lambda: lrfind.warmup_cosine(True, 0, 1.0), "total_steps must be an integer, got True"),
+        (lambda: lrfind.one_cycle(10, 0.1, 1.0, pct_start=False), "pct_start must be a number, got False"),
+        (lambda: lrfind.LearningRateFinder(smooth_factor=True), "smooth_factor must be a number, got True"),
+        (lambda: lrfind.LearningRateFinder(num_steps=True), "num_steps must be an integer, got True"),
+    ]:
+        with pytest.raises(TypeError, match=message):
+            call()
+
+
+def test_warmup_cosine_counts_in_integers_past_2_pow_53():
+    big = 2**53
+    assert lrfind.warmup_cosine_at(big + 1, big + 2, big, 1.0) == pytest.approx(0.5, abs=1e-12)

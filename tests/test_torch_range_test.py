@@ -1358,3 +1358,25 @@ def test_a_model_on_the_meta_device_a_bad_scaler_and_numpy_ints():
     ]  # fmt: skip
     np.testing.assert_array_equal(runs[0].losses, runs[1].losses)
     np.testing.assert_array_equal(runs[0].val_losses, runs[1].val_losses)
+
+
+def test_the_stateful_finder_checks_what_it_is_given_when_it_is_given():
+    from lrfind.torch import LRFinder
+
+    seed_everything(0)
+    data = loader()
+    model, optimizer, _ = mid_training("cpu", data)
+    for args, settings, error, message in [
+        ((None, optimizer, F.cross_entropy), {}, TypeError, "model must be a torch.nn.Module, got NoneType"),
+        ((model, "adam", F.cross_entropy), {}, TypeError, "optimizer must be a torch.optim optimizer"),
+        ((model, optimizer, "mse"), {}, TypeError, "loss_fn must be callable, got str 'mse'"),
+        ((model, optimizer, F.cross_entropy), {"num_steps": -5}, ValueError, "num_steps"),
+        ((model, optimizer, F.cross_entropy), {"amp": "fp32"}, ValueError, 'amp must be None, "bf16" or "fp16"'),
+    ]:
+        with pytest.raises(error, match=message):
+            LRFinder(*args, **settings)
+    # refine's val_data may come with range_test(), and does.
+    finder = LRFinder(model, optimizer, F.cross_entropy, refine=2, refine_steps=3, num_steps=10, progress=False)
+    with pytest.raises(ValueError, match="refine=2 needs val_data"):
+        finder.range_test(data)
+    assert finder.range_test(data, val_data=data).refined is not None

@@ -47,17 +47,24 @@ class LearningRateFinder:
         suggest_on: str = "raw",
         arch: str | None = None,
     ) -> None:
-        self.lrs = _core.sweep_lrs(min_lr, max_lr, num_steps, mode)
         self.min_lr, self.max_lr, self.num_steps, self.mode = min_lr, max_lr, num_steps, mode
         self.smooth_factor = smooth_factor
+        self.diverge_threshold, self.watch, self.patience = diverge_threshold, watch, patience
+        self.methods, self.suggest_on, self.arch = methods, suggest_on, arch
+        self._build()  # bad settings fail here, not at the first range_test
+
+    def _build(self) -> None:
+        """The sweep's LRs (``self.lrs``) and analysis options from the settings as they are now:
+        as in the seed, a setting changed after construction applies to the next range test."""
+        self.lrs = _core.sweep_lrs(self.min_lr, self.max_lr, self.num_steps, self.mode)
         self.options = sweep_options(
-            methods=methods,
-            diverge_threshold=diverge_threshold,
-            watch=watch,
-            smooth_factor=smooth_factor,
-            patience=patience,
-            suggest_on=suggest_on,
-            arch=arch,
+            methods=self.methods,
+            diverge_threshold=self.diverge_threshold,
+            watch=self.watch,
+            smooth_factor=self.smooth_factor,
+            patience=self.patience,
+            suggest_on=self.suggest_on,
+            arch=self.arch,
         )
 
     def range_test(self, train_fn: Callable[[float], Any]) -> RangeTestResult:
@@ -66,8 +73,10 @@ class LearningRateFinder:
         ``train_fn`` sets the LR, does one training step and returns the loss (a float, or
         anything ``float()`` takes, such as a 0-d tensor). Each loss goes through the streaming
         Rust detector, so the bookkeeping costs well under a microsecond per step. Returns a
-        ``RangeTestResult``; ``result["suggested_lr"]`` works as in the seed.
+        ``RangeTestResult``; ``result["suggested_lr"]`` works as in the seed. The settings are
+        read now, so one changed since construction (``finder.max_lr = 1.0``) applies.
         """
+        self._build()
         stop = detector(self.options)
         losses: list[float] = []
         for lr in self.lrs.tolist():

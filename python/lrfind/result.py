@@ -222,8 +222,13 @@ class RangeTestResult:
         return getattr(self, key)
 
     def keys(self) -> list[str]:
-        """The field names, so the result reads like the seed's dict."""
-        return [f.name for f in fields(self)]
+        """The field names and ``suggested_range``, so the result reads like the seed's dict."""
+        return [*(f.name for f in fields(self)), "suggested_range"]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The core's objects (suggestions, diagnosis, analysis) do not pickle: the sweep and its
+        # options do, and analysing them again gives the same result (as ``load`` does).
+        return (RangeTestResult.from_dict, (self.to_dict(),))
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
@@ -448,7 +453,8 @@ class RangeTestResult:
         Policies and their keyword overrides (LRs in the optimizer's units):
 
         - ``"one_cycle"``: ``max_lr`` (default: the suggested LR), ``base_lr`` (default: the low
-          end of the suggested range if there is one below ``max_lr``, else ``max_lr / 10``),
+          end of the suggested range if there is one below ``max_lr`` and the sweep gives an LR to
+          train at, else ``max_lr / 10``),
           ``pct_start`` (default 0.3, the warm-up fraction of the steps).
         - ``"warmup_cosine"``: ``base_lr`` (the peak; default: the suggested LR),
           ``warmup_steps`` (default ``total_steps // 20``, 5% rounded down), ``min_lr``
@@ -482,12 +488,25 @@ class _LRFactor:
     def __init__(self, schedule: str, peak: float, **params: Any) -> None:
         # Plain Python numbers: numpy scalars would make the scheduler's state_dict unreadable
         # by torch.load(..., weights_only=True), torch's default.
-        plain = {k: v if isinstance(v, (bool, str)) else int(v) if isinstance(v, numbers.Integral) else float(v)
-                 for k, v in params.items()}  # fmt: skip
-        self.schedule, self.peak, self.params = schedule, float(peak), plain
+        self.schedule, self.peak, self.params = (
+            schedule,
+            float(peak),
+            {k: _plain_number(k, v) for k, v in params.items()},
+        )
 
     def __call__(self, step: int) -> float:
         return getattr(_core, self.schedule)(step, **self.params) / self.peak
+
+
+def _plain_number(name: str, value: Any) -> Any:
+    """``value`` as a Python int or float; a bool or str as it is, for the core to name."""
+    if isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    raise TypeError(f"{name} must be a number, got {value!r}")
 
 
 def _one_cycle(
@@ -504,7 +523,9 @@ def _one_cycle(
         # Before base_lr's default (max_lr / 10) is derived from it and named in the error instead.
         raise ValueError(f"max_lr must be a finite number > 0, got {max_lr!r}")
     if base_lr is None:
-        low = result.suggested_range[0] if result.suggested_range is not None else math.inf
+        # A sweep that gives no LR to train at gives no range to start from either.
+        usable = result.suggested_range is not None and result.diagnosis.gives_lr
+        low = result.suggested_range[0] if usable else math.inf
         base_lr = low if low < max_lr else max_lr / 10
     params = dict(total_steps=total_steps, base_lr=base_lr, max_lr=max_lr, pct_start=pct_start)
     return _LRFactor("one_cycle_at", max_lr, **params)

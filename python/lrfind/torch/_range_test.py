@@ -461,6 +461,9 @@ class LRFinder:
         **settings: Any,
     ) -> None:
         self._check_names(settings, "LRFinder()")
+        # Checked when given, as range_test would check them; val_data may come with range_test().
+        _check_setup(model, optimizer, loss_fn=loss_fn, step_fn=settings.get("step_fn"))
+        check_settings(**({"val_data": [()]} | settings))
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.settings = settings
         self.result: RangeTestResult | None = None
