@@ -294,8 +294,8 @@ where
         None => (f64::NAN, f64::NAN),
     };
     let stop_lr = stop.map(|(i, reason)| (i, reason, lrs[i].into()));
-    let suggested = out.first().and_then(|s| s.lr);
-    let diagnosis = diagnose_checked(&work.lrs, &work.raw, stop_lr, suggested, &config.diagnose, full, &mut work.diag);
+    let diagnosis =
+        diagnose_checked(&work.lrs, &work.raw, stop_lr, out.first(), &config.diagnose, full, &mut work.diag);
     Ok(Summary { stop, min_loss, lr_at_min, diagnosis })
 }
 

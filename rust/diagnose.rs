@@ -5,6 +5,7 @@ use std::fmt;
 use crate::auto::{from_key, total_key};
 use crate::diverge::StopReason;
 use crate::error::{param, Result};
+use crate::suggest::Suggestion;
 
 /// The kind of curve, after the seed's summary table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,6 +188,33 @@ pub struct Diagnosis {
     pub noise_ratio: f64,
     /// Set when the suggestion falls outside the architecture's typical range.
     pub arch_warning: Option<(Arch, f64)>,
+    /// What the main suggestion offers, which a good curve's advice points to.
+    pub offer: Offer,
+}
+
+/// What the main suggestion offers to train at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    /// An LR and a range to train in (`auto`).
+    LrAndRange,
+    /// An LR only (the peers' rules).
+    Lr,
+    /// No LR (its reason says why).
+    Nothing,
+    /// No suggestion was asked for.
+    Unknown,
+}
+
+impl Offer {
+    /// What `main`, the main suggestion (None: none asked for), offers.
+    pub fn of(main: Option<&Suggestion>) -> Self {
+        match main {
+            None => Offer::Unknown,
+            Some(s) if s.lr.is_none() => Offer::Nothing,
+            Some(s) if s.range.is_some() => Offer::LrAndRange,
+            Some(_) => Offer::Lr,
+        }
+    }
 }
 
 impl Diagnosis {
@@ -196,7 +224,7 @@ impl Diagnosis {
         if let Some((arch, lr)) = self.arch_warning {
             let (lo, hi) = arch.typical_range();
             m.push_str(&format!(
-                " Note: the suggested LR {lr:.1e} is outside the usual range for {} ({lo:.0e} to {hi:.0e}); double-check it.",
+                " Note: the curve's suggested LR {lr:.1e} is outside the usual range for {} ({lo:.0e} to {hi:.0e}); double-check it.",
                 arch.name()
             ));
         }
@@ -209,10 +237,15 @@ impl fmt::Display for Diagnosis {
         match self.kind {
             DiagnosisKind::Good => {
                 let (lo, hi) = self.descent.unwrap_or((f64::NAN, f64::NAN));
+                let advice = match self.offer {
+                    Offer::LrAndRange | Offer::Unknown => "train at the suggested LR, or anywhere in the suggested range",
+                    Offer::Lr => "train at the suggested LR",
+                    Offer::Nothing => "the main method gives no LR here (its reason says why): read another method's",
+                };
                 write!(
                     f,
                     "Good: a clear descent (the loss falls between LR {lo:.1e} and {hi:.1e}) before the explosion; \
-                     train at the suggested LR, or anywhere in the suggested range."
+                     {advice}."
                 )
             }
             DiagnosisKind::Flat => write!(
@@ -265,11 +298,12 @@ pub(crate) fn diagnose_checked(
     lrs: &[f64],
     raw: &[f64],
     stop: Option<(usize, StopReason, f64)>,
-    suggested: Option<f64>,
+    main: Option<&Suggestion>,
     cfg: &DiagnoseConfig,
     noise_ratio: bool,
     scratch: &mut Scratch,
 ) -> Diagnosis {
+    let suggested = main.and_then(|s| s.lr);
     let n = raw.len();
     let mut d = Diagnosis {
         kind: DiagnosisKind::Good,
@@ -279,6 +313,7 @@ pub(crate) fn diagnose_checked(
         last_lr: lrs.last().copied().unwrap_or(f64::NAN),
         noise_ratio: f64::NAN,
         arch_warning: None,
+        offer: Offer::of(main),
     };
     if let (Some(arch), Some(lr)) = (cfg.arch, suggested) {
         let (lo, hi) = arch.typical_range();
@@ -433,9 +468,48 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// A main suggestion at `lr`, with a range or without.
+    fn at(lr: f64, range: bool) -> Suggestion {
+        Suggestion {
+            lr: Some(lr),
+            index: None,
+            method: "test",
+            reason: crate::suggest::Reason::Flat,
+            confidence: None,
+            range: range.then_some((lr / 5.0, lr * 5.0)),
+        }
+    }
+
+    #[test]
+    fn good_advice_points_to_what_the_main_suggestion_offers() {
+        let lrs: Vec<f64> = (0..90).map(|i| 1e-7 * 10f64.powf(i as f64 / 12.0)).collect();
+        let raw = seed_good();
+        let advice = |main: Option<&Suggestion>| {
+            let d = diagnose_checked(&lrs, &raw, None, main, &DiagnoseConfig::default(), true, &mut Scratch::default());
+            assert_eq!(d.kind, DiagnosisKind::Good);
+            d.message()
+        };
+        assert!(
+            advice(Some(&at(1e-3, true))).ends_with("train at the suggested LR, or anywhere in the suggested range.")
+        );
+        assert!(advice(None).ends_with("train at the suggested LR, or anywhere in the suggested range."));
+        assert!(advice(Some(&at(1e-3, false))).ends_with("; train at the suggested LR."));
+        let none = Suggestion { lr: None, ..at(1e-3, false) };
+        assert!(advice(Some(&none))
+            .ends_with("the main method gives no LR here (its reason says why): read another method's."));
+    }
+
     fn run(raw: &[f64], stop: Option<(usize, StopReason, f64)>) -> Diagnosis {
         let lrs: Vec<f64> = (0..raw.len()).map(|i| 1e-7 * 10f64.powf(i as f64 / 12.0)).collect();
-        diagnose_checked(&lrs, raw, stop, Some(1e-3), &DiagnoseConfig::default(), true, &mut Scratch::default())
+        diagnose_checked(
+            &lrs,
+            raw,
+            stop,
+            Some(&at(1e-3, true)),
+            &DiagnoseConfig::default(),
+            true,
+            &mut Scratch::default(),
+        )
     }
 
     /// The seed's "good" table, 12 points a decade: plateau, descent, then up.
@@ -491,9 +565,9 @@ mod tests {
         let lrs: Vec<f64> = (0..90).map(|i| 1e-7 * 10f64.powf(i as f64 / 12.0)).collect();
         let raw = seed_good();
         let cfg = DiagnoseConfig { arch: Some(Arch::FineTuning), ..Default::default() };
-        let d = diagnose_checked(&lrs, &raw, None, Some(1e-2), &cfg, true, &mut Scratch::default());
+        let d = diagnose_checked(&lrs, &raw, None, Some(&at(1e-2, true)), &cfg, true, &mut Scratch::default());
         assert!(d.message().contains("outside the usual range for fine-tuning (1e-6 to 1e-4)"), "{}", d.message());
-        let d = diagnose_checked(&lrs, &raw, None, Some(1e-5), &cfg, true, &mut Scratch::default());
+        let d = diagnose_checked(&lrs, &raw, None, Some(&at(1e-5, true)), &cfg, true, &mut Scratch::default());
         assert_eq!(d.arch_warning, None);
         assert!(Arch::parse("rnn").is_err());
     }

@@ -570,3 +570,35 @@ def test_scheduler_names_a_setting_that_is_no_number_and_ignores_a_flat_sweeps_r
     assert not flat.diagnosis.gives_lr and flat.suggested_range is not None
     flat.scheduler(optimizer, total_steps=10, max_lr=1e-2)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3, rel=1e-12)  # step 0: base_lr
+
+
+def test_every_suggestion_marker_is_inside_the_axes():
+    """The y axis is capped a few times above where the curve starts (one outlier first loss
+    must not flatten the picture), but a marker above the cap hid the suggestion."""
+    lrs, x = np.geomspace(1e-6, 1, 60), np.linspace(0, 1, 60)
+    loss = 1 + 9 * np.exp(-(((x - 0.35) / 0.08) ** 2)) - 0.5 * (x > 0.35) * (x - 0.35)  # a 10x bump first
+    loss[-5:] *= np.linspace(1, 30, 5)
+    r = lrfind.RangeTestResult.from_sweep(lrs, loss)
+    ax = r.plot(methods=list(r.suggestions))
+    low, high = ax.get_ylim()
+    heights = [line.get_ydata()[0] for line in ax.lines if line.get_marker() == "o"]
+    assert len(heights) == sum(s.lr is not None for s in r.suggestions.values())
+    assert max(heights) > 3 * r.trend[0], "the case: a marker above the old cap"
+    assert all(low <= y <= high for y in heights)
+    plt.close("all")
+
+
+def test_a_good_curve_advises_what_the_main_method_offers():
+    """Good curves said 'train at the suggested LR, or anywhere in the suggested range' even when
+    the main method gave no LR (too few points for valley) or no range (steepest)."""
+    lrs, x = np.geomspace(1e-6, 1, 16), np.linspace(0, 1, 16)
+    loss = 2.3 - 1.5 / (1 + np.exp(-(x - 0.5) * 12)) + np.where(x > 0.8, np.exp((x - 0.8) * 30) - 1, 0)
+    for methods, advice in [
+        ("auto", "train at the suggested LR, or anywhere in the suggested range."),
+        ("steepest", "; train at the suggested LR."),
+        ("valley", "the main method gives no LR here (its reason says why): read another method's."),
+    ]:
+        r = lrfind.RangeTestResult.from_sweep(lrs, loss, methods=methods)
+        assert r.diagnosis.kind == "good", r.diagnosis.message
+        assert r.diagnosis.message.endswith(advice), (methods, r.diagnosis.message)
+    assert r.suggested_lr is None and "No suggestion" in r.summary()

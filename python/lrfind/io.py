@@ -7,7 +7,8 @@ every sweep they hold as flat ``lrs``/``losses`` buffers with Arrow-style ``offs
 - ``.csv``: a header, then either long ``run,lr,loss`` rows (several sweeps, grouped by run in
   order of first appearance, rows of a run in file order) or ``lr,loss`` rows (one sweep).
   Column names are case-insensitive; other columns are ignored.
-- ``.json``: a ``RangeTestResult.save`` file (the recorded sweep, explosion point included), a
+- ``.json``: a ``RangeTestResult.save`` file (the recorded sweep, explosion point included; its
+  saved analysis options are not read: ``RangeTestResult.load`` reads them), a
   ``ParallelResult.save`` file (one sweep per run, named ``seed<s>``), a history
   ``{"lr": [...], "loss": [...]}``, a list of these or a dict of name -> these. A history is
   read as torch-lr-finder's ``history``, whose losses are its EMA of the raw losses

@@ -80,13 +80,14 @@ def plot_result(
     if show_ema:
         ax.plot(result.lrs, result.smoothed_losses, color="C0", lw=1, ls="--", label="EMA of the loss (lags)")
     _plot_val_losses(ax, result)
+    marks: list[float] = []
     if result.diagnosis.gives_lr:
-        _mark_suggestions(ax, result, suggestions)
+        marks = _mark_suggestions(ax, result, suggestions)
         _mark_refined(ax, result)
     _mark_stop(ax, result)
     if show_descent:
         _mark_descent(ax, result)
-    limits = _ylim(result, show_ema)
+    limits = _ylim(result, show_ema, marks)
     if limits is not None:
         ax.set_ylim(*limits)
     ax.set(xlabel="learning rate", ylabel="loss")
@@ -131,21 +132,25 @@ def _selected(result: RangeTestResult, methods: str | Sequence[str] | None) -> l
     return [s for s in chosen if s.lr is not None]
 
 
-def _mark_suggestions(ax: Axes, result: RangeTestResult, suggestions: list[Suggestion]) -> None:
+def _mark_suggestions(ax: Axes, result: RangeTestResult, suggestions: list[Suggestion]) -> list[float]:
     """One marker per suggestion at its LR on the lag-free curve (interpolated in log LR); the
-    main suggestion's range, the LRs to train in, shaded in its colour."""
+    main suggestion's range, the LRs to train in, shaded in its colour. Returns the markers'
+    heights, which the y limits must hold."""
     if not len(result.lrs):
-        return
+        return []
     main = next(iter(result.suggestions.values()), None)
     log_lrs = np.log(result.lrs)
+    heights = []
     for s in suggestions:
         lr = float(s.lr or 0.0)  # _selected keeps only suggestions with an LR
         color = METHOD_COLORS.get(s.method, "C7")
-        y = np.interp(np.log(lr), log_lrs, result.trend)
+        y = float(np.interp(np.log(lr), log_lrs, result.trend))
+        heights.append(y)
         ax.plot([lr], [y], "o", color=color, markersize=8, zorder=4, label=f"{s.method}: {lr:.2e}")
         if s is main and result.suggested_range is not None:
             low, high = result.suggested_range
             ax.axvspan(low, high, color=color, alpha=0.15, label=f"suggested range: {low:.2e} to {high:.2e}")
+    return heights
 
 
 def _mark_refined(ax: Axes, result: RangeTestResult) -> None:
@@ -187,10 +192,11 @@ def _widen_a_single_lr(ax: Axes, result: RangeTestResult) -> None:
         ax.set_xlim(xs[0] / 10, xs[0] * 10)
 
 
-def _ylim(result: RangeTestResult, show_ema: bool) -> tuple[float, float] | None:
-    """From the lowest loss drawn to the capped highest (see ``TOP_SCALES``), padded by 5% and
-    widened to at least ``MIN_SPAN`` of the loss's level; None (matplotlib's autoscale) for an
-    empty curve or one at 0."""
+def _ylim(result: RangeTestResult, show_ema: bool, marks: Sequence[float] = ()) -> tuple[float, float] | None:
+    """From the lowest loss drawn to the capped highest (see ``TOP_SCALES``), raised to hold the
+    suggestion markers at ``marks`` (a marker off the axes would hide the suggestion), padded
+    by 5% and widened to at least ``MIN_SPAN`` of the loss's level; None (matplotlib's
+    autoscale) for an empty curve or one at 0."""
     if not len(result.losses):
         return None
     values = [result.losses, result.trend, *([result.smoothed_losses] if show_ema else [])]
@@ -207,6 +213,7 @@ def _ylim(result: RangeTestResult, show_ema: bool) -> tuple[float, float] | None
     # Halves before differences: losses near the float maximum must not overflow the limits.
     half_span = max(0.5 * abs(first), 0.5 * first - 0.5 * low)
     top = min(high, first + TOP_SCALES * 2 * half_span) if math.isfinite(first + TOP_SCALES * 2 * half_span) else high
+    top = max([top, *(m for m in marks if math.isfinite(m))])
     pad = 0.05 * (0.5 * top - 0.5 * low)
     low, top = max(low - 2 * pad, -_LIMIT), min(top + 2 * pad, _LIMIT)
     half_need = 0.5 * MIN_SPAN * abs(float(np.median(finite)))
