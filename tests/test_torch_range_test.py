@@ -18,8 +18,10 @@ The CUDA variants skip on a machine without a GPU; they are written to run as th
 import contextlib
 import copy
 import glob
+import itertools
 import os
 import random
+import sys
 import tempfile
 from collections import namedtuple
 from dataclasses import dataclass
@@ -217,9 +219,10 @@ def replay(
 ):
     """The range test written out: one optimizer step per LR over ``accumulation_steps`` micro-batches,
     the loss their mean, the gradient norm taken (in float64) before clipping, and the mean validation
-    loss over ``val_batches`` batches after every ``val_every``-th step."""
+    loss over the first ``val_batches`` batches of ``val_data`` (the same ones every time) after every
+    ``val_every``-th step."""
     batches = endless(data)
-    val = endless(val_data) if val_data is not None else None
+    val = list(itertools.islice(endless(val_data), val_batches)) if val_data is not None else None
     losses, norms, val_losses, micro = [], [], [], []
     model.train()
     for i, lr in enumerate(lrs):
@@ -242,7 +245,7 @@ def replay(
         if val is not None and (i + 1) % val_every == 0:
             model.eval()
             with torch.no_grad():
-                val_losses[-1] = np.mean([step(model, to(next(val), device)).item() for _ in range(val_batches)])
+                val_losses[-1] = np.mean([step(model, to(b, device)).item() for b in val])
             model.train()
     return Replay(np.array(losses), np.array(norms), np.array(val_losses), micro)
 
@@ -1380,3 +1383,126 @@ def test_the_stateful_finder_checks_what_it_is_given_when_it_is_given():
     with pytest.raises(ValueError, match="refine=2 needs val_data"):
         finder.range_test(data)
     assert finder.range_test(data, val_data=data).refined is not None
+
+
+def test_a_ctrl_c_or_an_error_in_the_restore_leaves_every_other_part_restored():
+    """A KeyboardInterrupt in one part of the restore skipped the others (the optimizer kept the
+    sweep's LR and state, the RNGs their draws); a failing restore also skipped the cleanup (the
+    loader's iterator, the disk cache) and hid the sweep's own error."""
+    seed_everything(0)
+    data = loader()
+    model, optimizer, _ = mid_training("cpu", data)
+    calls = []
+
+    def interrupt_once(module, *args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+
+    handle = model[0]._register_load_state_dict_pre_hook(interrupt_once)
+    before = observe(model, optimizer, loaders=[data])
+    with pytest.raises(KeyboardInterrupt):
+        range_test(model, optimizer, F.cross_entropy, data, num_steps=10, progress=False)
+    after = observe(model, optimizer, loaders=[data])
+    for part in ("optimizer", "group_ids", "torch_rng", "python_rng", "numpy_rng", "loader_generators"):
+        assert_identical({part: before[part]}, {part: after[part]})
+    handle.remove()
+
+    def failing(module, *args):
+        raise RuntimeError("a strict custom hook")
+
+    workers = DataLoader(TensorDataset(*dataset("digits")), batch_size=64, num_workers=1, persistent_workers=True)
+    mine = iter(workers)
+    next(mine)  # mid-epoch
+    dirs = lrfind_temp_dirs()
+    model[0]._register_load_state_dict_pre_hook(failing)
+
+    def broken_step(model, batch):
+        raise ValueError("the sweep's own error")
+
+    with pytest.raises(ValueError, match="the sweep's own error") as raised:
+        range_test(
+            model, optimizer, None, workers, step_fn=broken_step, num_steps=10, state_cache="disk", progress=False
+        )
+    if sys.version_info >= (3, 11):
+        assert "the restore after it failed too: RuntimeError('a strict custom hook')" in raised.value.__notes__[0]
+    assert workers._iterator is mine and lrfind_temp_dirs() == dirs
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+def test_a_scripted_model_is_restored():
+    seed_everything(0)
+    data = loader()
+    model = torch.jit.script(mlp())
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    before = observe(model, optimizer, loaders=[data])
+    result = range_test(model, optimizer, F.cross_entropy, data, num_steps=20, progress=False)
+    assert len(result.lrs) > 5
+    assert_identical(before, observe(model, optimizer, loaders=[data]))
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before:UserWarning")
+def test_steps_that_do_the_range_tests_work_are_named():
+    """A step_fn that steps a scheduler (the recorded LRs were 2x the ones used), runs backward
+    itself (torch's 'backward through the graph a second time', or doubled gradients), or an
+    optimizer over another copy of the model (a curve of nothing) are errors, with nothing changed."""
+    seed_everything(0)
+    data = loader()
+    model, optimizer, scheduler = mid_training("cpu", data)
+    before = observe(model, optimizer, loaders=[data])
+
+    def stepping(model, batch):
+        scheduler.step()
+        return F.cross_entropy(model(batch[0]), batch[1])
+
+    def backward(model, batch):
+        loss = F.cross_entropy(model(batch[0]), batch[1])
+        loss.backward(retain_graph=True)
+        return loss
+
+    for step, message in [(stepping, "the LR changed during the step"), (backward, "ran backward itself")]:
+        with pytest.raises(ValueError, match=message):
+            range_test(model, optimizer, None, data, step_fn=step, num_steps=10, progress=False)
+        assert_identical(before, observe(model, optimizer, loaders=[data]))
+    other = torch.optim.Adam(copy.deepcopy(model).parameters())
+    with pytest.raises(ValueError, match="optimizer trains none of the model's parameters"):
+        range_test(model, other, F.cross_entropy, data, num_steps=10)
+    frozen = mlp()
+    frozen.requires_grad_(False)
+    with pytest.raises(ValueError, match="every parameter the optimizer trains has requires_grad=False"):
+        range_test(frozen, torch.optim.SGD(frozen.parameters()), F.cross_entropy, data, num_steps=10)
+    lazy = torch.nn.Sequential(torch.nn.LazyLinear(10))
+    with pytest.raises(ValueError, match=r"model's 0.weight is not initialised yet \(a lazy module\)"):
+        range_test(lazy, torch.optim.SGD(lazy.parameters()), F.cross_entropy, data, num_steps=10)
+
+
+def test_validation_reads_the_same_batches_at_every_check():
+    """It read the next val_batches batches at each check: a curve of the batches, not the model."""
+    seed_everything(0)
+    data = loader(shuffle=False)
+    model = mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    result = range_test(model, optimizer, F.cross_entropy, data, val_data=data, val_every=2, val_batches=2,
+                        min_lr=1e-12, max_lr=1e-11, num_steps=12, progress=False)  # fmt: skip
+    with torch.no_grad():
+        first_two = [F.cross_entropy(model(x), y).item() for x, y in itertools.islice(data, 2)]
+    measured = result.val_losses[~np.isnan(result.val_losses)]
+    assert len(measured) == 6
+    np.testing.assert_allclose(measured, np.mean(first_two), rtol=1e-6)  # an LR of 1e-11 moves nothing
+
+
+def test_a_hugging_face_model_takes_its_labels_by_name():
+    """(input_ids, labels) pairs with loss_fn=None went in as model(input_ids, labels), the
+    labels landing on attention_mask (an IndexError deep in transformers)."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=32, max_position_embeddings=16, num_labels=3,
+                                     hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.BertForSequenceClassification(config)
+    batch = (torch.randint(1, 64, (32, 12)), torch.randint(0, 3, (32,)))
+    with torch.no_grad():
+        model.eval()
+        want = model(batch[0], labels=batch[1]).loss.item()
+    result = range_test(model, torch.optim.SGD(model.parameters()), None, batch, num_steps=5, progress=False)
+    assert result.losses[0] == pytest.approx(want, rel=1e-5)  # the first loss comes before any update

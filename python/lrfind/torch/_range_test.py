@@ -112,7 +112,9 @@ def range_test(
             discriminative LRs keep their ratios (the recorded LR is the first group's);
             ``"same"`` sets every group to the swept LR.
         val_data: optional validation data; every ``val_every`` steps (default 10) the mean
-            loss over ``val_batches`` batches (default 1) is recorded in ``val_losses``.
+            loss over its first ``val_batches`` batches (default 1; the same batches at every
+            check, so the curve moves with the model, not with the batch) is recorded in
+            ``val_losses``.
         refine: 0 (default: off) or K >= 2 candidate LRs to check after the sweep: K LRs spread
             evenly in log over the suggested range, each trained from the starting weights
             (model, optimizer state, RNGs and data order as they were before the sweep) for
@@ -182,6 +184,7 @@ def range_test(
         grad_scaler = None
     stop = detector(options)
     _check_setup(model, optimizer, loss_fn=loss_fn, step_fn=step_fn, backward_fn=backward_fn)
+    _check_trains_the_model(model, optimizer, loss_fn)
     if backward_fn is not None and (amp == "fp16" or grad_scaler is not None):
         raise ValueError(
             "backward_fn owns the backward pass and its loss scaling: leave amp='fp16' and grad_scaler unset "
@@ -212,7 +215,7 @@ def range_test(
                 "would never run; pass loss_fn=None, or call loss_fn inside step_fn"
             )
     if loss_fn is None and step_fn is None:
-        step = _tensor_loss(_model_loss, "the model (with loss_fn=None)")
+        step = _tensor_loss(_model_loss(model), "the model (with loss_fn=None)")
     else:
         step = _tensor_loss(step_fn, "step_fn") if step_fn else _tensor_loss(_loss_fn_step(loss_fn), "loss_fn")
     base = [float(g["lr"]) for g in optimizer.param_groups]
@@ -235,6 +238,7 @@ def range_test(
     # temperature) is state the sweep trains too: snapshot it with the model.
     held = torch.nn.ModuleList([model, loss_fn]) if isinstance(loss_fn, torch.nn.Module) else model
     snapshot = Snapshot(held, optimizer, grad_scaler, state_cache, data=(data, val_data))
+    failure: BaseException | None = None
     # Called under torch.no_grad() (an evaluation helper, a notebook cell), training still needs gradients.
     with torch.inference_mode(False), torch.enable_grad():
         try:
@@ -251,18 +255,32 @@ def range_test(
                     result, refine, refine_steps, run, snapshot, new_scaler, ratios, data, val_data, val_batches,
                     (loss_fn, step_fn, backward_fn), check_every, progress,
                 )  # fmt: skip
-        except Exception as err:
+        except BaseException as err:
+            failure = err
             # Interleaved logs of many ranks: say which one this is (StoppedRankError already does).
-            if ranks is not None and not isinstance(err, StoppedRankError) and sys.version_info >= (3, 11):
+            if (
+                isinstance(err, Exception)
+                and ranks is not None
+                and not isinstance(err, StoppedRankError)
+                and sys.version_info >= (3, 11)
+            ):
                 err.add_note(
                     f"lrfind.torch.range_test: raised on rank {ranks.rank} of {ranks.size} (an error in a "
                     "collective usually means that another rank failed first: its log has the cause)"
                 )
             raise
         finally:
-            if restore:
-                snapshot.restore()
-            snapshot.close()
+            try:
+                if restore:
+                    snapshot.restore()
+            except BaseException as restore_error:
+                if failure is None:
+                    raise
+                # The sweep's own error is the one to read; the restore's rides along with it.
+                if sys.version_info >= (3, 11):
+                    failure.add_note(f"lrfind.torch.range_test: the restore after it failed too: {restore_error!r}")
+            finally:
+                snapshot.close()  # the temporary directory and the loaders' iterators, whatever happened
     return result
 
 
@@ -605,7 +623,12 @@ class _Run:
         progress: bool,
     ) -> None:
         batches = _batches(data)
-        val = _batches(val_data, "val_data") if val_data is not None else None
+        # The same batches at every check, so that the validation curve moves with the model, not with the batch.
+        val = (
+            _refine.held_out(val_data, val_batches, lambda b: _to_device(b, self.device))
+            if val_data is not None
+            else None
+        )
         bar = _progress_bar(len(lrs), progress and (self.ranks is None or self.ranks.rank == 0))
         if not self.model.training:  # left in eval mode; submodules put in eval inside a training model stay so
             self.model.train()
@@ -630,7 +653,7 @@ class _Run:
                     self._record(i, nan, nan)
                 self.consecutive_skips = 0
                 if val is not None and (i + 1) % val_every == 0:
-                    self._validate(i, val, val_batches)
+                    self._validate(i, val)
                 i += 1
                 if i % check_every == 0 or i == len(lrs):
                     if self._check(i, detector, bar):
@@ -666,11 +689,18 @@ class _Run:
     def _train_step(self, i: int, batches: Iterator[Any]) -> bool:
         """One optimizer step over k micro-batches; False if the scaler skipped it."""
         self.optimizer.zero_grad(set_to_none=True)
+        set_lrs = [group["lr"] for group in self.optimizer.param_groups]
         total: torch.Tensor | None = None
-        for _ in range(self.k):
+        for j in range(self.k):
             batch = _to_device(next(batches), self.device)
             with self.autocast:
                 loss = self.step(self.model, batch).float()
+            if i == 0 and j == 0 and any(p.grad is not None for p in self.params):
+                raise ValueError(
+                    "the loss function ran backward itself (the parameters had gradients before the range test's "
+                    "backward): return the loss and leave backward, the division by accumulation_steps and fp16 "
+                    "scaling to the range test"
+                )
             scaled = loss / self.k if self.k > 1 else loss
             if self.backward is not None:
                 self.backward(scaled)
@@ -678,6 +708,13 @@ class _Run:
                 (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
             total = loss.detach() if total is None else total + loss.detach()
         assert total is not None  # k >= 1
+        now = [group["lr"] for group in self.optimizer.param_groups[: len(set_lrs)]]  # a group added: see sweep
+        if now != set_lrs:
+            raise ValueError(
+                f"the LR changed during the step (set to {set_lrs[0]:.6g}, now {now[0]:.6g}): step_fn or a hook ran an "
+                "LR scheduler or set the LR, so the recorded LR would not be the one used; the range test sets the LR "
+                "of every step itself: remove the scheduler.step() from the step"
+            )
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         if self.max_grad_norm is not None:
@@ -708,16 +745,16 @@ class _Run:
         return value if self.ranks is None else self.ranks.sum(value)
 
     @torch.no_grad()
-    def _validate(self, i: int, val: Iterator[Any], n: int) -> None:
+    def _validate(self, i: int, val: list[Any]) -> None:
         modes = _modes(self.model)
         self.model.eval()
         try:
             total = torch.zeros((), device=self.device)
-            for _ in range(n):
-                total += self.step(self.model, _to_device(next(val), self.device)).detach().float()
+            for batch in val:
+                total += self.step(self.model, batch).detach().float()
         finally:
             _set_modes(modes)
-        self.pending_val.append((i, self._summed(total / n)))
+        self.pending_val.append((i, self._summed(total / len(val))))
 
     def _check(self, end: int, detector: _core.DivergenceDetector, bar: Any) -> bool:
         """Read steps ``recorded..end`` on the host (one sync) and feed the detector; True if
@@ -776,11 +813,38 @@ def _check_setup(model: Any, optimizer: Any, **functions: Any) -> None:
     _check_functions(**functions)
 
 
+def _check_trains_the_model(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Any) -> None:
+    """The optimizer trains some of the model's (or the loss module's) parameters: one built over
+    another copy of the model, or over frozen parameters only, would record a curve of nothing."""
+    mine = {id(p) for p in model.parameters()}
+    if isinstance(loss_fn, torch.nn.Module):
+        mine |= {id(p) for p in loss_fn.parameters()}
+    trained = [p for group in optimizer.param_groups for p in group["params"]]
+    if not any(id(p) in mine for p in trained):
+        raise ValueError(
+            f"optimizer trains none of the model's parameters ({len(trained)} parameter(s), none of the model's): "
+            "it was built over another model or a copy of it; build it over model.parameters()"
+        )
+    if not any(p.requires_grad for p in trained):
+        raise ValueError(
+            "every parameter the optimizer trains has requires_grad=False: the sweep would change nothing; "
+            "unfreeze the layers to train (p.requires_grad_(True))"
+        )
+
+
 def _check_model(model: Any) -> None:
     """``model`` is a module whose tensors hold data."""
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     _refuse_fsdp1(model)
+    lazy = next(
+        (n for n, p in model.named_parameters() if isinstance(p, torch.nn.parameter.UninitializedParameter)), None
+    )
+    if lazy is not None:
+        raise ValueError(
+            f"model's {lazy} is not initialised yet (a lazy module): run one forward pass on a batch first, "
+            "model(inputs), then build the optimizer over model.parameters()"
+        )
     tensors = itertools.chain(model.named_parameters(), model.named_buffers())
     meta = next((name for name, t in tensors if t.is_meta), None)
     if meta is not None:
@@ -951,7 +1015,25 @@ def _check_takes_two(step_fn: Callable[..., Any]) -> None:
         ) from None
 
 
-def _model_loss(model: torch.nn.Module, batch: Any) -> torch.Tensor:
+def _model_loss(model: torch.nn.Module) -> StepFn:
+    """The step of a model that computes its own loss. A pair goes in as ``model(inputs,
+    targets)``, unless ``forward`` takes ``labels`` later than second (a Hugging Face model,
+    whose second parameter is the attention mask): then ``model(inputs, labels=targets)``."""
+    try:
+        names = list(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):  # no signature to read
+        names = []
+    by_label = "labels" in names[2:]
+
+    def step(model: torch.nn.Module, batch: Any) -> torch.Tensor:
+        if by_label and isinstance(batch, (tuple, list)) and len(batch) == 2:
+            return _output_loss(model(batch[0], labels=batch[1]))
+        return _pair_loss(model, batch)
+
+    return step
+
+
+def _pair_loss(model: torch.nn.Module, batch: Any) -> torch.Tensor:
     if isinstance(batch, Mapping):
         return _output_loss(model(**batch))
     if isinstance(batch, (tuple, list)):

@@ -325,7 +325,7 @@ class Snapshot:
         ):
             try:
                 part()
-            except Exception as e:  # noqa: BLE001 - every other part still gets restored
+            except BaseException as e:  # noqa: BLE001 - every other part still gets restored, after a Ctrl-C too
                 errors.append(e)
         if errors:
             raise errors[0]
@@ -337,10 +337,11 @@ class Snapshot:
                 m = modules.get(name)
                 if m is None:
                     continue
-                for key in [k for k in m._buffers if k not in devices]:  # registered during the sweep
+                # keys() and `in`: a scripted module's buffer table has no iteration and no get().
+                for key in [k for k in m._buffers.keys() if k not in devices]:  # registered during the sweep
                     del m._buffers[key]
                 for key, device in devices.items():
-                    value, now = back(saved[name][key]), m._buffers.get(key)
+                    value, now = back(saved[name][key]), m._buffers[key] if key in m._buffers else None
                     if value is None or now is None or now.shape != value.shape or now.dtype != value.dtype:
                         m._buffers[key] = None if value is None else value.to(device)
                     else:
