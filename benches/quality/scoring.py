@@ -1,41 +1,95 @@
 """The methods the quality benchmark scores, and how a suggestion is scored.
 
-Every method reads the same recorded range test (lrfind's, run to a non-finite loss or to 10)
-with its own stop rule, smoothing and suggestion rule, so the peers' reproductions see the curve
-their own finder would have seen.
+Every method reads the same recorded range test (lrfind's, run to a non-finite loss or to 10).
+lrfind's methods read it with ``lrfind.analyze``'s options. Each peer reads it as its own finder
+would have recorded it: the loop of torch-lr-finder, fastai or Lightning replayed over the raw
+losses (its smoothing, its stop rule, the point that triggered the stop kept in the history, as
+each keeps it), and then its suggestion rule over that history, through ``lrfind.suggest`` with
+the parameters that reproduce it (``tests/test_peers.py`` checks those against the real
+packages). The recorded sweep ends at the first non-finite loss, where torch-lr-finder and fastai
+would go on (their smoothed loss turns NaN and never trips their stop rule): one sweep of the
+benchmark ends so.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 import lrfind
 
-# The stop rules and smoothing of each finder, as lrfind.analyze options.
+# lrfind's own stop rule and series (the seed's): lrfind.analyze options.
 SEED = dict(threshold=10.0, watch="raw", suggest_on="raw")
-TORCH_LR_FINDER = dict(threshold=5.0, watch="smoothed", alpha=0.05, suggest_on="smoothed")
-FASTAI = dict(threshold=4.0, watch="smoothed", alpha=0.02, debias=True, suggest_on="smoothed")
-LIGHTNING = FASTAI  # beta 0.98 debiased, stop at 4x the best smoothed loss: fastai's rule
 
-#: Scored methods: label -> lrfind.analyze keyword arguments. The first key of ``methods`` is the
-#: one scored.
+History = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def torch_lr_finder_history(lrs: np.ndarray, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """torch-lr-finder 0.2.2's ``range_test`` loop: ``smooth_f=0.05``, stop once the smoothed loss
+    exceeds ``diverge_th=5`` times the best, that point kept."""
+    kept: list[float] = []
+    best = math.inf
+    for i, x in enumerate(raw.tolist()):
+        loss = x if i == 0 else 0.05 * x + (1 - 0.05) * kept[-1]
+        if i == 0 or loss < best:
+            best = loss
+        kept.append(loss)
+        if loss > 5 * best:
+            break
+    return lrs[: len(kept)], np.array(kept)
+
+
+def fastai_history(lrs: np.ndarray, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """fastai's ``LRFinder``: the Recorder's smooth loss (beta 0.98, debiased by the count of
+    batches), recorded, then the stop once it exceeds 4 times the best, that point kept."""
+    smooth = lrfind.ema(raw, 0.02, debias=True)
+    best = math.inf
+    for i, loss in enumerate(smooth.tolist()):
+        if loss < best:
+            best = loss
+        if loss > 4 * best:
+            return lrs[: i + 1], smooth[: i + 1]
+    return lrs, smooth
+
+
+def lightning_history(lrs: np.ndarray, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lightning 2.6's ``_LRCallback.on_train_batch_end``: beta 0.98, debiased by
+    ``1 - beta ** (global_step + 1)`` where the global step has already counted this batch (so
+    one power ahead of fastai's), stop once the smoothed loss exceeds 4 times the best from the
+    second step on, that point kept; the best is the first step's or any lower one."""
+    beta, avg, best = 0.98, 0.0, 0.0
+    kept: list[float] = []
+    for i, x in enumerate(raw.tolist()):
+        step = i + 1  # trainer.global_step after this batch's optimizer step
+        avg = beta * avg + (1 - beta) * x
+        loss = avg / (1 - beta ** (step + 1))
+        stop = step > 1 and loss > 4.0 * best
+        if loss < best or step == 1:
+            best = loss
+        kept.append(loss)
+        if stop:
+            break
+    return lrs[: len(kept)], np.array(kept)
+
+
+#: Scored methods: label -> how. lrfind's methods are ``lrfind.analyze`` keyword arguments (the
+#: first key of ``methods`` is the one scored); a peer is ``{"history": its loop's replay,
+#: "method": ..., **params}``, its rule run by ``lrfind.suggest`` on that history.
 METHODS: dict[str, dict[str, Any]] = {
     "steepest (seed, lrfind's old default)": dict(SEED, methods="steepest"),
     "torch-lr-finder": dict(
-        TORCH_LR_FINDER,
-        methods={"x": dict(method="steepest", space="index", skip_start=10, skip_end=5, backoff=0.0)},
+        history=torch_lr_finder_history, method="steepest", space="index", skip_start=10, skip_end=5, backoff=0.0
     ),
     "Lightning": dict(
-        LIGHTNING,
-        methods={"x": dict(method="steepest", space="linear", skip_start=10, skip_end=1, backoff=0.0)},
+        history=lightning_history, method="steepest", space="linear", skip_start=10, skip_end=1, backoff=0.0
     ),
-    "fastai valley (fastai's default)": dict(FASTAI, methods="valley"),
-    "fastai minimum (/10)": dict(FASTAI, methods="minimum"),
-    "fastai steep": dict(FASTAI, methods="steep"),
-    "fastai slide": dict(FASTAI, methods="slide"),
+    "fastai valley (fastai's default)": dict(history=fastai_history, method="valley"),
+    "fastai minimum (/10)": dict(history=fastai_history, method="minimum"),
+    "fastai steep": dict(history=fastai_history, method="steep"),
+    "fastai slide": dict(history=fastai_history, method="slide"),
     "minimum/10 (raw)": dict(SEED, methods="minimum"),
     "explosion/10 (seed's rule of thumb)": dict(SEED, methods="explosion"),
 }
@@ -45,6 +99,10 @@ if "auto" in lrfind.METHODS:
 
 def suggest(lrs: np.ndarray, losses: np.ndarray, options: dict[str, Any]) -> float | None:
     """The LR one scored method suggests for one recorded sweep."""
+    if "history" in options:
+        params = dict(options)
+        history: History = params.pop("history")
+        return lrfind.suggest(*history(np.asarray(lrs), np.asarray(losses)), **params).lr
     return lrfind.analyze(lrs, losses, **options).suggested_lr
 
 

@@ -189,3 +189,76 @@ def test_the_fine_tuning_tasks_start_pretrained() -> None:
         assert all(torch.equal(p, q) for p, q in zip(a[:-2], b[:-2], strict=True))  # the body
         assert not any(torch.equal(p, q) for p, q in zip(a[:-2], c[:-2], strict=True))
         assert not torch.equal(a[-2], b[-2])  # the head's weights
+
+
+class _Scripted:
+    """A criterion whose loss is the next value of ``values`` (differentiable, of no weight)."""
+
+    def __init__(self, values):
+        self.values, self.i = list(values), 0
+
+    def __call__(self, out, target):
+        value = self.values[self.i % len(self.values)]
+        self.i += 1
+        return torch.tensor(value, dtype=torch.float64) + 0 * out.sum()
+
+
+def _curves():
+    """Scripted raw losses (float32 values, as Lightning reads them): a valley into an explosion,
+    a bump before the descent, and a plateau that never explodes."""
+    x = np.log10(lrfind.sweep_lrs(1e-7, 10.0, 100))
+    valley = 2.3 - 1.5 / (1 + np.exp(-(x + 3) * 2)) + np.where(x > -1, 30 * (x + 1) ** 2, 0)
+    bump = 2.0 + np.exp(-(((x + 5) / 0.4) ** 2)) - 1.2 / (1 + np.exp(-(x + 2) * 3)) + np.where(x > 0, 50 * x, 0)
+    plateau = 1.0 + 0.01 * np.sin(np.arange(100.0))
+    return [np.float32(c).astype(np.float64) for c in (valley, bump, plateau)]
+
+
+def test_the_peer_replays_are_the_real_loops() -> None:
+    """scoring.py replays each peer's loop over the recorded raw losses: the same history as the
+    real torch-lr-finder and Lightning record, the point that stopped them included (the fastai
+    replay is checked against the recorded fastai fixtures in tests/test_fastai_fixtures.py's way:
+    the same Recorder order, documented in tests/fixtures/record_fastai.py)."""
+    import contextlib
+    import io
+    import logging
+    import warnings
+
+    import lightning.pytorch as pl
+    from torch_lr_finder import LRFinder
+
+    from scoring import lightning_history, torch_lr_finder_history
+
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(4, 1), torch.ones(4, 1)), batch_size=1)
+
+    class Scripted(pl.LightningModule):
+        def __init__(self, values):
+            super().__init__()
+            self.lin, self.loss, self.lr = torch.nn.Linear(1, 1), _Scripted(values), 1e-3
+
+        def training_step(self, batch, i):
+            return self.loss(self.lin(batch[0]), batch[1]).float()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=self.lr)
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    lrs = lrfind.sweep_lrs(1e-7, 10.0, 100)
+    for raw in _curves():
+        net = torch.nn.Linear(1, 1)
+        finder = LRFinder(net, torch.optim.SGD(net.parameters(), lr=1e-7), _Scripted(raw), device="cpu")
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            finder.range_test(data, start_lr=1e-7, end_lr=10.0, num_iter=100, diverge_th=5)
+        replay_lrs, replay = torch_lr_finder_history(lrs, raw)
+        np.testing.assert_array_equal(replay, finder.history["loss"])
+        np.testing.assert_allclose(replay_lrs, finder.history["lr"], rtol=1e-12)
+
+        trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False, max_epochs=-1)  # fmt: skip
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            found = pl.tuner.Tuner(trainer).lr_find(
+                Scripted(raw), train_dataloaders=data, min_lr=1e-7, max_lr=10.0, num_training=100, update_attr=False
+            )
+        # Lightning spaces its own LRs (and so reads another sweep): the losses are what is replayed.
+        _, replay = lightning_history(lrs, raw)
+        np.testing.assert_array_equal(replay, found.results["loss"])

@@ -254,8 +254,9 @@ def lr_find(
         settings: ``LRFinder``'s keyword arguments (``min_lr``, ``max_lr``, ``num_steps``,
             ``method``, ``diverge_threshold``, ...). Lightning users: ``num_training`` is
             ``num_steps``, and Lightning's stop rule, ``early_stop_threshold=4.0`` on its
-            debiased EMA of the loss, is about ``diverge_threshold=4.0, watch="smoothed",
-            smooth_factor=0.02``.
+            debiased EMA of the loss, is close to ``diverge_threshold=4.0, watch="smoothed",
+            smooth_factor=0.02`` (Lightning debiases one power ahead, so its first smoothed
+            values are lower).
 
     Returns:
         the ``RangeTestResult`` (also the callback's ``.result``), or None when the sweep was
