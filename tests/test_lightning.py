@@ -355,19 +355,20 @@ class CyclicPeakNet(Net):
 
 
 @pytest.mark.parametrize("net", [CyclicNet, CyclicPeakNet])
-def test_a_cyclic_schedule_trains_as_with_the_suggestion_set_by_hand(net):
-    """The cycle keeps its shape around the suggestion, with the suggestion where the module puts
-    its LR: the low end (CyclicNet) or the peak (CyclicPeakNet, which used to cycle up to 10x the
-    suggestion, where a fit with the suggestion set by hand peaks at it)."""
+def test_a_cyclic_schedule_peaks_at_the_suggestion(net):
+    """A CyclicLR's peak is its base, as OneCycleLR's: the cycle keeps its shape below the
+    suggestion. CyclicPeakNet, built at its peak, used to cycle up to 10x the suggestion; it now
+    trains as with the suggestion set by hand. CyclicNet, built at its low end, peaks at the
+    suggestion too (by hand it would peak at 10x)."""
     finder, swept, fit = sweep(net(), max_steps=6)
     lr = finder.applied_lr
     (config,) = fit.lr_scheduler_configs
-    low, peak = (lr, 10 * lr) if net is CyclicNet else (lr / 10, lr)
-    assert config.scheduler.base_lrs[0] == pytest.approx(low, rel=1e-12)
-    assert config.scheduler.max_lrs[0] == pytest.approx(peak, rel=1e-12)
-    by_hand = net(lr=lr)
-    trainer(max_steps=6).fit(by_hand, loader())
-    np.testing.assert_allclose(swept.lrs_seen[-6:], by_hand.lrs_seen, rtol=1e-12)
+    assert config.scheduler.base_lrs[0] == pytest.approx(lr / 10, rel=1e-12)
+    assert config.scheduler.max_lrs[0] == lr
+    if net is CyclicPeakNet:
+        by_hand = net(lr=lr)
+        trainer(max_steps=6).fit(by_hand, loader())
+        np.testing.assert_allclose(swept.lrs_seen[-6:], by_hand.lrs_seen, rtol=1e-12)
 
 
 class SkippingNet(Net):
@@ -587,6 +588,11 @@ def test_lr_find_needs_an_attribute_the_next_fit_reads():
     assert model.lrs_seen == []
     result = lr_find(trainer(), model, loader(), **SETTINGS, progress=False, update_attr=False)
     assert result.suggested_lr is not None
+    # An LR on the datamodule is one the next fit reads (Lightning looks there too).
+    data = SplittingData()
+    data.lr = 1e-3
+    result = lr_find(trainer(), NoLrNet(), datamodule=data, **SETTINGS, progress=False)
+    assert data.lr == result.suggested_lr
 
 
 class SplittingData(pl.LightningDataModule):

@@ -504,6 +504,22 @@ def test_reinit_reaches_weights_behind_a_parametrization(wrap):
         assert run.losses[0] == pytest.approx(want, rel=1e-5)
 
 
+def test_reinit_reaches_a_parametrization_without_right_inverse():
+    """torch's tutorial Symmetric parametrization has no right_inverse: the new weight goes into
+    its original, as register_parametrization takes it (the assignment raised)."""
+
+    class Symmetric(nn.Module):
+        def forward(self, x):
+            return x.triu() + x.triu(1).transpose(-1, -2)
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    nn.utils.parametrize.register_parametrization(model[0], "weight", Symmetric())
+    batch = tuple(next(iter(digits())))
+    par = parallel_range_test(model, nn.functional.cross_entropy, batch, num_runs=3, num_steps=3, progress=False)
+    assert len({run.losses[0] for run in par.runs}) == 3, "each run its own weights"
+
+
 def test_refine_restores_the_val_loaders_generator():
     val = digits(seed=5)
     state = val.generator.get_state()

@@ -1489,6 +1489,15 @@ def test_validation_reads_the_same_batches_at_every_check():
     measured = result.val_losses[~np.isnan(result.val_losses)]
     assert len(measured) == 6
     np.testing.assert_allclose(measured, np.mean(first_two), rtol=1e-6)  # an LR of 1e-11 moves nothing
+    # Reading them draws no random number the training batches would: a shuffled loader (its
+    # order drawn from the global RNG) trains on the same batches with val_data as without.
+    shuffled = DataLoader(TensorDataset(*dataset("digits")), batch_size=64, shuffle=True)
+    plain_val = DataLoader(TensorDataset(*dataset("digits")), batch_size=64)  # its iter() draws a seed too
+    runs = []
+    for val in (None, plain_val):
+        torch.manual_seed(5)
+        runs.append(range_test(model, optimizer, F.cross_entropy, shuffled, val_data=val, num_steps=12, progress=False))
+    np.testing.assert_array_equal(runs[0].losses, runs[1].losses)
 
 
 def test_a_hugging_face_model_takes_its_labels_by_name():
@@ -1506,3 +1515,20 @@ def test_a_hugging_face_model_takes_its_labels_by_name():
         want = model(batch[0], labels=batch[1]).loss.item()
     result = range_test(model, torch.optim.SGD(model.parameters()), None, batch, num_steps=5, progress=False)
     assert result.losses[0] == pytest.approx(want, rel=1e-5)  # the first loss comes before any update
+
+    class Translator(torch.nn.Module):
+        """forward(src, tgt, labels=None): the targets go second, positionally, as before."""
+
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 3)
+
+        def forward(self, src, tgt, labels=None):
+            return F.cross_entropy(self.lin(src), tgt)
+
+    pairs = (torch.randn(16, 4), torch.randint(0, 3, (16,)))
+    translator = Translator()
+    with torch.no_grad():
+        want = F.cross_entropy(translator.lin(pairs[0]), pairs[1]).item()
+    result = range_test(translator, torch.optim.SGD(translator.parameters()), None, pairs, num_steps=5, progress=False)
+    assert result.losses[0] == pytest.approx(want, rel=1e-6)

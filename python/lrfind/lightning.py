@@ -91,10 +91,10 @@ class LRFinder(pl.Callback):
     becomes the suggestion (times the ratio), and the group's other LRs (``lr``, ``initial_lr``,
     OneCycleLR's ``max_lr`` and ``min_lr``) and the schedulers' ``base_lrs`` (chained ones too)
     and CyclicLR's ``max_lrs`` scale with it, so a schedule keeps its shape: a warm-up that starts
-    at a tenth of the base starts at a tenth of the suggestion. A CyclicLR's ``initial_lr`` is
-    its low end; when the optimizer was built at the cycle's peak instead (``SGD(lr=self.lr)``
-    with ``CyclicLR(base_lr=self.lr / 10, max_lr=self.lr)``), the peak is the base, so the
-    cycle runs up to the suggestion as it would with the suggestion set by hand.
+    at a tenth of the base starts at a tenth of the suggestion. A CyclicLR's base is its peak,
+    as OneCycleLR's: the cycle runs up to the suggestion, never above it (a module that writes
+    ``CyclicLR(base_lr=self.lr, max_lr=10 * self.lr)`` and gets the suggestion by hand would
+    cycle up to ten times it).
     When the sweep gives no LR to train at (``result.diagnosis.gives_lr`` is False: a flat sweep,
     an immediate explosion; or no suggestion), the LRs stay as they were and a warning carries
     the diagnosis.
@@ -272,13 +272,13 @@ def lr_find(
             "or let trainer.fit run that one"
         )
     finder = LRFinder(**settings)
-    if finder.update_attr and _lr_attr(model, finder.attr_name) is None:
+    if finder.update_attr and _lr_attr(model, finder.attr_name, datamodule) is None:
         # The fit that follows builds new optimizers from configure_optimizers: an attribute it
         # reads is the only way the suggestion reaches them.
         raise AttributeError(
             f"lr_find sets the suggestion on the model's LR attribute, and the model has none of {LR_ATTRS} (in "
-            "itself or its hparams): read it in configure_optimizers (e.g. self.lr), name yours with attr_name=..., "
-            "or pass update_attr=False and take result.suggested_lr"
+            "itself, its hparams or the datamodule's): read it in configure_optimizers (e.g. self.lr), name yours "
+            "with attr_name=..., or pass update_attr=False and take result.suggested_lr"
         )
     finder._early_exit = True
     trainer.callbacks = [finder, *trainer.callbacks]
@@ -305,16 +305,26 @@ def _methods(method: str | Mapping[str, Mapping[str, Any]]) -> Any:
     return [method, *(m for m in _core.METHODS if m != method)]
 
 
-def _lr_attr(module: pl.LightningModule, name: str | None) -> str | None:
+def _lr_attr(module: pl.LightningModule, name: str | None, datamodule: Any = None) -> str | None:
     """The module's LR attribute: ``name`` (which must exist), else the first of ``LR_ATTRS``
-    found in the module or its hparams, else None (the optimizers still get the suggestion)."""
+    found in the module or its hparams (or, once fitting, the trainer's datamodule, as Lightning
+    looks; before the fit, ``datamodule`` and its hparams), else None (the optimizers still get
+    the suggestion)."""
+
+    def has(attr: str) -> bool:
+        if lightning_hasattr(module, attr):
+            return True
+        return datamodule is not None and (
+            hasattr(datamodule, attr) or attr in (getattr(datamodule, "hparams", None) or {})
+        )
+
     if name:
-        if not lightning_hasattr(module, name):
+        if not has(name):
             raise AttributeError(
                 f"attr_name={name!r}: the LightningModule has no such attribute, neither in itself nor in its hparams"
             )
         return name
-    return next((attr for attr in LR_ATTRS if lightning_hasattr(module, attr)), None)
+    return next((attr for attr in LR_ATTRS if has(attr)), None)
 
 
 class _Groups:
@@ -347,21 +357,20 @@ class _Groups:
 
 
 def _base_lr(group: Mapping[str, Any]) -> float:
-    """The LR a group was configured with: OneCycleLR's peak, a scheduler's ``initial_lr``, or ``lr``."""
+    """The LR a group was configured with: OneCycleLR's peak, a scheduler's ``initial_lr``, or ``lr``
+    (CyclicLR keeps its peaks on itself: see ``_cyclic_peaks``)."""
     return float(group.get("max_lr", group.get("initial_lr", group["lr"])))
 
 
 def _cyclic_peaks(schedulers: Sequence[Any]) -> dict[int, float]:
-    """The groups (by id) whose optimizer was built at the peak of the CyclicLR that drives them
-    (``SGD(lr=self.lr)`` with ``CyclicLR(max_lr=self.lr)``), and that peak: their configured LR,
-    where CyclicLR's ``initial_lr`` is its low end."""
+    """The groups (by id) a CyclicLR drives, and its peak for each: their base, as OneCycleLR's
+    peak is (CyclicLR's ``initial_lr`` is its low end), so the cycle never trains above the
+    suggestion."""
     peaks = {}
     for scheduler in schedulers:
         if isinstance(scheduler, torch.optim.lr_scheduler.CyclicLR):
-            built_at = scheduler.optimizer.defaults.get("lr")
             for group, peak in zip(scheduler.optimizer.param_groups, scheduler.max_lrs, strict=True):
-                if peak == built_at:
-                    peaks[id(group)] = float(peak)
+                peaks[id(group)] = float(peak)
     return peaks
 
 

@@ -629,6 +629,11 @@ def _copy(model: torch.nn.Module, seed: int, init: str) -> torch.nn.Module:
     return m
 
 
+def _has_right_inverse(parametrizations: torch.nn.ModuleList) -> bool:
+    """Whether every parametrization of a tensor can take a value back (``right_inverse``)."""
+    return all(hasattr(p, "right_inverse") for p in parametrizations)
+
+
 def _on_meta(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of ``model`` with its tensors on the meta device (``functional_call`` gives the real
     ones), tied tensors still tied: ``.to("meta")`` would untie them, and ``functional_call``
@@ -671,7 +676,11 @@ def _reset(module: torch.nn.Module) -> None:
         twin._modules = {k: v for k, v in module._modules.items() if k != "parametrizations"}
         twin.reset_parameters()  # the other parameters (a bias) are the module's own, reset in place
         for n in names:
-            setattr(module, n, twin._parameters[n].detach())
+            original = getattr(module.parametrizations[n], "original", None)
+            if _has_right_inverse(module.parametrizations[n]) or original is None:
+                setattr(module, n, twin._parameters[n].detach())
+            else:  # no right_inverse: the new weight is the original, as register_parametrization takes it
+                original.copy_(twin._parameters[n])
 
 
 def _check_vmappable(model: torch.nn.Module) -> None:

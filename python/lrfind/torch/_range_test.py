@@ -20,7 +20,7 @@ import torch.distributed as dist
 from lrfind import _core
 from lrfind.result import RangeTestResult, Refinement, detector, sweep_options
 from lrfind.torch import _refine
-from lrfind.torch._state import DTensor, Snapshot
+from lrfind.torch._state import DTensor, GlobalRngs, Snapshot
 
 StepFn = Callable[[torch.nn.Module, Any], torch.Tensor]
 
@@ -113,8 +113,8 @@ def range_test(
             ``"same"`` sets every group to the swept LR.
         val_data: optional validation data; every ``val_every`` steps (default 10) the mean
             loss over its first ``val_batches`` batches (default 1; the same batches at every
-            check, so the curve moves with the model, not with the batch) is recorded in
-            ``val_losses``.
+            check, so the curve moves with the model, not with the batch; read once, with the
+            RNGs put back, and kept as the loader gives them) is recorded in ``val_losses``.
         refine: 0 (default: off) or K >= 2 candidate LRs to check after the sweep: K LRs spread
             evenly in log over the suggested range, each trained from the starting weights
             (model, optimizer state, RNGs and data order as they were before the sweep) for
@@ -208,12 +208,6 @@ def range_test(
         )
     if step_fn is not None:
         _check_takes_two(step_fn)
-        if loss_fn is not None:
-            # step_fn computes the loss itself, so a loss_fn given beside it would be ignored.
-            raise ValueError(
-                f"loss_fn={loss_fn!r} and step_fn={step_fn!r} are both given: step_fn computes the loss, so loss_fn "
-                "would never run; pass loss_fn=None, or call loss_fn inside step_fn"
-            )
     if loss_fn is None and step_fn is None:
         step = _tensor_loss(_model_loss(model), "the model (with loss_fn=None)")
     else:
@@ -623,12 +617,14 @@ class _Run:
         progress: bool,
     ) -> None:
         batches = _batches(data)
-        # The same batches at every check, so that the validation curve moves with the model, not with the batch.
-        val = (
-            _refine.held_out(val_data, val_batches, lambda b: _to_device(b, self.device))
-            if val_data is not None
-            else None
-        )
+        # The same batches at every check, so that the validation curve moves with the model, not with the
+        # batch; read with the RNGs put back after, so that the training batches are those of a sweep without
+        # val_data; kept where the loader gives them (host memory), moved to the device one at a time.
+        val = None
+        if val_data is not None:
+            rngs = GlobalRngs()
+            val = _refine.held_out(val_data, val_batches, lambda b: b)
+            rngs.restore()
         bar = _progress_bar(len(lrs), progress and (self.ranks is None or self.ranks.rank == 0))
         if not self.model.training:  # left in eval mode; submodules put in eval inside a training model stay so
             self.model.train()
@@ -697,9 +693,9 @@ class _Run:
                 loss = self.step(self.model, batch).float()
             if i == 0 and j == 0 and any(p.grad is not None for p in self.params):
                 raise ValueError(
-                    "the loss function ran backward itself (the parameters had gradients before the range test's "
-                    "backward): return the loss and leave backward, the division by accumulation_steps and fp16 "
-                    "scaling to the range test"
+                    "the parameters had gradients before the range test's backward: the loss function ran backward "
+                    "itself (return the loss and leave backward, the division by accumulation_steps and fp16 scaling "
+                    "to the range test), or the optimizer's zero_grad() did not clear them (a wrapper mid-accumulation)"
                 )
             scaled = loss / self.k if self.k > 1 else loss
             if self.backward is not None:
@@ -751,7 +747,7 @@ class _Run:
         try:
             total = torch.zeros((), device=self.device)
             for batch in val:
-                total += self.step(self.model, batch).detach().float()
+                total += self.step(self.model, _to_device(batch, self.device)).detach().float()
         finally:
             _set_modes(modes)
         self.pending_val.append((i, self._summed(total / len(val))))
@@ -811,6 +807,13 @@ def _check_setup(model: Any, optimizer: Any, **functions: Any) -> None:
             "where a range test takes one step per LR"
         )
     _check_functions(**functions)
+    loss_fn, step_fn = functions.get("loss_fn"), functions.get("step_fn")
+    if loss_fn is not None and step_fn is not None:
+        # step_fn computes the loss itself, so a loss_fn given beside it would be ignored.
+        raise ValueError(
+            f"loss_fn={loss_fn!r} and step_fn={step_fn!r} are both given: step_fn computes the loss, so loss_fn "
+            "would never run; pass loss_fn=None, or call loss_fn inside step_fn"
+        )
 
 
 def _check_trains_the_model(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Any) -> None:
@@ -1019,11 +1022,19 @@ def _model_loss(model: torch.nn.Module) -> StepFn:
     """The step of a model that computes its own loss. A pair goes in as ``model(inputs,
     targets)``, unless ``forward`` takes ``labels`` later than second (a Hugging Face model,
     whose second parameter is the attention mask): then ``model(inputs, labels=targets)``."""
+    inner = model
+    while True:  # DDP's and torch.compile's wrappers take (*args, **kwargs): read the model they wrap
+        wrapped = getattr(inner, "module", None) or getattr(inner, "_orig_mod", None)
+        if not isinstance(wrapped, torch.nn.Module):
+            break
+        inner = wrapped
     try:
-        names = list(inspect.signature(model.forward).parameters)
+        params = list(inspect.signature(inner.forward).parameters.values())
     except (TypeError, ValueError):  # no signature to read
-        names = []
-    by_label = "labels" in names[2:]
+        params = []
+    # A second parameter with a default (attention_mask=None) is not where targets go.
+    names = [p.name for p in params]
+    by_label = len(params) > 2 and params[1].default is not inspect.Parameter.empty and "labels" in names[2:]
 
     def step(model: torch.nn.Module, batch: Any) -> torch.Tensor:
         if by_label and isinstance(batch, (tuple, list)) and len(batch) == 2:
