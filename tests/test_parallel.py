@@ -520,6 +520,33 @@ def test_reinit_reaches_a_parametrization_without_right_inverse():
     assert len({run.losses[0] for run in par.runs}) == 3, "each run its own weights"
 
 
+def test_reinit_of_chained_parametrizations_is_a_fresh_build():
+    """Two parametrizations on one weight, the first with a right_inverse (2X and W/2), the
+    second without: a reinitialised run starts where a model built under its seed starts."""
+    from lrfind.torch._parallel import _copy
+
+    class Double(nn.Module):
+        def forward(self, x):
+            return 2 * x
+
+        def right_inverse(self, w):
+            return w / 2
+
+    class Same(nn.Module):
+        def forward(self, x):
+            return x + 0
+
+    def build(seed):
+        torch.manual_seed(seed)
+        layer = nn.Linear(64, 64)
+        nn.utils.parametrize.register_parametrization(layer, "weight", Double())
+        nn.utils.parametrize.register_parametrization(layer, "weight", Same())
+        return layer
+
+    copy_7 = _copy(build(123), 7, "reinit")
+    torch.testing.assert_close(copy_7.weight, build(7).weight, rtol=0, atol=0)
+
+
 def test_refine_restores_the_val_loaders_generator():
     val = digits(seed=5)
     state = val.generator.get_state()

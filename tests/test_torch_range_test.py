@@ -1460,17 +1460,28 @@ def test_steps_that_do_the_range_tests_work_are_named():
         loss.backward(retain_graph=True)
         return loss
 
-    for step, message in [(stepping, "the LR changed during the step"), (backward, "ran backward itself")]:
+    frozen_scale = torch.ones((), requires_grad=True)  # the loss still needs a graph through the frozen model
+    for step, message in [(stepping, "the LR changed during the step"), (backward, "ran backward")]:
         with pytest.raises(ValueError, match=message):
             range_test(model, optimizer, None, data, step_fn=step, num_steps=10, progress=False)
         assert_identical(before, observe(model, optimizer, loaders=[data]))
     other = torch.optim.Adam(copy.deepcopy(model).parameters())
-    with pytest.raises(ValueError, match="optimizer trains none of the model's parameters"):
-        range_test(model, other, F.cross_entropy, data, num_steps=10)
+    with pytest.raises(
+        ValueError, match=r"the loss gave no gradient to any of the 6 parameter\(s\) the optimizer trains"
+    ):
+        range_test(model, other, F.cross_entropy, data, num_steps=10, progress=False)
+    assert_identical(before, observe(model, optimizer, loaders=[data]))
     frozen = mlp()
     frozen.requires_grad_(False)
-    with pytest.raises(ValueError, match="every parameter the optimizer trains has requires_grad=False"):
-        range_test(frozen, torch.optim.SGD(frozen.parameters()), F.cross_entropy, data, num_steps=10)
+    with pytest.raises(ValueError, match="the loss gave no gradient"):
+        range_test(frozen, torch.optim.SGD(frozen.parameters()), lambda out, y: F.cross_entropy(out * frozen_scale, y),
+                   data, num_steps=10, progress=False)  # fmt: skip
+    # A linear probe is no such case: a frozen backbone as the model, the head trained in the loss.
+    head = torch.nn.Linear(10, 10)
+    probe = torch.optim.SGD(head.parameters(), lr=0.1)
+    weights = head.weight.detach().clone()
+    result = range_test(frozen, probe, lambda out, y: F.cross_entropy(head(out), y), data, num_steps=20, progress=False)
+    assert result.suggested_lr is not None and torch.equal(head.weight, weights)
     lazy = torch.nn.Sequential(torch.nn.LazyLinear(10))
     with pytest.raises(ValueError, match=r"model's 0.weight is not initialised yet \(a lazy module\)"):
         range_test(lazy, torch.optim.SGD(lazy.parameters()), F.cross_entropy, data, num_steps=10)

@@ -93,8 +93,9 @@ class LRFinder(pl.Callback):
     and CyclicLR's ``max_lrs`` scale with it, so a schedule keeps its shape: a warm-up that starts
     at a tenth of the base starts at a tenth of the suggestion. A CyclicLR's base is its peak,
     as OneCycleLR's: the cycle runs up to the suggestion, never above it (a module that writes
-    ``CyclicLR(base_lr=self.lr, max_lr=10 * self.lr)`` and gets the suggestion by hand would
-    cycle up to ten times it).
+    ``CyclicLR(base_lr=self.lr, max_lr=10 * self.lr)`` and gets the suggestion by hand, or from
+    ``lr_find`` before ``fit``, which rebuilds the scheduler from ``self.lr``, cycles up to ten
+    times it).
     When the sweep gives no LR to train at (``result.diagnosis.gives_lr`` is False: a flat sweep,
     an immediate explosion; or no suggestion), the LRs stay as they were and a warning carries
     the diagnosis.

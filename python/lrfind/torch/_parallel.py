@@ -27,6 +27,7 @@ from lrfind.torch._range_test import (
     _batches,
     _check_distributed,
     _check_functions,
+    _check_materialised,
     _check_model,
     _check_positive_int,
     _device_of,
@@ -144,6 +145,7 @@ def parallel_range_test(
         ``suggested_lr``, its ``spread``, ``agreeing`` and ``diagnosis``.
     """
     _check_model(model)
+    _check_materialised(model)
     if loss_fn is None:
         raise TypeError("loss_fn must be a function of (outputs, targets) that returns the loss tensor, got None")
     _check_functions(loss_fn=loss_fn)
@@ -629,11 +631,6 @@ def _copy(model: torch.nn.Module, seed: int, init: str) -> torch.nn.Module:
     return m
 
 
-def _has_right_inverse(parametrizations: torch.nn.ModuleList) -> bool:
-    """Whether every parametrization of a tensor can take a value back (``right_inverse``)."""
-    return all(hasattr(p, "right_inverse") for p in parametrizations)
-
-
 def _on_meta(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of ``model`` with its tensors on the meta device (``functional_call`` gives the real
     ones), tied tensors still tied: ``.to("meta")`` would untie them, and ``functional_call``
@@ -676,11 +673,17 @@ def _reset(module: torch.nn.Module) -> None:
         twin._modules = {k: v for k, v in module._modules.items() if k != "parametrizations"}
         twin.reset_parameters()  # the other parameters (a bias) are the module's own, reset in place
         for n in names:
-            original = getattr(module.parametrizations[n], "original", None)
-            if _has_right_inverse(module.parametrizations[n]) or original is None:
-                setattr(module, n, twin._parameters[n].detach())
-            else:  # no right_inverse: the new weight is the original, as register_parametrization takes it
-                original.copy_(twin._parameters[n])
+            # As a fresh registration stores it: the first parametrization's right_inverse of the
+            # weight (weight_norm's (g, v), orthogonal's base), or the weight itself without one;
+            # parametrizations added later leave the original as it is.
+            chain, weight = module.parametrizations[n], twin._parameters[n].detach()
+            first = chain[0]
+            value = first.right_inverse(weight) if hasattr(first, "right_inverse") else weight
+            if isinstance(value, torch.Tensor):
+                chain.original.copy_(value)
+            else:
+                for k, part in enumerate(value):
+                    getattr(chain, f"original{k}").copy_(part)
 
 
 def _check_vmappable(model: torch.nn.Module) -> None:

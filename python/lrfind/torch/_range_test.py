@@ -184,7 +184,7 @@ def range_test(
         grad_scaler = None
     stop = detector(options)
     _check_setup(model, optimizer, loss_fn=loss_fn, step_fn=step_fn, backward_fn=backward_fn)
-    _check_trains_the_model(model, optimizer, loss_fn)
+    _check_materialised(model)
     if backward_fn is not None and (amp == "fp16" or grad_scaler is not None):
         raise ValueError(
             "backward_fn owns the backward pass and its loss scaling: leave amp='fp16' and grad_scaler unset "
@@ -704,6 +704,13 @@ class _Run:
                 (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
             total = loss.detach() if total is None else total + loss.detach()
         assert total is not None  # k >= 1
+        if i == 0 and not any(p.grad is not None for p in self.params):
+            # An optimizer over another copy of the model, or over frozen parameters only: a curve of nothing.
+            raise ValueError(
+                f"the loss gave no gradient to any of the {len(self.params)} parameter(s) the optimizer trains: it "
+                "was built over another model (a copy?) or over frozen parameters; build it over the parameters the "
+                "loss depends on, e.g. model.parameters()"
+            )
         now = [group["lr"] for group in self.optimizer.param_groups[: len(set_lrs)]]  # a group added: see sweep
         if now != set_lrs:
             raise ValueError(
@@ -816,30 +823,23 @@ def _check_setup(model: Any, optimizer: Any, **functions: Any) -> None:
         )
 
 
-def _check_trains_the_model(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Any) -> None:
-    """The optimizer trains some of the model's (or the loss module's) parameters: one built over
-    another copy of the model, or over frozen parameters only, would record a curve of nothing."""
-    mine = {id(p) for p in model.parameters()}
-    if isinstance(loss_fn, torch.nn.Module):
-        mine |= {id(p) for p in loss_fn.parameters()}
-    trained = [p for group in optimizer.param_groups for p in group["params"]]
-    if not any(id(p) in mine for p in trained):
-        raise ValueError(
-            f"optimizer trains none of the model's parameters ({len(trained)} parameter(s), none of the model's): "
-            "it was built over another model or a copy of it; build it over model.parameters()"
-        )
-    if not any(p.requires_grad for p in trained):
-        raise ValueError(
-            "every parameter the optimizer trains has requires_grad=False: the sweep would change nothing; "
-            "unfreeze the layers to train (p.requires_grad_(True))"
-        )
-
-
 def _check_model(model: Any) -> None:
     """``model`` is a module whose tensors hold data."""
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     _refuse_fsdp1(model)
+    tensors = itertools.chain(model.named_parameters(), model.named_buffers())
+    meta = next((name for name, t in tensors if t.is_meta), None)
+    if meta is not None:
+        raise ValueError(
+            f"model's {meta} is on the meta device (a shape without data), which cannot be trained or restored: "
+            "materialise the model first (model.to_empty(device=...), then load or initialise its weights)"
+        )
+
+
+def _check_materialised(model: torch.nn.Module) -> None:
+    """No lazy module still waits for its first forward pass, which the snapshot could not copy
+    (checked when the sweep starts: a stateful finder may be built before that first pass)."""
     lazy = next(
         (n for n, p in model.named_parameters() if isinstance(p, torch.nn.parameter.UninitializedParameter)), None
     )
@@ -847,13 +847,6 @@ def _check_model(model: Any) -> None:
         raise ValueError(
             f"model's {lazy} is not initialised yet (a lazy module): run one forward pass on a batch first, "
             "model(inputs), then build the optimizer over model.parameters()"
-        )
-    tensors = itertools.chain(model.named_parameters(), model.named_buffers())
-    meta = next((name for name, t in tensors if t.is_meta), None)
-    if meta is not None:
-        raise ValueError(
-            f"model's {meta} is on the meta device (a shape without data), which cannot be trained or restored: "
-            "materialise the model first (model.to_empty(device=...), then load or initialise its weights)"
         )
 
 
@@ -1023,11 +1016,15 @@ def _model_loss(model: torch.nn.Module) -> StepFn:
     targets)``, unless ``forward`` takes ``labels`` later than second (a Hugging Face model,
     whose second parameter is the attention mask): then ``model(inputs, labels=targets)``."""
     inner = model
-    while True:  # DDP's and torch.compile's wrappers take (*args, **kwargs): read the model they wrap
-        wrapped = getattr(inner, "module", None) or getattr(inner, "_orig_mod", None)
-        if not isinstance(wrapped, torch.nn.Module):
+    while True:  # DDP's, DataParallel's and torch.compile's wrappers take (*args, **kwargs): read what they wrap
+        if isinstance(inner, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
+            inner = inner.module
+        elif type(inner).__name__ == "OptimizedModule" and isinstance(
+            getattr(inner, "_orig_mod", None), torch.nn.Module
+        ):
+            inner = inner._orig_mod
+        else:
             break
-        inner = wrapped
     try:
         params = list(inspect.signature(inner.forward).parameters.values())
     except (TypeError, ValueError):  # no signature to read
