@@ -593,6 +593,8 @@ def test_lr_find_needs_an_attribute_the_next_fit_reads():
     data.lr = 1e-3
     result = lr_find(trainer(), NoLrNet(), datamodule=data, **SETTINGS, progress=False)
     assert data.lr == result.suggested_lr
+    result = lr_find(trainer(), NoLrNet(), data, **SETTINGS, progress=False)  # positional, as trainer.fit takes it
+    assert data.lr == result.suggested_lr
 
 
 class SplittingData(pl.LightningDataModule):

@@ -546,6 +546,12 @@ def test_reinit_of_chained_parametrizations_is_a_fresh_build():
     copy_7 = _copy(build(123), 7, "reinit")
     torch.testing.assert_close(copy_7.weight, build(7).weight, rtol=0, atol=0)
 
+    def square(seed):  # orthogonal without trivialization: its right_inverse refuses, read as the identity
+        torch.manual_seed(seed)
+        return nn.utils.parametrizations.orthogonal(nn.Linear(8, 8), use_trivialization=False)
+
+    torch.testing.assert_close(_copy(square(123), 7, "reinit").weight, square(7).weight, rtol=0, atol=0)
+
 
 def test_refine_restores_the_val_loaders_generator():
     val = digits(seed=5)

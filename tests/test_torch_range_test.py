@@ -1476,6 +1476,16 @@ def test_steps_that_do_the_range_tests_work_are_named():
     with pytest.raises(ValueError, match="the loss gave no gradient"):
         range_test(frozen, torch.optim.SGD(frozen.parameters()), lambda out, y: F.cross_entropy(out * frozen_scale, y),
                    data, num_steps=10, progress=False)  # fmt: skip
+    # Nor a first batch that gives no gradient (empty, skipped by the step):
+    calls = []
+
+    def skip_first(model, batch):
+        calls.append(1)
+        if len(calls) == 1:
+            return torch.tensor(2.3, requires_grad=True)  # a placeholder loss of no parameter
+        return F.cross_entropy(model(batch[0]), batch[1])
+
+    assert len(range_test(model, optimizer, None, data, step_fn=skip_first, num_steps=12, progress=False).lrs) > 1
     # A linear probe is no such case: a frozen backbone as the model, the head trained in the loss.
     head = torch.nn.Linear(10, 10)
     probe = torch.optim.SGD(head.parameters(), lr=0.1)
@@ -1504,11 +1514,15 @@ def test_validation_reads_the_same_batches_at_every_check():
     # order drawn from the global RNG) trains on the same batches with val_data as without.
     shuffled = DataLoader(TensorDataset(*dataset("digits")), batch_size=64, shuffle=True)
     plain_val = DataLoader(TensorDataset(*dataset("digits")), batch_size=64)  # its iter() draws a seed too
-    runs = []
-    for val in (None, plain_val):
-        torch.manual_seed(5)
-        runs.append(range_test(model, optimizer, F.cross_entropy, shuffled, val_data=val, num_steps=12, progress=False))
-    np.testing.assert_array_equal(runs[0].losses, runs[1].losses)
+    seeded = loader()  # its own generator, shared when it is data and val_data at once
+    for train, vals in ((shuffled, (plain_val, shuffled)), (seeded, (seeded,))):
+        runs = []
+        for val in (None, *vals):
+            torch.manual_seed(5)
+            runs.append(range_test(model, optimizer, F.cross_entropy, train, val_data=val, num_steps=12,
+                                   val_every=3, progress=False))  # fmt: skip
+        for run in runs[1:]:
+            np.testing.assert_array_equal(runs[0].losses, run.losses)
 
 
 def test_a_hugging_face_model_takes_its_labels_by_name():

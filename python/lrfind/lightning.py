@@ -273,7 +273,11 @@ def lr_find(
             "or let trainer.fit run that one"
         )
     finder = LRFinder(**settings)
-    if finder.update_attr and _lr_attr(model, finder.attr_name, datamodule) is None:
+    if datamodule is None and isinstance(train_dataloaders, pl.LightningDataModule):
+        data_module: Any = train_dataloaders  # trainer.fit(model, dm) takes it as the datamodule
+    else:
+        data_module = datamodule
+    if finder.update_attr and _lr_attr(model, finder.attr_name, data_module) is None:
         # The fit that follows builds new optimizers from configure_optimizers: an attribute it
         # reads is the only way the suggestion reaches them.
         raise AttributeError(

@@ -678,7 +678,10 @@ def _reset(module: torch.nn.Module) -> None:
             # parametrizations added later leave the original as it is.
             chain, weight = module.parametrizations[n], twin._parameters[n].detach()
             first = chain[0]
-            value = first.right_inverse(weight) if hasattr(first, "right_inverse") else weight
+            try:
+                value = first.right_inverse(weight) if hasattr(first, "right_inverse") else weight
+            except NotImplementedError:  # as torch's registration reads it: the identity
+                value = weight
             if isinstance(value, torch.Tensor):
                 chain.original.copy_(value)
             else:

@@ -20,7 +20,7 @@ import torch.distributed as dist
 from lrfind import _core
 from lrfind.result import RangeTestResult, Refinement, detector, sweep_options
 from lrfind.torch import _refine
-from lrfind.torch._state import DTensor, GlobalRngs, Snapshot
+from lrfind.torch._state import DTensor, GlobalRngs, Snapshot, _generators
 
 StepFn = Callable[[torch.nn.Module, Any], torch.Tensor]
 
@@ -29,6 +29,9 @@ CHECK_EVERY = 10
 
 #: After this many skipped steps in a row (fp16 overflow every time), the step counts as NaN.
 MAX_CONSECUTIVE_SKIPS = 50
+
+#: Steps in which the loss must give some gradient to what the optimizer trains.
+GRADIENT_STEPS = 10
 
 
 def range_test(
@@ -113,8 +116,10 @@ def range_test(
             ``"same"`` sets every group to the swept LR.
         val_data: optional validation data; every ``val_every`` steps (default 10) the mean
             loss over its first ``val_batches`` batches (default 1; the same batches at every
-            check, so the curve moves with the model, not with the batch; read once, with the
-            RNGs put back, and kept as the loader gives them) is recorded in ``val_losses``.
+            check, so the curve moves with the model, not with the batch; read at the first
+            check with every RNG put back after, so the training batches are those of a sweep
+            without ``val_data``, and kept as the loader gives them) is recorded in
+            ``val_losses``.
         refine: 0 (default: off) or K >= 2 candidate LRs to check after the sweep: K LRs spread
             evenly in log over the suggested range, each trained from the starting weights
             (model, optimizer state, RNGs and data order as they were before the sweep) for
@@ -600,6 +605,7 @@ class _Run:
         self.host = np.full((3, num_steps), np.nan)
         self.host_losses, self.host_norms, self.host_val = self.host
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
+        self.num_steps, self.saw_gradient = num_steps, False
         self.recorded = 0  # steps whose losses the detector has seen
         self.skipped_at: list[int] = []  # sweep index of each step the scaler skipped
         self.consecutive_skips = 0
@@ -617,14 +623,7 @@ class _Run:
         progress: bool,
     ) -> None:
         batches = _batches(data)
-        # The same batches at every check, so that the validation curve moves with the model, not with the
-        # batch; read with the RNGs put back after, so that the training batches are those of a sweep without
-        # val_data; kept where the loader gives them (host memory), moved to the device one at a time.
-        val = None
-        if val_data is not None:
-            rngs = GlobalRngs()
-            val = _refine.held_out(val_data, val_batches, lambda b: b)
-            rngs.restore()
+        val: list[Any] | None = None  # read at the first check (see _held_out_batches)
         bar = _progress_bar(len(lrs), progress and (self.ranks is None or self.ranks.rank == 0))
         if not self.model.training:  # left in eval mode; submodules put in eval inside a training model stay so
             self.model.train()
@@ -648,7 +647,9 @@ class _Run:
                     nan = torch.tensor(float("nan"), device=self.device)
                     self._record(i, nan, nan)
                 self.consecutive_skips = 0
-                if val is not None and (i + 1) % val_every == 0:
+                if val_data is not None and (i + 1) % val_every == 0:
+                    if val is None:
+                        val = _held_out_batches(val_data, val_batches, data)
                     self._validate(i, val)
                 i += 1
                 if i % check_every == 0 or i == len(lrs):
@@ -704,13 +705,16 @@ class _Run:
                 (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
             total = loss.detach() if total is None else total + loss.detach()
         assert total is not None  # k >= 1
-        if i == 0 and not any(p.grad is not None for p in self.params):
-            # An optimizer over another copy of the model, or over frozen parameters only: a curve of nothing.
-            raise ValueError(
-                f"the loss gave no gradient to any of the {len(self.params)} parameter(s) the optimizer trains: it "
-                "was built over another model (a copy?) or over frozen parameters; build it over the parameters the "
-                "loss depends on, e.g. model.parameters()"
-            )
+        if not self.saw_gradient:
+            # An optimizer over another copy of the model, or over frozen parameters only, records a curve of
+            # nothing; a step or two without gradients (an empty first batch) is no such case.
+            self.saw_gradient = any(p.grad is not None for p in self.params)
+            if not self.saw_gradient and i + 1 >= min(GRADIENT_STEPS, self.num_steps):
+                raise ValueError(
+                    f"the loss gave no gradient to any of the {len(self.params)} parameter(s) the optimizer trains "
+                    f"in {i + 1} step(s): it was built over another model (a copy?) or over frozen parameters; "
+                    "build it over the parameters the loss depends on, e.g. model.parameters()"
+                )
         now = [group["lr"] for group in self.optimizer.param_groups[: len(set_lrs)]]  # a group added: see sweep
         if now != set_lrs:
             raise ValueError(
@@ -835,6 +839,23 @@ def _check_model(model: Any) -> None:
             f"model's {meta} is on the meta device (a shape without data), which cannot be trained or restored: "
             "materialise the model first (model.to_empty(device=...), then load or initialise its weights)"
         )
+
+
+def _held_out_batches(val_data: Any, n: int, data: Any) -> list[Any]:
+    """The first ``n`` batches of ``val_data``, validated on at every check, so that the curve
+    moves with the model, not with the batch. Read at the first check, as a loop that validates
+    then would (not before the first training batch, which a loader shared with ``data``, or
+    one on the same RNG, would give again), with every RNG put back after (the global ones and
+    the loaders' own), so that the training batches are those of a sweep without ``val_data``.
+    Kept where the loader gives them (host memory), moved to the device one at a time."""
+    rngs = GlobalRngs()
+    generators = [(g, g.get_state()) for g in _generators((data, val_data))]
+    try:
+        return _refine.held_out(val_data, n, lambda b: b)
+    finally:
+        rngs.restore()
+        for generator, state in generators:
+            generator.set_state(state)
 
 
 def _check_materialised(model: torch.nn.Module) -> None:
