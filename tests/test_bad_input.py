@@ -51,9 +51,18 @@ def check(call):
 
 def no_new_nan(out, *inputs):
     """Outputs may hold NaN only when an input held a non-finite value: a NaN, or infinities,
-    whose difference is NaN in IEEE arithmetic (np.gradient of [inf, inf] is [nan, nan])."""
+    whose difference is NaN in IEEE arithmetic (np.gradient of [inf, inf] is [nan, nan]). An
+    input may be an array or a list of numbers."""
     if isinstance(out, np.ndarray) and out.dtype.kind == "f" and np.isnan(out).any():
-        assert any(isinstance(x, np.ndarray) and x.dtype.kind == "f" and not np.isfinite(x).all() for x in inputs)
+        assert any(_holds_non_finite(x) for x in inputs)
+
+
+def _holds_non_finite(x):
+    try:
+        values = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return not np.isfinite(values).all()
 
 
 suppress = [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large]
