@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import random
 import sys
 import warnings
 from collections.abc import Callable
@@ -29,13 +28,13 @@ except ImportError as error:
         f"lrfind.hf needs torch, transformers and accelerate ({error}): pip install 'lrfind[hf]'"
     ) from None
 
-import numpy as np
 from accelerate.optimizer import AcceleratedOptimizer
 from accelerate.utils import DistributedType
 
 from lrfind.result import RangeTestResult
 from lrfind.torch import range_test as _torch_range_test
 from lrfind.torch._range_test import _check_bool, check_settings
+from lrfind.torch._state import Rngs
 
 __all__ = ["LRFinderCallback", "accelerate_range_test", "range_test"]
 
@@ -437,12 +436,7 @@ class _Untouched:
         self.gradient_state = dict(vars(gradient_state))
         self.plugin_kwargs = dict(gradient_state.plugin_kwargs)
         self.parts = [(part, dict(vars(part))) for part in _loader_parts(data)]
-        self.rng = (
-            random.getstate(),
-            np.random.get_state(),
-            torch.get_rng_state(),
-            torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
-        )
+        self.rngs = Rngs()
 
     def __enter__(self) -> _Untouched:
         # Accumulation is range_test's: the accelerator must not divide each loss again.
@@ -460,12 +454,7 @@ class _Untouched:
         gradient_state.plugin_kwargs.update(self.plugin_kwargs)
         for part, saved in self.parts:
             _put_back(part, saved)
-        python, numpy_state, torch_state, cuda = self.rng
-        random.setstate(python)
-        np.random.set_state(numpy_state)
-        torch.set_rng_state(torch_state)
-        if cuda is not None:
-            torch.cuda.set_rng_state_all(cuda)
+        self.rngs.restore()
 
 
 def _put_back(obj: Any, saved: dict[str, Any]) -> None:

@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader
 from lrfind import _core
 from lrfind.result import RangeTestResult, detector, sweep_options
 from lrfind.torch._range_test import CHECK_EVERY, MAX_CONSECUTIVE_SKIPS, _progress_bar
-from lrfind.torch._state import DTensor, GlobalRngs, Snapshot, _Copier, _OptimizerCopy
+from lrfind.torch._state import DTensor, Rngs, Snapshot, _Copier, _OptimizerCopy
 
 __all__ = ["LRFinder", "lr_find"]
 
@@ -289,7 +289,7 @@ def lr_find(
     trainer.callbacks = [finder, *trainer.callbacks]
     # setup() and configure_optimizers() may draw random numbers (a random_split) before the
     # sweep's snapshot: the fit that follows must draw them as if lr_find had not run.
-    rngs = GlobalRngs()
+    rngs = Rngs()
     try:
         trainer.fit(model, train_dataloaders, val_dataloaders, datamodule)
     finally:
@@ -335,7 +335,7 @@ def _lr_attr(module: pl.LightningModule, name: str | None, datamodule: Any = Non
 class _Groups:
     """Every parameter group of every optimizer, with its base LR and its ratio to the first."""
 
-    def __init__(self, optimizers: Sequence[torch.optim.Optimizer], mode: str, schedulers: Sequence[Any] = ()) -> None:
+    def __init__(self, optimizers: Sequence[torch.optim.Optimizer], mode: str, schedulers: Sequence[Any]) -> None:
         if not optimizers:
             raise ValueError("configure_optimizers returned no optimizer: the range test has nothing to sweep")
         self.optimizers = list(optimizers)

@@ -20,7 +20,7 @@ import torch.distributed as dist
 from lrfind import _core
 from lrfind.result import RangeTestResult, Refinement, detector, sweep_options
 from lrfind.torch import _refine
-from lrfind.torch._state import DTensor, GlobalRngs, Snapshot, _generators
+from lrfind.torch._state import DTensor, Rngs, Snapshot
 
 StepFn = Callable[[torch.nn.Module, Any], torch.Tensor]
 
@@ -848,14 +848,11 @@ def _held_out_batches(val_data: Any, n: int, data: Any) -> list[Any]:
     one on the same RNG, would give again), with every RNG put back after (the global ones and
     the loaders' own), so that the training batches are those of a sweep without ``val_data``.
     Kept where the loader gives them (host memory), moved to the device one at a time."""
-    rngs = GlobalRngs()
-    generators = [(g, g.get_state()) for g in _generators((data, val_data))]
+    rngs = Rngs((data, val_data))
     try:
         return _refine.held_out(val_data, n, lambda b: b)
     finally:
         rngs.restore()
-        for generator, state in generators:
-            generator.set_state(state)
 
 
 def _check_materialised(model: torch.nn.Module) -> None:

@@ -212,14 +212,16 @@ def _generators(data: Sequence[Any]) -> list[torch.Generator]:
     return found
 
 
-class GlobalRngs:
-    """The states of Python's, numpy's, torch's and CUDA's global RNGs; ``restore()`` puts them back."""
+class Rngs:
+    """The states of Python's, numpy's, torch's and CUDA's global RNGs, and of the generators
+    of ``data`` (DataLoaders and generators, see ``_generators``); ``restore()`` puts them back."""
 
-    def __init__(self) -> None:
+    def __init__(self, data: Sequence[Any] = ()) -> None:
         self.python = random.getstate()
         self.numpy = np.random.get_state()
         self.torch = torch.get_rng_state()
         self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+        self.generators = {id(g): (g, g.get_state()) for g in _generators(data)}
 
     def restore(self) -> None:
         random.setstate(self.python)
@@ -227,6 +229,8 @@ class GlobalRngs:
         torch.set_rng_state(self.torch)
         if self.cuda is not None:
             torch.cuda.set_rng_state_all(self.cuda)
+        for generator, state in self.generators.values():
+            generator.set_state(state)
 
 
 class Snapshot:
@@ -285,9 +289,8 @@ class Snapshot:
             del self.optimizer_copy.saved  # the state dict holds it (on disk with cache="disk")
         # A step interrupted after unscale_() leaves the scaler mid-step: keep its stage too.
         self.scaler_stages = None if scaler is None else {k: dict(v) for k, v in scaler._per_optimizer_states.items()}
-        self.rng = GlobalRngs()
         # DataLoaders may carry their own generators (shuffling, sampling): those are RNGs too.
-        self.generators = {id(g): (g, g.get_state()) for g in _generators(data)}
+        self.rngs = Rngs(data)
         # A DataLoader with persistent workers reuses its one iterator (and its workers, RNGs
         # advanced) on every iter(): the sweep gets an iterator of its own, and the user's, maybe
         # mid-epoch, waits untouched until close().
@@ -320,7 +323,7 @@ class Snapshot:
             lambda: self._restore_parameters(state, back),
             lambda: self.optimizer_copy is not None and self.optimizer_copy.restore(state["optimizer"], back),
             lambda: self.scaler is not None and self._restore_scaler(state["scaler"]),
-            self._restore_rngs,
+            self.rngs.restore,
             self._close_sweep_iterators,
         ):
             try:
@@ -369,11 +372,6 @@ class Snapshot:
         self.scaler.load_state_dict(saved)
         self.scaler._per_optimizer_states.clear()
         self.scaler._per_optimizer_states.update({k: dict(v) for k, v in self.scaler_stages.items()})
-
-    def _restore_rngs(self) -> None:
-        self.rng.restore()
-        for generator, generator_state in self.generators.values():
-            generator.set_state(generator_state)
 
     def _close_sweep_iterators(self) -> None:
         """Shut down the iterators the sweep opened on persistent-worker loaders."""
